@@ -1,0 +1,56 @@
+/* main.c — the `gradc` command: dispatch to subcommands.
+ *
+ * The table below is the whole CLI surface; each row's usage text lives
+ * next to its implementation in cli/cmd_NAME.c.  Adding a command is one
+ * row here, one declaration in cli.h and one file.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+extern const char cmd_check_usage[], cmd_dump_usage[], cmd_opt_usage[], cmd_dot_usage[];
+
+const CliCommand cli_commands[] = {
+    {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
+    {"dump", "print the IR of a model or .gir file at a stage", cmd_dump_usage, cmd_dump},
+    {"opt", "run passes over IR text: .gir in, .gir out", cmd_opt_usage, cmd_opt},
+    {"dot", "Graphviz drawing of a model or .gir file", cmd_dot_usage, cmd_dot},
+};
+const int cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
+
+static void main_usage(FILE *f)
+{
+    fprintf(f, "usage: gradc COMMAND [ARGS...]\n\n"
+               "gradc compiles dataflow graphs written as JSON model files: it checks them,\n"
+               "prints their IR at any stage, runs passes over IR text and draws them.\n\n"
+               "commands:\n");
+    for (int i = 0; i < cli_ncommands; i++)
+        fprintf(f, "  %-10s %s\n", cli_commands[i].name, cli_commands[i].summary);
+    fprintf(f, "\nRun `gradc COMMAND --help` for the flags of a command.\n"
+               "Exit codes: 0 success, 1 user error, 2 internal error.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        main_usage(stderr);
+        return 1;
+    }
+    if (cli_is_help(argv[1]) || !strcmp(argv[1], "help")) {
+        if (argc > 2 && strcmp(argv[1], "help") == 0)
+            return cli_help(argv[2]);
+        main_usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("gradc 0.1.0\n");
+        return 0;
+    }
+    for (int i = 0; i < cli_ncommands; i++)
+        if (!strcmp(argv[1], cli_commands[i].name))
+            return cli_commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "gradc: error: unknown command '%s'\n", argv[1]);
+    fprintf(stderr, "  hint: run `gradc --help` for the list of commands\n");
+    return 1;
+}
