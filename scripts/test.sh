@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The test command of the README: installs what is missing, builds, and runs
+# every test (C unit tests, lit/FileCheck pass tests, script tests) in a
+# normal build and in an AddressSanitizer + UBSan build, then a bounded
+# fuzzing run of the two parsers.
+#   GRADC_SKIP_ASAN=1   skip the sanitizer build
+#   GRADC_FUZZ_SECS=N   seconds per fuzz target (default 60; 0 skips)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/deps.sh
+
+echo "== build (RelWithDebInfo)"
+scripts/build.sh build
+echo "== tests"
+ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+if [[ ${GRADC_SKIP_ASAN:-0} != 1 ]]; then
+  echo "== build (ASan + UBSan)"
+  scripts/build.sh build-asan -DGRADC_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug
+  echo "== tests under ASan + UBSan"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j"$(nproc)"
+fi
+
+secs=${GRADC_FUZZ_SECS:-60}
+if [[ $secs != 0 ]]; then
+  echo "== fuzzing (${secs}s per target)"
+  scripts/fuzz.sh "$secs"
+fi
+echo "== all tests passed"
