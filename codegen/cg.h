@@ -29,8 +29,8 @@
  *   LLVMTypeRef f32 = LLVMFloatTypeInContext(m->ctx);
  *   LLVMTypeRef fty = LLVMFunctionType(f32, &f32, 1, 0);
  *   LLVMValueRef fn = LLVMAddFunction(m->mod, "twice", fty);
- *   cg_target_set_fn_attrs(cg_target_host(&err), fn);   // optional: done
- *   LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);  // for all defs
+ *   // (target attributes are added to every definition by the optimizer)
+ *   LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
  *   LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "e"));
  *   LLVMValueRef x = LLVMGetParam(fn, 0);
  *   LLVMBuildRet(b, LLVMBuildFAdd(b, x, x, "y"));
