@@ -1,0 +1,70 @@
+/* cg_lower.h — lowering a graph to native kernels, at one binding of its dims.
+ *
+ * A CgProgram is a graph compiled for concrete dims (B=2, T=64, ...): every
+ * node becomes one of
+ *   SOURCE  input, param or const: the runtime owns its buffer (const nodes
+ *           get a kernel that fills them, so they are KERNEL too);
+ *   ALIAS   a view with no code: reshape (row-major) shares its operand's
+ *           buffer (alias_of = the operand's node index);
+ *   KERNEL  one JIT-compiled function
+ *               void fn(void *const *slots, int64_t begin, int64_t end);
+ *           slots[i] is the buffer of node i (f32 as float, i32 as int32_t,
+ *           bool as uint8_t, row-major, dense).  The kernel computes the
+ *           part [begin, end) of its parallel range [0, extent): the
+ *           runtime splits that range over its threads when `parallel`, and
+ *           calls fn(slots, 0, extent) once otherwise (matmuls, which call
+ *           cblas_sgemm and thread inside OpenBLAS).
+ * Fused nodes (node->body, from the fuse pass) are one kernel each.  Every
+ * kernel of a program lives in one LLVM module, cached on disk by the IR
+ * text of the graph, the binding and CG_LOWER_VERSION.
+ *
+ *   CgProgram *p = cg_program_compile(g, binding, NULL, &err);
+ *   // runtime: allocate buffers, fill slots[], then for every node i:
+ *   //   if (p->nodes[i].kind == CG_KERNEL) p->nodes[i].fn(slots, 0, p->nodes[i].extent);
+ *   cg_program_free(p);
+ */
+#ifndef GRADC_CG_LOWER_H
+#define GRADC_CG_LOWER_H
+
+#include "cg.h"
+
+/* Bump when the generated code changes for the same IR (cache key). */
+#define CG_LOWER_VERSION 1
+
+typedef enum CgNodeKind { CG_SOURCE, CG_ALIAS, CG_KERNEL } CgNodeKind;
+
+typedef void (*CgKernelFn)(void *const *slots, int64_t begin, int64_t end);
+
+typedef struct CgNodeCode {
+    CgNodeKind kind;
+    int alias_of;          /* CG_ALIAS: node index whose buffer this is */
+    CgKernelFn fn;         /* CG_KERNEL */
+    int64_t extent;        /* parallel range [0, extent) */
+    bool parallel;         /* the runtime may split [0, extent) over threads */
+    int64_t numel;         /* elements of the node's value at this binding */
+    int64_t bytes;         /* numel * dtype size */
+    double flops;          /* estimated floating-point operations */
+    char symbol[48];       /* kernel function name in the module */
+} CgNodeCode;
+
+typedef struct CgOptions {
+    bool no_cache;         /* compile even when the object is cached */
+    bool keep_module;      /* keep LLVM IR / asm text for dumps (llvm_ir, asm) */
+} CgOptions;
+
+typedef struct CgProgram {
+    const IrGraph *graph;  /* not owned; must outlive the program */
+    int64_t binding[IR_MAX_SYMS];
+    int nnodes;
+    CgNodeCode *nodes;     /* indexed like graph->nodes */
+    CgJit *jit;
+    CgStats stats;         /* compile time, cache hit */
+    char *llvm_ir;         /* with keep_module: optimized LLVM IR (malloc'd) */
+    char *asm_text;        /* with keep_module: machine code (malloc'd) */
+} CgProgram;
+
+CgProgram *cg_program_compile(const IrGraph *g, const int64_t *binding,
+                              const CgOptions *opt, IrError *err);
+void cg_program_free(CgProgram *p);
+
+#endif
