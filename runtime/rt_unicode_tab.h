@@ -800,3 +800,23 @@ static const RtUcRange rt_uc_ranges[792] = {
     {0x2F800, 0x2FA1D, RT_UC_L},
     {0x30000, 0x3134A, RT_UC_L},
 };
+
+/* The same classes for ASCII, indexed by byte: the fast path. */
+static const unsigned char rt_uc_ascii[128] = {
+    RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_O, RT_UC_S, RT_UC_S, RT_UC_S, RT_UC_S, RT_UC_S, RT_UC_O, RT_UC_O,
+    RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_S, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_N, RT_UC_N, RT_UC_N, RT_UC_N, RT_UC_N, RT_UC_N, RT_UC_N, RT_UC_N,
+    RT_UC_N, RT_UC_N, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_O, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L,
+    RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L,
+    RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L,
+    RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+    RT_UC_O, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L,
+    RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L,
+    RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_L,
+    RT_UC_L, RT_UC_L, RT_UC_L, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O, RT_UC_O,
+};

@@ -65,6 +65,15 @@ def main():
     w("static const RtUcRange rt_uc_ranges[%d] = {\n" % len(rs))
     for lo, hi, c in rs:
         w("    {0x%05X, 0x%05X, %s},\n" % (lo, hi, c))
+    w("};\n\n")
+    w("/* The same classes for ASCII, indexed by byte: the fast path. */\n")
+    w("static const unsigned char rt_uc_ascii[128] = {\n")
+    space = set()
+    for lo, hi in WHITE_SPACE:
+        space.update(range(lo, hi + 1))
+    for row in range(0, 128, 8):
+        cells = [classify(cp, space) or "RT_UC_O" for cp in range(row, row + 8)]
+        w("    " + ", ".join(cells) + ",\n")
     w("};\n")
 
 
