@@ -1,20 +1,25 @@
 // encode.js — the oracle for gradc's GPT-2 BPE (runtime/rt_bpe.c).
-// Encodes a UTF-8 file with js-tiktoken's "gpt2" encoding and prints the ids,
-// one per line, so the output can be diffed against bpe_encode's.
-//   node encode.js FILE            <|endoftext|> encoded as ordinary text
-//   node encode.js --special FILE  <|endoftext|> becomes id 50256
+// Encodes UTF-8 files with js-tiktoken's "gpt2" encoding and prints, for each
+// file, a line "# FILE" and then its ids one per line: the same output as
+// bpe_encode.c, so the two diff directly.
+//   node encode.js FILE...            <|endoftext|> encoded as ordinary text
+//   node encode.js --special FILE...  <|endoftext|> becomes id 50256
 "use strict";
 const fs = require("fs");
 const { getEncoding } = require("js-tiktoken");
 
 const args = process.argv.slice(2);
 const special = args[0] === "--special";
-const file = special ? args[1] : args[0];
-if (!file) {
-  console.error("usage: node encode.js [--special] FILE");
+const files = special ? args.slice(1) : args;
+if (files.length === 0) {
+  console.error("usage: node encode.js [--special] FILE...");
   process.exit(2);
 }
-const text = fs.readFileSync(file, "utf8");
 const enc = getEncoding("gpt2");
-const ids = special ? enc.encode(text, "all") : enc.encode(text, [], []);
-process.stdout.write(ids.join("\n") + (ids.length ? "\n" : ""));
+const out = [];
+for (const file of files) {
+  const text = fs.readFileSync(file, "utf8");
+  const ids = special ? enc.encode(text, "all") : enc.encode(text, [], []);
+  out.push("# " + file + "\n" + ids.map((id) => id + "\n").join(""));
+}
+process.stdout.write(out.join(""));
