@@ -40,6 +40,8 @@ typedef struct PassCtx {
     bool explain;              /* passes print their decisions (fuse) */
     bool verify;               /* run the verifier after every pass */
     PassTrainOpts train;
+    bool internal;             /* set with err when the verifier rejected a pass's output:
+                                * a bug in gradc, not in the input (the CLI exits 2) */
 } PassCtx;
 
 typedef bool (*PassFn)(IrGraph *g, PassCtx *ctx);
@@ -58,7 +60,14 @@ extern const int pass_count;
 extern const char *const pass_default_pipeline;
 
 PassCtx pass_ctx_default(IrError *err);
+/* NULL when no pass has that name. */
 const PassInfo *pass_lookup(const char *name);
+/* The registered pass name nearest to `name` (edit distance), for hints. */
+const char *pass_nearest(const char *name);
+/* Checks a pipeline string and ctx->print_after/print_before (each a pass
+ * name, "all" or NULL) without running anything, so a CLI can reject a bad
+ * flag before loading a model.  Fills ctx->err. */
+bool pass_check_pipeline(const char *pipeline, PassCtx *ctx);
 /* Runs a comma-separated list of pass names.  Unknown names are errors that
  * list the known passes. */
 bool pass_run_pipeline(IrGraph *g, const char *pipeline, PassCtx *ctx);

@@ -1,0 +1,22 @@
+/* registry.c — the table of passes and the default pipeline.
+ *
+ * Registering a pass is one row here (plus its entry point in pass.h).  The
+ * rows follow the order of the catalogue in docs/passes.md, which is also
+ * the order in which a train-step compile runs them.  The CLI's help, the
+ * "unknown pass" errors and the --print-after checks all read this table.
+ */
+#include "pass.h"
+
+const PassInfo pass_registry[] = {
+    {"cse", "merge nodes that compute the same value (same op, operands, attributes, type)",
+     pass_cse},
+    {"dce", "remove nodes that no output depends on (inputs and params stay)", pass_dce},
+};
+
+const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
+
+/* What `gradc dump --stage=opt` runs.  Later issues grow it to the full
+ * train-step pipeline, in this order:
+ *     autodiff,decompose,simplify,cse,dce,fuse,schedule,memplan
+ * (autodiff and the optimizer first, fusion and memory planning last). */
+const char *const pass_default_pipeline = "cse,dce";
