@@ -30,6 +30,8 @@ typedef struct PassTrainOpts {
     double beta1, beta2, eps, weight_decay;
     double clip_norm;          /* <= 0: no clipping */
     bool decay_all;            /* true: decay every param (PyTorch, the book); false: skip biases and norms */
+    const char *broken_rule;   /* tests of gradcheck only: an op whose gradient rule autodiff
+                                * scales by 1.25, so that gradcheck must catch it; NULL: none */
 } PassTrainOpts;
 
 typedef struct PassCtx {
@@ -76,5 +78,23 @@ bool pass_run_one(IrGraph *g, const PassInfo *p, PassCtx *ctx);
 /* The passes (one file each). */
 bool pass_dce(IrGraph *g, PassCtx *ctx);
 bool pass_cse(IrGraph *g, PassCtx *ctx);
+
+/* autodiff.c, grad_rules.c, optimizer.c: the train-step graph (docs/autodiff.md).
+ * pass_autodiff adds the loss (if the graph has no scalar output "loss") and
+ * an output "grad.P" for every trainable param P; pass_optimizer consumes
+ * them and appends the AdamW update (outputs P, adam.m.P, adam.v.P). */
+bool pass_autodiff(IrGraph *g, PassCtx *ctx);
+bool pass_optimizer(IrGraph *g, PassCtx *ctx);
+/* The "loss" output, adding input `targets` and cross_entropy over the
+ * logits output when there is none.  NULL (and ctx->err) on failure. */
+IrNode *pass_add_loss(IrGraph *g, PassCtx *ctx);
+/* A param with trainable != 0 that no freeze glob matches. */
+bool pass_param_trainable(const IrNode *p, const PassTrainOpts *o);
+/* Why operand `operand` of op has no gradient, or NULL if it has one. */
+const char *pass_autodiff_nondiff_reason(IrOp op, int operand);
+/* Trainable parameter count and AdamW state bytes (m and v, f32) of a
+ * model graph; -1 counts when a param shape is symbolic. */
+void pass_train_stats(const IrGraph *g, const PassTrainOpts *o, int64_t *trainable,
+                      int64_t *state_bytes);
 
 #endif
