@@ -14,9 +14,10 @@
  * chain of duplicates collapses in the same sweep (if %3 == %2 then
  * neg %3 == neg %2), and the outputs are redirected at the end.
  *
- * CSE only redirects uses; a merged node stays in the graph, unused, for
- * dce to delete (the default pipeline is "cse,dce").  Keeping the two
- * concerns apart keeps each pass small and lets a test see what cse merged.
+ * A merged node has no uses left, so a last sweep removes it (and frees
+ * its body) and reindexes the graph.  Removing it here rather than leaving
+ * it to dce matters for bodies: a body that still held a merged duplicate
+ * would no longer match an equal body elsewhere.
  *
  * Never merged:
  *   - inputs and params: each is a distinct value bound from outside, even
@@ -227,6 +228,23 @@ static bool cse_bodies(IrGraph *g, PassCtx *ctx)
     return true;
 }
 
+/* Drops the merged nodes (aux != self), keeping the order. */
+static void sweep(IrGraph *g)
+{
+    int k = 0;
+    for (int i = 0; i < g->nnodes; i++) {
+        IrNode *n = g->nodes[i];
+        if (rep(n) == n) {
+            g->nodes[k++] = n;
+            continue;
+        }
+        ir_graph_free(n->body);
+        n->body = NULL;
+    }
+    g->nnodes = k;
+    ir_graph_reindex(g);
+}
+
 bool pass_cse(IrGraph *g, PassCtx *ctx)
 {
     if (!cse_bodies(g, ctx))
@@ -234,10 +252,11 @@ bool pass_cse(IrGraph *g, PassCtx *ctx)
     CseTable t = table_new(g->nnodes);
     for (int i = 0; i < g->nnodes; i++)
         cse_node(&t, g->nodes[i]);
+    free(t.slot);
     for (int i = 0; i < g->nout; i++)
         g->outs[i].node = rep(g->outs[i].node);
+    sweep(g);
     for (int i = 0; i < g->nnodes; i++)
         g->nodes[i]->aux = NULL;
-    free(t.slot);
     return true;
 }

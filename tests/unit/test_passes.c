@@ -166,10 +166,9 @@ TEST(cse_identical_adds)
     ir_graph_add_output(g, "out", m);
     ir_graph_add_output(g, "b", b);
     CHECK(run(g, "cse"));
-    CHECK(g->nnodes == 5); /* cse leaves the duplicate for dce */
+    CHECK(g->nnodes == 4 && g->nodes[2] == a && g->nodes[3] == m && m->index == 3);
     CHECK(m->in[0] == a && m->in[1] == a && output(g, 1) == a);
-    CHECK(run(g, "dce"));
-    CHECK(g->nnodes == 4);
+    (void)b;
     ir_graph_free(g);
 }
 
@@ -280,6 +279,7 @@ TEST(cse_bodies)
     b2->op = OP_ABS; /* same type rule as neg */
     CHECK(run(g, "cse"));
     CHECK(output(g, 1) == f[0] && output(g, 2) == f[2]);
+    CHECK(g->nnodes == 3); /* f[1] and its body are gone (freed: no leak) */
     CHECK(f[0]->body->nnodes == 3); /* nothing to merge inside; the dead exp stays */
     CHECK(run(g, "dce"));
     CHECK(g->nnodes == 3 && f[0]->body->nnodes == 2);
