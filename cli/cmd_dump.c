@@ -1,0 +1,234 @@
+/* cmd_dump.c — `gradc dump`: the IR of a model or .gir file at a stage.
+ *
+ * A stage is a point of the compile pipeline (DESIGN.md): `graph` is the
+ * frontend's graph as built, `opt` is that graph after the default pass
+ * pipeline.  The later stages (grad, kernels, sched, llvm, asm) are listed
+ * so that the help shows the whole pipeline, and asking for one before it
+ * exists is a clear user error rather than a silent fallback.  --passes
+ * runs extra passes after the stage, so any point in between can be shown.
+ *
+ * Output goes to stdout, or with -o FILE to FILE atomically: the text is
+ * written to FILE.tmp, synced, and renamed over FILE, so a failed or
+ * interrupted run never leaves a half-written file.  cli_write_ir, which
+ * does that, is shared with cmd_opt.c.
+ */
+#include "cli.h"
+#include "passes/pass.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+const char cmd_dump_usage[] =
+    "usage: gradc dump MODEL.json|FILE.gir|- [--set k=v ...] [--stage=STAGE] [--passes=LIST]\n"
+    "                  [--print-after=P|all] [--print-before=P|all] [-o FILE]\n"
+    "\n"
+    "Prints the IR of a model (through the JSON frontend) or of an IR text file\n"
+    "at a stage of the compile pipeline.\n"
+    "\n"
+    "stages:\n"
+    "  graph     the frontend's graph, before any pass (the default)\n"
+    "  opt       after the default pass pipeline\n"
+    "  grad      train-step graph after autodiff and the optimizer (not yet available)\n"
+    "  kernels   after fusion (not yet available)\n"
+    "  sched     after scheduling and memory planning (not yet available)\n"
+    "  llvm      LLVM IR of the kernels (not yet available)\n"
+    "  asm       machine code of the kernels (not yet available)\n"
+    "\n"
+    "flags:\n"
+    "  --set k=v          override a config value of a JSON model (repeatable)\n"
+    "  --stage=STAGE      the stage to print (see above)\n"
+    "  --passes=LIST      comma-separated passes to run after the stage\n"
+    "  --print-after=P    also print the IR after pass P, or after every pass (all)\n"
+    "  --print-before=P   also print the IR before pass P, or before every pass (all)\n"
+    "  -o FILE            write the IR to FILE (atomically) instead of stdout\n"
+    "\n"
+    "examples:\n"
+    "  gradc dump models/gpt-mini.json --set n_layers=1\n"
+    "  gradc dump models/gpt-mini.json --stage=opt -o mini.gir\n"
+    "  gradc dump mini.gir --passes=cse,dce --print-after=all\n"
+    "\n"
+    "exit codes: 0 success, 1 user error, 2 internal error (a pass broke the IR)\n";
+
+typedef struct DumpStage {
+    const char *name;
+    bool ready;
+} DumpStage;
+
+static const DumpStage stages[] = {
+    {"graph", true},    {"grad", false}, {"opt", true},  {"kernels", false},
+    {"sched", false},   {"llvm", false}, {"asm", false},
+};
+static const int nstages = sizeof stages / sizeof stages[0];
+
+typedef struct DumpArgs {
+    const char *in, *out, *stage, *passes;
+    CliModelArgs model;
+    PassCtx ctx;
+} DumpArgs;
+
+/* ---------------------------------------------------------------- output */
+
+static int write_failed(const char *path, const char *what)
+{
+    IrError err = {0};
+    ir_error(&err, "cannot write '%s': %s", path, what);
+    ir_error_hint(&err, "check that the directory exists and is writable");
+    return cli_fail(&err);
+}
+
+/* Flushes, syncs and closes f; returns 0 or an errno value. */
+static int finish(FILE *f)
+{
+    int e = 0;
+    errno = 0;
+    if (ferror(f))
+        e = EIO;
+    else if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+        e = errno ? errno : EIO;
+    if (fclose(f) != 0 && !e)
+        e = errno ? errno : EIO;
+    return e;
+}
+
+/* Writes g to FILE.tmp, syncs it and renames it over FILE. */
+static int write_atomic(const IrGraph *g, const char *path)
+{
+    char tmp[4096];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return write_failed(path, "path too long");
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return write_failed(tmp, strerror(errno));
+    ir_print(g, f);
+    int e = finish(f);
+    if (!e && rename(tmp, path) == 0)
+        return 0;
+    e = e ? e : errno;
+    unlink(tmp);
+    return write_failed(path, strerror(e));
+}
+
+/* Prints g to stdout (path NULL or "-") or atomically to path.  Returns an
+ * exit code.  Shared with cmd_opt.c. */
+int cli_write_ir(const IrGraph *g, const char *path)
+{
+    if (path && strcmp(path, "-"))
+        return write_atomic(g, path);
+    ir_print(g, stdout);
+    if (fflush(stdout) != 0)
+        return write_failed("<stdout>", strerror(errno));
+    return 0;
+}
+
+/* ---------------------------------------------------------------- flags */
+
+static int store(const char **dst, const char *v)
+{
+    if (!v)
+        return 1; /* cli_flag_value reported the missing value */
+    *dst = v;
+    return -1;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int take_arg(char **argv, int argc, int *i, DumpArgs *a)
+{
+    const char *arg = argv[*i], *v = NULL;
+    if (cli_is_help(arg))
+        return cli_help("dump");
+    if (cli_take_set(argv, argc, i, &a->model))
+        return a->model.bad ? 1 : -1;
+    if (cli_flag_value(argv, argc, i, "--stage", &v))
+        return store(&a->stage, v);
+    if (cli_flag_value(argv, argc, i, "--passes", &v))
+        return store(&a->passes, v);
+    if (cli_flag_value(argv, argc, i, "--print-after", &v))
+        return store(&a->ctx.print_after, v);
+    if (cli_flag_value(argv, argc, i, "--print-before", &v))
+        return store(&a->ctx.print_before, v);
+    if (cli_flag_value(argv, argc, i, "-o", &v))
+        return store(&a->out, v);
+    if (arg[0] == '-' && arg[1])
+        return cli_usage_error("dump", "unknown flag '%s'", arg);
+    if (a->in)
+        return cli_usage_error("dump", "more than one input file ('%s' and '%s')", a->in, arg);
+    a->in = arg;
+    return -1;
+}
+
+static const DumpStage *find_stage(const char *name)
+{
+    for (int i = 0; i < nstages; i++)
+        if (!strcmp(stages[i].name, name))
+            return &stages[i];
+    return NULL;
+}
+
+static int check_stage(const char *name)
+{
+    const DumpStage *s = find_stage(name);
+    if (!s)
+        return cli_usage_error("dump", "unknown stage '%s'; stages: graph, grad, opt, kernels, "
+                               "sched, llvm, asm", name);
+    if (s->ready)
+        return -1;
+    IrError err = {0};
+    ir_error(&err, "stage '%s' is not yet available in this version of gradc", name);
+    ir_error_hint(&err, "available stages: graph, opt");
+    return cli_fail(&err);
+}
+
+static int parse_args(int argc, char **argv, DumpArgs *a)
+{
+    for (int i = 1; i < argc; i++) {
+        int r = take_arg(argv, argc, &i, a);
+        if (r >= 0)
+            return r;
+    }
+    if (!a->in)
+        return cli_usage_error("dump", "missing input: a model .json file, a .gir file or -");
+    return check_stage(a->stage);
+}
+
+/* ---------------------------------------------------------------- the command */
+
+static const char *stage_pipeline(const char *stage)
+{
+    return !strcmp(stage, "opt") ? pass_default_pipeline : "";
+}
+
+static int pass_failed(const PassCtx *ctx)
+{
+    ir_error_print(ctx->err, stderr);
+    return ctx->internal ? 2 : 1;
+}
+
+static int run(IrGraph *g, DumpArgs *a)
+{
+    if (!pass_run_pipeline(g, stage_pipeline(a->stage), &a->ctx) ||
+        !pass_run_pipeline(g, a->passes, &a->ctx))
+        return pass_failed(&a->ctx);
+    return cli_write_ir(g, a->out);
+}
+
+int cmd_dump(int argc, char **argv)
+{
+    IrError err = {0};
+    DumpArgs a = {.stage = "graph", .ctx = pass_ctx_default(&err)};
+    int r = parse_args(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    if (!pass_check_pipeline(a.passes, &a.ctx))
+        return cli_fail(&err);
+    FeModel *model = NULL;
+    IrGraph *g = cli_load(a.in, &a.model, &model, &err);
+    if (!g)
+        return cli_fail(&err);
+    if (!model && a.model.nsets)
+        fprintf(stderr, "gradc dump: warning: --set is ignored for IR text input '%s'\n", a.in);
+    r = run(g, &a);
+    cli_unload(g, model);
+    return r;
+}

@@ -1,0 +1,131 @@
+/* cmd_opt.c — `gradc opt`: IR text in, passes, IR text out.
+ *
+ * The tool behind the pass regression tests (tests/lit): it parses a .gir
+ * file (or stdin), runs a pipeline string and prints the result, optionally
+ * with dumps before/after each pass.  Without --passes it just re-prints
+ * its input, so for any printed IR `gradc opt a.gir > b.gir` reproduces
+ * a.gir byte for byte (the text format round-trips).
+ *
+ * The input is IR text whatever its extension, except that a .json file is
+ * refused with a pointer to `gradc dump`, which is the command that reads
+ * models.  Exit codes: 1 for a bad flag, file, parse error or pipeline, 2
+ * when a pass broke the IR (the verifier caught a bug in gradc).
+ */
+#include "cli.h"
+#include "passes/pass.h"
+
+#include <string.h>
+
+/* Shared with cmd_dump.c, which defines it: prints g to stdout or writes it
+ * atomically to path; returns an exit code. */
+int cli_write_ir(const IrGraph *g, const char *path);
+
+const char cmd_opt_usage[] =
+    "usage: gradc opt FILE.gir|- [--passes=LIST] [--print-after=P|all] [--print-before=P|all]\n"
+    "                 [--no-verify] [-o FILE]\n"
+    "\n"
+    "Parses IR text (a .gir file, or - for stdin), runs the passes of LIST in order\n"
+    "and prints the resulting IR.  Without --passes it prints its input re-printed,\n"
+    "so `gradc opt a.gir > b.gir && cmp a.gir b.gir` holds for printed IR.\n"
+    "\n"
+    "flags:\n"
+    "  --passes=LIST      comma-separated pass names, e.g. cse,dce (see docs/passes.md)\n"
+    "  --print-after=P    print the IR after pass P, or after every pass (all)\n"
+    "  --print-before=P   print the IR before pass P, or before every pass (all)\n"
+    "  --no-verify        do not run the verifier after each pass\n"
+    "  -o FILE            write the result to FILE (atomically) instead of stdout\n"
+    "\n"
+    "The --print-* dumps go to stdout, each after a header line\n"
+    "  // -----// IR after NAME //----- //\n"
+    "\n"
+    "examples:\n"
+    "  gradc opt model.gir --passes=cse,dce\n"
+    "  gradc dump models/gpt-mini.json | gradc opt - --passes=cse --print-after=all\n"
+    "\n"
+    "exit codes: 0 success, 1 user error, 2 internal error (a pass broke the IR)\n";
+
+typedef struct OptArgs {
+    const char *in, *out, *passes;
+    PassCtx ctx;
+} OptArgs;
+
+static int store(const char **dst, const char *v)
+{
+    if (!v)
+        return 1; /* cli_flag_value reported the missing value */
+    *dst = v;
+    return -1;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int take_arg(char **argv, int argc, int *i, OptArgs *a)
+{
+    const char *arg = argv[*i], *v = NULL;
+    if (cli_is_help(arg))
+        return cli_help("opt");
+    if (!strcmp(arg, "--no-verify")) {
+        a->ctx.verify = false;
+        return -1;
+    }
+    if (cli_flag_value(argv, argc, i, "--passes", &v))
+        return store(&a->passes, v);
+    if (cli_flag_value(argv, argc, i, "--print-after", &v))
+        return store(&a->ctx.print_after, v);
+    if (cli_flag_value(argv, argc, i, "--print-before", &v))
+        return store(&a->ctx.print_before, v);
+    if (cli_flag_value(argv, argc, i, "-o", &v))
+        return store(&a->out, v);
+    if (arg[0] == '-' && arg[1])
+        return cli_usage_error("opt", "unknown flag '%s'", arg);
+    if (a->in)
+        return cli_usage_error("opt", "more than one input file ('%s' and '%s')", a->in, arg);
+    a->in = arg;
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, OptArgs *a)
+{
+    for (int i = 1; i < argc; i++) {
+        int r = take_arg(argv, argc, &i, a);
+        if (r >= 0)
+            return r;
+    }
+    if (!a->in)
+        return cli_usage_error("opt", "missing input: a .gir file, or - for stdin");
+    size_t n = strlen(a->in);
+    if (n < 5 || strcmp(a->in + n - 5, ".json"))
+        return -1;
+    IrError err = {0};
+    ir_error(&err, "'%s' is a model file, and opt reads IR text", a->in);
+    ir_error_hint(&err, "`gradc dump %s --passes=LIST` runs passes on a model", a->in);
+    return cli_fail(&err);
+}
+
+static IrGraph *load(const char *path, IrError *err)
+{
+    if (strcmp(path, "-"))
+        return ir_parse_file(path, err);
+    CliModelArgs none = {0};
+    FeModel *model = NULL;
+    return cli_load(path, &none, &model, err);
+}
+
+int cmd_opt(int argc, char **argv)
+{
+    IrError err = {0};
+    OptArgs a = {.ctx = pass_ctx_default(&err)};
+    int r = parse_args(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    if (!pass_check_pipeline(a.passes, &a.ctx))
+        return cli_fail(&err);
+    IrGraph *g = load(a.in, &err);
+    if (!g)
+        return cli_fail(&err);
+    if (pass_run_pipeline(g, a.passes, &a.ctx))
+        r = cli_write_ir(g, a.out);
+    else
+        r = a.ctx.internal ? (cli_fail(&err), 2) : cli_fail(&err);
+    ir_graph_free(g);
+    return r;
+}
