@@ -39,8 +39,8 @@ static bool dim_canon(IrTerm *t, int n, IrDim *out)
             j++;
         if (j == m)
             merged[m++] = t[i];
-        else
-            merged[j].coef += t[i].coef;
+        else if (__builtin_add_overflow(merged[j].coef, t[i].coef, &merged[j].coef))
+            return false;
     }
     memset(out, 0, sizeof *out);
     for (int i = 0; i < m; i++) {
@@ -77,6 +77,7 @@ IrDim ir_dim_sym(int sym)
     return d;
 }
 
+/* add, sub, mul and div_const return false on coefficient overflow too. */
 bool ir_dim_add(IrDim a, IrDim b, IrDim *out)
 {
     IrTerm t[2 * IR_MAX_TERMS];
@@ -88,7 +89,8 @@ bool ir_dim_add(IrDim a, IrDim b, IrDim *out)
 bool ir_dim_sub(IrDim a, IrDim b, IrDim *out)
 {
     for (int i = 0; i < b.n; i++)
-        b.t[i].coef = -b.t[i].coef;
+        if (__builtin_sub_overflow((int64_t)0, b.t[i].coef, &b.t[i].coef))
+            return false;
     return ir_dim_add(a, b, out);
 }
 
@@ -98,7 +100,8 @@ bool ir_dim_mul(IrDim a, IrDim b, IrDim *out)
     int n = 0;
     for (int i = 0; i < a.n; i++)
         for (int j = 0; j < b.n; j++, n++) {
-            t[n].coef = a.t[i].coef * b.t[j].coef;
+            if (__builtin_mul_overflow(a.t[i].coef, b.t[j].coef, &t[n].coef))
+                return false;
             for (int s = 0; s < IR_MAX_SYMS; s++) {
                 int e = a.t[i].exp[s] + b.t[j].exp[s];
                 if (e > 255)
@@ -114,7 +117,7 @@ bool ir_dim_div_const(IrDim a, int64_t c, IrDim *out)
     if (c == 0)
         return false;
     for (int i = 0; i < a.n; i++)
-        if (a.t[i].coef % c != 0)
+        if ((c == -1 && a.t[i].coef == INT64_MIN) || a.t[i].coef % c != 0)
             return false;
     for (int i = 0; i < a.n; i++)
         a.t[i].coef /= c;
