@@ -1023,7 +1023,8 @@ static bool parse_block(Parser *P, Block *b, const Tok *open, const char *what)
     if (P->tok.kind == T_EOF)
         return unterminated(P, open, what);
     if (!is_punct(&P->tok, '}'))
-        return FAIL(P, &P->tok, "expected '}' after the return line, got %s", describe(P, &P->tok));
+        return FAIL(P, &P->tok, "expected '}' after the return line, got %s", describe(P, &P->tok)),
+               hint(P, "close the block opened at line %d, column %d", open->line, open->col);
     return next(P);
 }
 

@@ -8,7 +8,7 @@
  *   - nodes are numbered by position (%0, %1, ...), computed here rather
  *     than read from n->index, which a pass may have left stale;
  *   - attributes in attrs.def key order, floats in the shortest %g form
- *     that reads back to the same double;
+ *     that reads back to the same double (see format_float);
  *   - dims through ir_dim_str, which prints canonical polynomials;
  *   - names bare when they only use [A-Za-z0-9_.-/:] (and no "//", which
  *     would start a comment), quoted otherwise;
@@ -83,21 +83,20 @@ static void print_name(const char *s, FILE *f)
         print_quoted(s, f);
 }
 
-/* The shortest %.Ng (N = 1..17) that strtod reads back to exactly v. */
+/* The shortest of %.1g ... %.17g that strtod reads back to exactly v: the
+ * fewest digits, and fixed notation where that is shorter (100, not 1e+02). */
 static void format_float(double v, char *buf, size_t cap)
 {
-    if (isnan(v)) {
-        snprintf(buf, cap, "nan");
+    char cand[40];
+    if (isnan(v) || isinf(v)) {
+        snprintf(buf, cap, "%s", isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
         return;
     }
-    if (isinf(v)) {
-        snprintf(buf, cap, v > 0 ? "inf" : "-inf");
-        return;
-    }
+    buf[0] = 0;
     for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            return;
+        snprintf(cand, sizeof cand, "%.*g", prec, v);
+        if (strtod(cand, NULL) == v && (!buf[0] || strlen(cand) < strlen(buf)))
+            snprintf(buf, cap, "%s", cand);
     }
 }
 

@@ -191,7 +191,7 @@ static void check_float(double v, const char *want)
     free(s);
 }
 
-/* Shortest text that reads back to the same double, bit for bit. */
+/* The shortest text that reads back to the same double, bit for bit. */
 TEST(print_floats)
 {
     check_float(0.5, "0.5");
@@ -202,6 +202,10 @@ TEST(print_floats)
     check_float(0.1, "0.1");
     check_float(1.0 / 3.0, "0.3333333333333333");
     check_float(0.1 + 0.2, "0.30000000000000004");
+    check_float(100, "100");
+    check_float(768, "768");
+    check_float(1e16, "1e+16");
+    check_float(-1500, "-1500");
     check_float(1e300, "1e+300");
     check_float(DBL_MAX, "1.7976931348623157e+308");
     check_float(5e-324, "5e-324");
@@ -303,7 +307,7 @@ TEST(parse_attr_values)
                          "  %7 = sum %1 {axes=[]} : f32[]\n"
                          "  return x=%2, y=%3, z=%4, n=%5, p=%6\n}\n");
     CHECK(s && strstr(s, "{ignore_index=-9223372036854775808}"));
-    CHECK(s && strstr(s, "%4 = const {value=-1.5e+03} : f32[2]"));
+    CHECK(s && strstr(s, "%4 = const {value=-1500} : f32[2]"));
     CHECK(s && strstr(s, "%5 = const {value=nan}"));
     CHECK(s && strstr(s, "%6 = param {init=\"\"} : f32[2] @p\n"));
     free(s);
@@ -383,6 +387,9 @@ TEST(parse_errors)
       NULL);
     E("  %1 = neg %0 : f32[B] {\n    return\n  }\n  return y=%1\n}\n", "t.gir:3:24",
       "the body has 0 inputs for 1 operand", "in order");
+    E("  %1 = neg %0 : f32[B] {\n    %0 = input : f32[B] @x\n    return r=%0\n  return y=%1\n}\n",
+      "t.gir:6:3", "expected '}' after the return line, got 'return'",
+      "close the block opened at line 3, column 24");
     E("  %1 = neg %0 : f32[B] {\n    %0 = neg %0 : f32[B]\n", "t.gir:4:14",
       "use of undefined value %0", NULL);
 #undef E
