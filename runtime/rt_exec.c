@@ -1,0 +1,493 @@
+/* rt_exec.c — the executor: slabs, arena, kernel loop and write-back.
+ *
+ * rt_exec_new compiles the graph (cg_program_compile), then lays out four
+ * blocks of memory (rt_exec.h): the param slab, the state slab, the input
+ * slab and the arena.  Each source node gets an offset in its slab,
+ * 64-byte aligned, in graph order; each kernel's root gets the offset that
+ * rt_memplan chose; every slot of an alias points at its root's buffer.
+ * The slot array slots[i] is what every kernel receives: the buffer of
+ * node i, whatever block it lives in.
+ *
+ * A run is a straight loop over the nodes in graph order.  A parallel
+ * kernel with enough work goes to the pool (rt_pool_run splits its range);
+ * every other kernel runs on this thread, and before a big one (a matmul:
+ * OpenBLAS threads it) the pool is told to sleep so that the two never
+ * compete for the cores.  After the loop, write-back copies every output
+ * named like a param or an input into that buffer (a train step's updated
+ * weights and AdamW moments).
+ *
+ * Parameter init matches the interpreter (ir/interp.c): the same stream per
+ * param name (ir/rng.h), drawn in double and rounded to float.
+ */
+#define _GNU_SOURCE
+#include "rt_exec.h"
+
+#include "ir/rng.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Below this much work (elements or flops) a parallel kernel runs on the
+ * calling thread: waking the pool costs more than it saves. */
+#define RT_PAR_MIN_WORK 16384
+/* A serial kernel with at least this many flops (a matmul) puts the pool
+ * to sleep first, so that OpenBLAS has the cores to itself. */
+#define RT_BLAS_MIN_FLOPS 1e6
+
+/* Until codegen/cg_lower.c is in every build, the lowering is a weak
+ * reference: the runtime and its tests over hand-built programs link
+ * without it, and rt_exec_new reports its absence as an error. */
+#pragma weak cg_program_compile
+#pragma weak cg_program_free
+
+/* Where a source node lives. */
+typedef enum SrcBlock { SB_NONE, SB_PARAM, SB_STATE, SB_INPUT } SrcBlock;
+
+typedef struct WriteBack {
+    int from, to;  /* node indices: output value, param/input node */
+    int64_t bytes;
+} WriteBack;
+
+struct RtExec {
+    const IrGraph *g;
+    const CgProgram *prog;
+    CgProgram *owned;          /* compiled by rt_exec_new */
+    RtMemPlan plan;
+    RtPool *pool;
+    void **slots;              /* [nnodes] buffer of each node */
+    SrcBlock *block;           /* [nnodes] */
+    int64_t *src_off;          /* [nnodes] offset of a source in its slab */
+    bool *input_set;           /* [nnodes] plain inputs set at least once */
+    char *param_slab, *state_slab, *input_slab, *arena;
+    WriteBack *wb;
+    int nwb;
+    double *kernel_ns;         /* [nnodes] with timing */
+    int runs;
+    RtExecStats stats;
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static int64_t round_up(int64_t v, int64_t a)
+{
+    return (v + a - 1) / a * a;
+}
+
+/* A zeroed, RT_ALIGN-aligned block of at least `bytes` bytes. */
+static char *slab_alloc(int64_t bytes, const char *what, IrError *err)
+{
+    void *p = NULL;
+    size_t n = (size_t)round_up(bytes > 0 ? bytes : 1, RT_ALIGN);
+    if (posix_memalign(&p, RT_ALIGN, n) != 0) {
+        ir_error(err, "out of memory allocating the %s (%lld bytes)", what, (long long)n);
+        ir_error_hint(err, "try a smaller --batch or --seq");
+        return NULL;
+    }
+    memset(p, 0, n);
+    return p;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static bool has_output(const IrGraph *g, const char *name)
+{
+    for (int o = 0; o < g->nout; o++)
+        if (!strcmp(g->outs[o].name, name))
+            return true;
+    return false;
+}
+
+/* The input or param node called `name`, or -1. */
+static int find_source(const IrGraph *g, const char *name)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = g->nodes[i];
+        if ((n->op == OP_INPUT || n->op == OP_PARAM) && n->name && !strcmp(n->name, name))
+            return i;
+    }
+    return -1;
+}
+
+/* ---------------------------------------------------------------- sources */
+
+static bool check_init(const IrNode *n, IrError *err)
+{
+    const char *init = ir_node_str(n, ATTR_INIT, NULL);
+    if (init && (!strcmp(init, "normal") || !strcmp(init, "zeros") || !strcmp(init, "ones")))
+        return true;
+    ir_error(err, "param '%s' has %s init '%s'", n->name ? n->name : "?",
+             init ? "an unknown" : "no", init ? init : "");
+    ir_error_hint(err, "a param's init is one of normal (with std), zeros, ones");
+    return false;
+}
+
+static SrcBlock source_block(const IrGraph *g, const IrNode *n)
+{
+    if (n->op == OP_PARAM)
+        return SB_PARAM;
+    if (n->op == OP_INPUT)
+        return n->name && has_output(g, n->name) ? SB_STATE : SB_INPUT;
+    return SB_NONE;
+}
+
+/* Gives every source an offset in its slab; sums the slab sizes. */
+static bool layout_sources(RtExec *ex, IrError *err)
+{
+    int64_t *size[4] = {NULL, &ex->stats.param_bytes, &ex->stats.state_bytes,
+                        &ex->stats.input_bytes};
+    for (int i = 0; i < ex->prog->nnodes; i++) {
+        const IrNode *n = ex->g->nodes[i];
+        if (ex->prog->nodes[i].kind != CG_SOURCE)
+            continue;
+        SrcBlock b = source_block(ex->g, n);
+        if (b == SB_NONE) {
+            ir_error(err, "internal: node %d (%s) is a source but neither an input nor a param",
+                     i, ir_op_name(n->op));
+            return false;
+        }
+        if (b == SB_PARAM && !check_init(n, err))
+            return false;
+        ex->block[i] = b;
+        ex->src_off[i] = *size[b];
+        *size[b] += round_up(ex->prog->nodes[i].bytes, RT_ALIGN);
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- write-back */
+
+static bool add_write_back(RtExec *ex, const IrOutput *o, int to, IrError *err)
+{
+    int from = o->node->index;
+    const CgNodeCode *a = &ex->prog->nodes[from], *b = &ex->prog->nodes[to];
+    const IrNode *dst = ex->g->nodes[to];
+    if (a->bytes != b->bytes || o->node->dtype != dst->dtype) {
+        ir_error(err, "output '%s' writes back into %s '%s' but has a different type "
+                 "(%lld bytes of %s, expected %lld bytes of %s)", o->name,
+                 dst->op == OP_PARAM ? "param" : "input", o->name, (long long)a->bytes,
+                 ir_dtype_name(o->node->dtype), (long long)b->bytes, ir_dtype_name(dst->dtype));
+        ir_error_hint(err, "an output named like a param or input is its new value after a "
+                      "step; rename the output otherwise");
+        return false;
+    }
+    if (ex->plan.root[from] != to)
+        ex->wb[ex->nwb++] = (WriteBack){from, to, a->bytes};
+    return true;
+}
+
+static bool find_write_backs(RtExec *ex, IrError *err)
+{
+    ex->wb = calloc((size_t)ex->g->nout + 1, sizeof *ex->wb);
+    for (int o = 0; o < ex->g->nout; o++) {
+        int to = find_source(ex->g, ex->g->outs[o].name);
+        if (to >= 0 && !add_write_back(ex, &ex->g->outs[o], to, err))
+            return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- memory */
+
+static char *block_base(const RtExec *ex, SrcBlock b)
+{
+    return b == SB_PARAM ? ex->param_slab : b == SB_STATE ? ex->state_slab : ex->input_slab;
+}
+
+static bool alloc_blocks(RtExec *ex, IrError *err)
+{
+    ex->param_slab = slab_alloc(ex->stats.param_bytes, "param slab", err);
+    ex->state_slab = ex->param_slab ? slab_alloc(ex->stats.state_bytes, "state slab", err) : NULL;
+    ex->input_slab = ex->state_slab ? slab_alloc(ex->stats.input_bytes, "input slab", err) : NULL;
+    ex->arena = ex->input_slab ? slab_alloc(ex->plan.peak_bytes, "arena", err) : NULL;
+    return ex->arena != NULL;
+}
+
+static void fill_slots(RtExec *ex)
+{
+    for (int i = 0; i < ex->prog->nnodes; i++) {
+        int r = ex->plan.root[i];
+        if (r != i)
+            ex->slots[i] = ex->slots[r];
+        else if (ex->block[i] != SB_NONE)
+            ex->slots[i] = block_base(ex, ex->block[i]) + ex->src_off[i];
+        else
+            ex->slots[i] = ex->arena + (ex->plan.offset[i] >= 0 ? ex->plan.offset[i] : 0);
+    }
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static void count_kernels(RtExec *ex)
+{
+    for (int i = 0; i < ex->prog->nnodes; i++)
+        if (ex->prog->nodes[i].kind == CG_KERNEL) {
+            ex->stats.nkernels++;
+            ex->stats.flops += ex->prog->nodes[i].flops;
+        }
+    ex->stats.peak_bytes = ex->plan.peak_bytes;
+    ex->stats.naive_bytes = ex->plan.naive_bytes;
+}
+
+static RtExec *exec_alloc(const IrGraph *g, const CgProgram *p, const RtExecOptions *opt)
+{
+    RtExec *ex = calloc(1, sizeof *ex);
+    size_t n = (size_t)p->nnodes + 1;
+    ex->g = g;
+    ex->prog = p;
+    ex->slots = calloc(n, sizeof *ex->slots);
+    ex->block = calloc(n, sizeof *ex->block);
+    ex->src_off = calloc(n, sizeof *ex->src_off);
+    ex->input_set = calloc(n, sizeof *ex->input_set);
+    if (opt && opt->timing)
+        ex->kernel_ns = calloc(n, sizeof *ex->kernel_ns);
+    ex->stats.nthreads = opt && opt->nthreads > 0 ? opt->nthreads : rt_default_threads();
+    ex->stats.blas_core = openblas_get_corename();
+    return ex;
+}
+
+static bool exec_setup(RtExec *ex, IrError *err)
+{
+    if (ex->g->nnodes != ex->prog->nnodes || ex->prog->graph != ex->g) {
+        ir_error(err, "internal: the program was compiled for another graph");
+        return false;
+    }
+    if (!layout_sources(ex, err) || !rt_memplan(ex->g, ex->prog, NULL, &ex->plan, err))
+        return false;
+    if (!find_write_backs(ex, err) || !alloc_blocks(ex, err))
+        return false;
+    fill_slots(ex);
+    count_kernels(ex);
+    ex->pool = rt_pool_new(ex->stats.nthreads, err);
+    if (!ex->pool)
+        return false;
+    openblas_set_num_threads(ex->stats.nthreads);
+    return true;
+}
+
+RtExec *rt_exec_new_program(const IrGraph *g, const CgProgram *p, const RtExecOptions *opt,
+                            IrError *err)
+{
+    RtExec *ex = exec_alloc(g, p, opt);
+    if (!exec_setup(ex, err)) {
+        rt_exec_free(ex);
+        return NULL;
+    }
+    return ex;
+}
+
+RtExec *rt_exec_new(const IrGraph *g, const int64_t *binding, const RtExecOptions *opt,
+                    IrError *err)
+{
+    CgOptions co = {.no_cache = opt && opt->no_cache, .keep_module = opt && opt->keep_module};
+    if (!cg_program_compile) {
+        ir_error(err, "this build of gradc has no kernel lowering (codegen/cg_lower.c)");
+        ir_error_hint(err, "rebuild gradc from a tree that has the lowering");
+        return NULL;
+    }
+    double t0 = now_ms();
+    CgProgram *p = cg_program_compile(g, binding, &co, err);
+    if (!p)
+        return NULL;
+    double ms = now_ms() - t0;
+    RtExec *ex = rt_exec_new_program(g, p, opt, err);
+    if (!ex) {
+        cg_program_free(p);
+        return NULL;
+    }
+    ex->owned = p;
+    ex->stats.compile_ms = ms;
+    ex->stats.cache_hit = p->stats.hit;
+    return ex;
+}
+
+void rt_exec_free(RtExec *ex)
+{
+    if (!ex)
+        return;
+    rt_pool_free(ex->pool);
+    rt_memplan_free(&ex->plan);
+    free(ex->param_slab);
+    free(ex->state_slab);
+    free(ex->input_slab);
+    free(ex->arena);
+    free(ex->slots);
+    free(ex->block);
+    free(ex->src_off);
+    free(ex->input_set);
+    free(ex->wb);
+    free(ex->kernel_ns);
+    if (ex->owned)
+        cg_program_free(ex->owned);
+    free(ex);
+}
+
+/* ---------------------------------------------------------------- inputs and params */
+
+bool rt_exec_set_input(RtExec *ex, const char *name, const void *data, int64_t bytes,
+                       IrError *err)
+{
+    int i = find_source(ex->g, name);
+    if (i < 0 || ex->g->nodes[i]->op != OP_INPUT) {
+        ir_error(err, "the graph has no input named '%s'", name);
+        ir_error_hint(err, "inputs are listed by `gradc dump` as `input` nodes");
+        return false;
+    }
+    if (bytes != ex->prog->nodes[i].bytes) {
+        ir_error(err, "input '%s' takes %lld bytes at this binding, got %lld", name,
+                 (long long)ex->prog->nodes[i].bytes, (long long)bytes);
+        ir_error_hint(err, "check the batch and sequence sizes the executor was built for");
+        return false;
+    }
+    memcpy(ex->slots[i], data, (size_t)bytes);
+    ex->input_set[i] = true;
+    return true;
+}
+
+float *rt_exec_param(RtExec *ex, const char *name)
+{
+    int i = find_source(ex->g, name);
+    return i >= 0 && ex->g->nodes[i]->op == OP_PARAM ? ex->slots[i] : NULL;
+}
+
+void *rt_exec_input(RtExec *ex, const char *name)
+{
+    int i = find_source(ex->g, name);
+    return i >= 0 && ex->g->nodes[i]->op == OP_INPUT ? ex->slots[i] : NULL;
+}
+
+/* param: float[numel] from its init spec (checked by layout_sources). */
+static void init_param(const IrNode *n, float *x, int64_t numel, uint64_t seed)
+{
+    const char *init = ir_node_str(n, ATTR_INIT, "zeros");
+    if (strcmp(init, "normal") != 0) {
+        float v = init[0] == 'o' ? 1.0f : 0.0f;
+        for (int64_t k = 0; k < numel; k++)
+            x[k] = v;
+        return;
+    }
+    IrRng r;
+    double std = ir_node_float(n, ATTR_STD, 1.0);
+    ir_rng_init(&r, ir_rng_stream(seed, n->name));
+    for (int64_t k = 0; k < numel; k++)
+        x[k] = (float)(std * ir_rng_normal(&r));
+}
+
+void rt_exec_init_params(RtExec *ex, uint64_t seed)
+{
+    for (int i = 0; i < ex->prog->nnodes; i++)
+        if (ex->block[i] == SB_PARAM)
+            init_param(ex->g->nodes[i], ex->slots[i], ex->prog->nodes[i].numel, seed);
+    memset(ex->state_slab, 0, (size_t)ex->stats.state_bytes);
+}
+
+/* ---------------------------------------------------------------- runs */
+
+static bool check_inputs(const RtExec *ex, IrError *err)
+{
+    for (int i = 0; i < ex->prog->nnodes; i++)
+        if (ex->block[i] == SB_INPUT && !ex->input_set[i]) {
+            ir_error(err, "input '%s' was never set", ex->g->nodes[i]->name);
+            ir_error_hint(err, "set every input (rt_exec_set_input) before the first run");
+            return false;
+        }
+    return true;
+}
+
+static void run_kernel(RtExec *ex, const CgNodeCode *c)
+{
+    double work = c->flops > (double)c->numel ? c->flops : (double)c->numel;
+    if (c->parallel && work >= RT_PAR_MIN_WORK) {
+        rt_pool_run(ex->pool, c->fn, ex->slots, c->extent);
+        return;
+    }
+    if (c->flops >= RT_BLAS_MIN_FLOPS)
+        rt_pool_idle(ex->pool);
+    c->fn(ex->slots, 0, c->extent);
+}
+
+static void run_timed(RtExec *ex, int i)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    run_kernel(ex, &ex->prog->nodes[i]);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ex->kernel_ns[i] += (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec);
+}
+
+static void write_back(RtExec *ex)
+{
+    for (int k = 0; k < ex->nwb; k++) {
+        const WriteBack *w = &ex->wb[k];
+        memmove(ex->slots[w->to], ex->slots[w->from], (size_t)w->bytes);
+    }
+}
+
+bool rt_exec_run(RtExec *ex, IrError *err)
+{
+    if (!check_inputs(ex, err))
+        return false;
+    for (int i = 0; i < ex->prog->nnodes; i++) {
+        if (ex->prog->nodes[i].kind != CG_KERNEL)
+            continue;
+        if (ex->kernel_ns)
+            run_timed(ex, i);
+        else
+            run_kernel(ex, &ex->prog->nodes[i]);
+    }
+    rt_pool_idle(ex->pool);
+    write_back(ex);
+    ex->runs++;
+    return true;
+}
+
+/* ---------------------------------------------------------------- results */
+
+const void *rt_exec_output(const RtExec *ex, const char *name, int64_t *numel)
+{
+    for (int o = 0; o < ex->g->nout; o++)
+        if (!strcmp(ex->g->outs[o].name, name)) {
+            int i = ex->g->outs[o].node->index;
+            if (numel)
+                *numel = ex->prog->nodes[i].numel;
+            return ex->slots[i];
+        }
+    return NULL;
+}
+
+void *rt_exec_buffer(const RtExec *ex, int node_index)
+{
+    IR_ASSERT(node_index >= 0 && node_index < ex->prog->nnodes);
+    return ex->slots[node_index];
+}
+
+const CgProgram *rt_exec_program(const RtExec *ex)
+{
+    return ex->prog;
+}
+
+const RtMemPlan *rt_exec_plan(const RtExec *ex)
+{
+    return &ex->plan;
+}
+
+const RtExecStats *rt_exec_stats(const RtExec *ex)
+{
+    return &ex->stats;
+}
+
+const double *rt_exec_kernel_ns(const RtExec *ex)
+{
+    return ex->kernel_ns;
+}
+
+int rt_exec_runs(const RtExec *ex)
+{
+    return ex->runs;
+}
