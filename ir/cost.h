@@ -1,0 +1,45 @@
+/* cost.h — static costs of a graph: parameter counts, FLOPs, activation bytes.
+ *
+ * Used by `gradc check` and the planners.  Costs are evaluated under a
+ * binding of the graph's symbols (binding[i] is the value of symbol i, as
+ * for ir_dim_eval) and computed in double precision, so that absurd
+ * shapes saturate instead of overflowing.  The per-op FLOP model:
+ *
+ *   matmul            2*M*N*K per batch entry
+ *   elementwise       1 per output element (cast, dropout and where too)
+ *   reductions        1 per input element (sum, max, mean)
+ *   softmax           5 per element   (max, sub, exp, sum, div)
+ *   log_softmax       5 per element
+ *   layernorm         8 per element   (mean, sub, square, mean, rsqrt, mul, mul, add)
+ *   gelu              10 per element  (the tanh approximation)
+ *   causal_mask       1 per element
+ *   cross_entropy     5 per logit     (log_softmax and the pick)
+ *   sources, movement and gather   0
+ *
+ *   IrParamStats ps = ir_cost_params(g);
+ *   int64_t flops = ir_cost_flops(g, (int64_t[]){1, 1024});   // B=1, T=1024
+ */
+#ifndef GRADC_IR_COST_H
+#define GRADC_IR_COST_H
+
+#include "ir.h"
+
+typedef struct IrParamStats {
+    int64_t elems;       /* elements of all params (an aliased param counts once) */
+    int64_t trainable;   /* elements of params with trainable=1 */
+    int64_t bytes;       /* their storage at their dtype */
+    int tensors;         /* number of param nodes */
+} IrParamStats;
+
+/* Params with symbolic dims (unusual) are counted in `tensors` only. */
+IrParamStats ir_cost_params(const IrGraph *g);
+/* Elements of a shape under a binding (saturates at INT64_MAX/4). */
+int64_t ir_cost_numel(const IrShape *s, const int64_t *binding);
+int64_t ir_cost_node_flops(const IrGraph *g, const IrNode *n, const int64_t *binding);
+/* Forward FLOPs: the sum over nodes, fusion bodies included. */
+int64_t ir_cost_flops(const IrGraph *g, const int64_t *binding);
+/* Bytes of every node that is not a param: an upper bound on activation
+ * memory with no buffer reuse. */
+int64_t ir_cost_activation_bytes(const IrGraph *g, const int64_t *binding);
+
+#endif
