@@ -21,11 +21,14 @@
 #include "ir/ir.h"
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 
 #define CLI_MAX_SETS 64
 
 typedef struct CliModelArgs {
     FeSet sets[CLI_MAX_SETS];
+    char keys[CLI_MAX_SETS][128]; /* storage of sets[i].key */
     int nsets;
     bool bad;            /* a malformed --set was seen (already reported) */
 } CliModelArgs;
@@ -64,10 +67,80 @@ bool cli_parse_int(const char *cmd, const char *flag, const char *s, long long *
 IrGraph *cli_load(const char *path, const CliModelArgs *m, FeModel **model, IrError *err);
 void cli_unload(IrGraph *g, FeModel *model);
 
+/* Prints g as IR text to `path` atomically (PATH.tmp, fsync, rename), or
+ * to stdout when path is NULL or "-".  Returns 0, or 1 after reporting an
+ * I/O error.  (cli/cmd_dump.c) */
+int cli_write_ir(const IrGraph *g, const char *path);
+
+/* ---------------------------------------------------------------- cmd_run.c
+ * What run, verify and bench share: the flags that pick a binding and a
+ * runtime, the binding itself, seeded random inputs and output summaries. */
+
+typedef struct RtExec RtExec;
+
+typedef struct CliExecArgs {
+    const char *in;
+    CliModelArgs model;
+    long long batch, seq, seed, threads;  /* threads 0: the runtime decides */
+    bool seq_given;
+    bool no_cache;
+    const char *passes;                   /* NULL: the default pipeline */
+    char bind_name[IR_MAX_SYMS][32];      /* --bind NAME=V */
+    long long bind_value[IR_MAX_SYMS];
+    int nbind;
+} CliExecArgs;
+
+/* One random input: node, dims at the binding, data (f32, i32 or u8). */
+typedef struct CliInput {
+    const IrNode *node;
+    int64_t dim[IR_MAX_RANK];
+    int64_t numel, bytes;
+    bool state;                           /* written back by an output */
+    void *data;
+} CliInput;
+
+typedef struct CliInputs {
+    int n;
+    CliInput *in;
+} CliInputs;
+
+/* B=2, T=64, seed 42. */
+CliExecArgs cli_exec_args_default(void);
+/* Takes --set, --batch, --seq, --seed, --threads, --bind, --passes,
+ * --no-cache.  Returns -1 when argv[*i] is none of them, 0 when taken, or
+ * an exit code after reporting a bad value. */
+int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a);
+/* `--name N` with N >= min: -1 not this flag, 0 taken, else an exit code. */
+int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
+                 long long min, long long *out);
+/* binding[s] for every symbol of g: B, T (capped at context_length unless
+ * --seq asked for more: an error), --bind NAME=V; else an error. */
+bool cli_bind(const IrGraph *g, const FeModel *m, const CliExecArgs *a, int64_t *binding,
+              IrError *err);
+void cli_print_binding(const IrGraph *g, const int64_t *binding, FILE *f);
+/* Seeded random values for every input of g (see cmd_run.c). */
+void cli_make_inputs(const IrGraph *g, const FeModel *m, const int64_t *binding, uint64_t seed,
+                     bool state_random, CliInputs *out);
+void cli_free_inputs(CliInputs *in);
+bool cli_set_inputs(RtExec *ex, const CliInputs *in, IrError *err);
+/* "  NAME: f32[2,64,256]", then mean/std/min/max and the first values. */
+void cli_print_output(const IrGraph *g, const IrOutput *o, const int64_t *binding,
+                      const void *data, int64_t numel, FILE *f);
+/* Runs the pipeline (NULL: the default); -1 to go on, else an exit code. */
+int cli_run_passes(IrGraph *g, const char *passes, IrError *err);
+RtExec *cli_exec_new(const IrGraph *g, const int64_t *binding, const CliExecArgs *a,
+                     bool timing, IrError *err);
+/* compile time and cache, memory, threads and OpenBLAS core */
+void cli_print_exec(const RtExec *ex, FILE *f);
+double cli_now_ms(void);
+
 /* Subcommands. */
 int cmd_check(int argc, char **argv);
 int cmd_dump(int argc, char **argv);
 int cmd_opt(int argc, char **argv);
 int cmd_dot(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

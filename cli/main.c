@@ -10,12 +10,18 @@
 #include <string.h>
 
 extern const char cmd_check_usage[], cmd_dump_usage[], cmd_opt_usage[], cmd_dot_usage[];
+extern const char cmd_run_usage[], cmd_verify_usage[], cmd_bench_usage[];
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
     {"dump", "print the IR of a model or .gir file at a stage", cmd_dump_usage, cmd_dump},
     {"opt", "run passes over IR text: .gir in, .gir out", cmd_opt_usage, cmd_opt},
     {"dot", "Graphviz drawing of a model or .gir file", cmd_dot_usage, cmd_dot},
+    {"run", "one forward of a model on random inputs, compiled to native code", cmd_run_usage,
+     cmd_run},
+    {"verify", "compiled graph vs the reference interpreter: worst errors", cmd_verify_usage,
+     cmd_verify},
+    {"bench", "tokens/s, per-kernel times, GFLOP/s and peak RSS", cmd_bench_usage, cmd_bench},
 };
 const int cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 

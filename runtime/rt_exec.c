@@ -491,3 +491,10 @@ int rt_exec_runs(const RtExec *ex)
 {
     return ex->runs;
 }
+
+void rt_exec_reset_times(RtExec *ex)
+{
+    if (ex->kernel_ns)
+        memset(ex->kernel_ns, 0, sizeof *ex->kernel_ns * (size_t)ex->prog->nnodes);
+    ex->runs = 0;
+}

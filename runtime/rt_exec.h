@@ -178,5 +178,7 @@ const RtExecStats *rt_exec_stats(const RtExec *ex);
  * indexed like the graph's nodes; NULL without timing. */
 const double *rt_exec_kernel_ns(const RtExec *ex);
 int rt_exec_runs(const RtExec *ex);
+/* Zeroes the kernel times and the run count (after a warm-up, say). */
+void rt_exec_reset_times(RtExec *ex);
 
 #endif

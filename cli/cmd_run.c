@@ -1,0 +1,484 @@
+/* cmd_run.c — `gradc run`: one forward on seeded random inputs.
+ *
+ * The command loads a model (or .gir), runs the pass pipeline, compiles
+ * the graph at a binding of its symbols, fills the params from their init
+ * specs and the inputs with seeded random data, runs once and prints a
+ * summary of every output.  It is the smallest end-to-end use of the
+ * runtime, and the pieces it needs are shared with `gradc verify` and
+ * `gradc bench` (declared in cli.h):
+ *
+ *   binding   B from --batch, T from --seq (capped at the config's
+ *             context_length), any symbol from --bind NAME=V; an unbound
+ *             symbol is an error that names it and the flag;
+ *   inputs    integer inputs are uniform in [0, V) where V is the size of
+ *             the table that a gather indexes with them (or the logits'
+ *             width for cross_entropy targets, else config vocab_size);
+ *             float inputs are standard normal, except `lr` (1e-3) and
+ *             `step` (1); bool inputs are fair coins.  State inputs (an
+ *             output of the same name writes them back) start at zero, or
+ *             with `state_random` at small values (AdamW moments: m normal
+ *             with std 1e-3, v uniform in [1e-6, 2e-6], so that an update
+ *             is a smooth function of the gradient).
+ */
+#include "cli.h"
+#include "ir/rng.h"
+#include "passes/pass.h"
+#include "runtime/rt_exec.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char cmd_run_usage[] =
+    "usage: gradc run MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T] [--seed S]\n"
+    "                 [--bind NAME=V ...] [--passes=LIST] [--threads N] [--no-cache]\n"
+    "\n"
+    "Compiles the graph (after the pass pipeline) to native code, fills the params\n"
+    "from their init specs and the inputs with seeded random data, runs one forward\n"
+    "and prints every output's shape, mean, std, min, max and first values, with the\n"
+    "compile time (and whether the kernels came from the on-disk cache) and run time.\n"
+    "\n"
+    "Integer inputs (token ids, targets) are uniform in [0, V), V being the rows of\n"
+    "the table a gather reads with them (else the logits' width, else vocab_size);\n"
+    "float inputs are standard normal (lr = 1e-3, step = 1).\n"
+    "\n"
+    "flags:\n"
+    "  --set k=v        override a config value of a JSON model (repeatable)\n"
+    "  --batch B        the value of symbol B (default 2)\n"
+    "  --seq T          the value of symbol T (default 64, at most context_length)\n"
+    "  --bind NAME=V    the value of any other symbol of the graph (repeatable)\n"
+    "  --seed S         seed of the params and inputs (default 42)\n"
+    "  --passes=LIST    the pass pipeline before compiling (default: the default\n"
+    "                   pipeline; '' for none)\n"
+    "  --threads N      threads of the runtime and OpenBLAS (default: $GRADC_THREADS,\n"
+    "                   else the CPUs available)\n"
+    "  --no-cache       compile even if the kernels are in the cache\n"
+    "\n"
+    "examples:\n"
+    "  gradc run models/gpt-mini.json\n"
+    "  gradc run models/gpt2-small.json --batch 1 --seq 32 --set n_layers=2\n"
+    "\n"
+    "exit codes: 0 success, 1 user error, 2 internal error\n";
+
+/* ---------------------------------------------------------------- flags */
+
+int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
+                 long long min, long long *out)
+{
+    const char *v = NULL;
+    long long x;
+    if (!cli_flag_value(argv, argc, i, name, &v))
+        return -1;
+    if (!v)
+        return 1; /* cli_flag_value reported the missing value */
+    if (*v && !cli_parse_int(cmd, name, v, &x))
+        return 1;
+    if (!*v || x < min)
+        return cli_usage_error(cmd, "%s expects an integer >= %lld, got '%s'", name, min, v);
+    *out = x;
+    return 0;
+}
+
+static int take_bind(const char *cmd, const char *v, CliExecArgs *a)
+{
+    if (!v)
+        return 1;
+    const char *eq = strchr(v, '=');
+    long long x;
+    if (!eq || eq == v || a->nbind == IR_MAX_SYMS)
+        return cli_usage_error(cmd, "--bind expects NAME=VALUE, got '%s'", v);
+    if (!*(eq + 1) || !cli_parse_int(cmd, "--bind", eq + 1, &x) || x <= 0)
+        return cli_usage_error(cmd, "--bind %s needs a positive integer value", v);
+    snprintf(a->bind_name[a->nbind], sizeof a->bind_name[0], "%.*s", (int)(eq - v), v);
+    a->bind_value[a->nbind++] = x;
+    return 0;
+}
+
+int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a)
+{
+    const char *v = NULL;
+    if (cli_take_set(argv, argc, i, &a->model))
+        return a->model.bad ? 1 : 0;
+    if (!strcmp(argv[*i], "--no-cache"))
+        return a->no_cache = true, 0;
+    if (cli_flag_value(argv, argc, i, "--passes", &v))
+        return v ? (a->passes = v, 0) : 1;
+    if (cli_flag_value(argv, argc, i, "--bind", &v))
+        return take_bind(cmd, v, a);
+    int r;
+    if ((r = cli_int_flag(cmd, argv, argc, i, "--batch", 1, &a->batch)) >= 0 ||
+        (r = cli_int_flag(cmd, argv, argc, i, "--seed", 0, &a->seed)) >= 0 ||
+        (r = cli_int_flag(cmd, argv, argc, i, "--threads", 1, &a->threads)) >= 0)
+        return r;
+    if ((r = cli_int_flag(cmd, argv, argc, i, "--seq", 1, &a->seq)) >= 0)
+        a->seq_given = true;
+    return r;
+}
+
+CliExecArgs cli_exec_args_default(void)
+{
+    return (CliExecArgs){.batch = 2, .seq = 64, .seed = 42};
+}
+
+/* ---------------------------------------------------------------- binding */
+
+static bool config_int(const FeModel *m, const char *key, int64_t *v)
+{
+    double d;
+    if (!m || !fe_config(m, key, &d) || d < 1)
+        return false;
+    *v = (int64_t)d;
+    return true;
+}
+
+static bool bind_seq(const FeModel *m, const CliExecArgs *a, int64_t *T, IrError *err)
+{
+    int64_t ctx;
+    *T = a->seq;
+    if (!config_int(m, "context_length", &ctx) || *T <= ctx)
+        return true;
+    if (!a->seq_given) {
+        *T = ctx;
+        return true;
+    }
+    ir_error(err, "--seq %lld is longer than the model's context_length (%lld)", a->seq,
+             (long long)ctx);
+    ir_error_hint(err, "use --seq %lld or less, or --set context_length=%lld", (long long)ctx,
+                  a->seq);
+    return false;
+}
+
+static bool bind_one(const IrGraph *g, int s, const FeModel *m, const CliExecArgs *a,
+                     int64_t *binding, IrError *err)
+{
+    for (int k = 0; k < a->nbind; k++)
+        if (!strcmp(a->bind_name[k], g->sym[s]))
+            return binding[s] = a->bind_value[k], true;
+    if (!strcmp(g->sym[s], "B"))
+        return binding[s] = a->batch, true;
+    if (!strcmp(g->sym[s], "T"))
+        return bind_seq(m, a, &binding[s], err);
+    ir_error(err, "symbol '%s' of the graph has no value", g->sym[s]);
+    ir_error_hint(err, "give it one with --bind %s=VALUE (B and T come from --batch and --seq)",
+                  g->sym[s]);
+    return false;
+}
+
+static bool check_binds(const IrGraph *g, const CliExecArgs *a, IrError *err)
+{
+    for (int k = 0; k < a->nbind; k++)
+        if (ir_graph_find_sym(g, a->bind_name[k]) < 0) {
+            ir_error(err, "--bind %s: the graph has no symbol '%s'", a->bind_name[k],
+                     a->bind_name[k]);
+            ir_error_hint(err, "the graph's symbols are the open dims of its inputs (B, T, ...)");
+            return false;
+        }
+    return true;
+}
+
+bool cli_bind(const IrGraph *g, const FeModel *m, const CliExecArgs *a, int64_t *binding,
+              IrError *err)
+{
+    memset(binding, 0, sizeof(int64_t) * IR_MAX_SYMS);
+    if (!check_binds(g, a, err))
+        return false;
+    for (int s = 0; s < g->nsym; s++)
+        if (!bind_one(g, s, m, a, binding, err))
+            return false;
+    return true;
+}
+
+/* "B=2 T=64" */
+void cli_print_binding(const IrGraph *g, const int64_t *binding, FILE *f)
+{
+    for (int s = 0; s < g->nsym; s++)
+        fprintf(f, "%s%s=%lld", s ? " " : "", g->sym[s], (long long)binding[s]);
+    if (!g->nsym)
+        fprintf(f, "(no symbols)");
+}
+
+/* ---------------------------------------------------------------- random inputs */
+
+/* The number of values an integer input can take: the rows of a table it
+ * indexes (through movement ops), the width of the logits it is the
+ * targets of, else 0. */
+static int64_t index_range(const IrGraph *g, const IrNode *x, const int64_t *b, int depth)
+{
+    for (int i = x->index + 1; i < g->nnodes && depth < 4; i++) {
+        const IrNode *n = g->nodes[i];
+        for (int j = 0; j < n->nin; j++) {
+            if (n->in[j] != x)
+                continue;
+            if (n->op == OP_GATHER && j == 1)
+                return ir_dim_eval(n->in[0]->shape.d[0], b);
+            if (n->op == OP_CROSS_ENTROPY && j == 1)
+                return ir_dim_eval(n->in[0]->shape.d[n->in[0]->shape.rank - 1], b);
+            int64_t r = ir_ops[n->op].kind == OPK_MOVEMENT ? index_range(g, n, b, depth + 1) : 0;
+            if (r > 0)
+                return r;
+        }
+    }
+    return 0;
+}
+
+static bool is_state(const IrGraph *g, const IrNode *x)
+{
+    for (int o = 0; o < g->nout; o++)
+        if (!strcmp(g->outs[o].name, x->name))
+            return true;
+    return false;
+}
+
+static void fill_state(const char *name, float *x, int64_t n, IrRng *r)
+{
+    bool second = strstr(name, ".v.") || !strncmp(name, "v.", 2);
+    for (int64_t k = 0; k < n; k++)
+        x[k] = second ? (float)(1e-6 * (1 + ir_rng_uniform(r)))
+                      : (float)(1e-3 * ir_rng_normal(r));
+}
+
+static void fill_float(const IrGraph *g, const IrNode *x, float *v, int64_t n, IrRng *r,
+                       bool state_random)
+{
+    bool state = is_state(g, x);
+    for (int64_t k = 0; k < n && !state; k++)
+        v[k] = !strcmp(x->name, "lr") ? 1e-3f : !strcmp(x->name, "step") ? 1.0f
+                                                                         : (float)ir_rng_normal(r);
+    if (state && state_random)
+        fill_state(x->name, v, n, r);
+}
+
+static void fill_int(const IrGraph *g, const FeModel *m, const IrNode *x, const int64_t *b,
+                     int32_t *v, int64_t n, IrRng *r)
+{
+    int64_t range = index_range(g, x, b, 0);
+    if (range <= 0 && !config_int(m, "vocab_size", &range))
+        range = 2;
+    for (int64_t k = 0; k < n; k++)
+        v[k] = !strcmp(x->name, "step") ? 1 : (int32_t)(ir_rng_next(r) % (uint64_t)range);
+}
+
+static void fill_input(const IrGraph *g, const FeModel *m, const int64_t *b, CliInput *in,
+                       uint64_t seed, bool state_random)
+{
+    IrRng r;
+    ir_rng_init(&r, ir_rng_stream(seed ^ 0x1badc0deULL, in->node->name));
+    if (in->node->dtype == DT_F32)
+        fill_float(g, in->node, in->data, in->numel, &r, state_random);
+    else if (in->node->dtype == DT_I32)
+        fill_int(g, m, in->node, b, in->data, in->numel, &r);
+    else
+        for (int64_t k = 0; k < in->numel; k++)
+            ((uint8_t *)in->data)[k] = (uint8_t)(ir_rng_next(&r) & 1);
+}
+
+static int64_t node_numel(const IrNode *n, const int64_t *binding, int64_t *dims)
+{
+    int64_t numel = 1;
+    for (int d = 0; d < n->shape.rank; d++) {
+        dims[d] = ir_dim_eval(n->shape.d[d], binding);
+        numel *= dims[d];
+    }
+    return numel;
+}
+
+void cli_make_inputs(const IrGraph *g, const FeModel *m, const int64_t *binding, uint64_t seed,
+                     bool state_random, CliInputs *out)
+{
+    memset(out, 0, sizeof *out);
+    out->in = calloc((size_t)g->nnodes + 1, sizeof *out->in);
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = g->nodes[i];
+        if (n->op != OP_INPUT)
+            continue;
+        CliInput *in = &out->in[out->n++];
+        in->node = n;
+        in->numel = node_numel(n, binding, in->dim);
+        in->bytes = in->numel * (int64_t)ir_dtype_size(n->dtype);
+        in->data = calloc((size_t)in->bytes + 1, 1);
+        in->state = is_state(g, n);
+        fill_input(g, m, binding, in, seed, state_random);
+    }
+}
+
+void cli_free_inputs(CliInputs *in)
+{
+    for (int k = 0; in->in && k < in->n; k++)
+        free(in->in[k].data);
+    free(in->in);
+    memset(in, 0, sizeof *in);
+}
+
+bool cli_set_inputs(RtExec *ex, const CliInputs *in, IrError *err)
+{
+    for (int k = 0; k < in->n; k++)
+        if (!rt_exec_set_input(ex, in->in[k].node->name, in->in[k].data, in->in[k].bytes, err))
+            return false;
+    return true;
+}
+
+/* ---------------------------------------------------------------- summaries */
+
+static double value_at(IrDType dt, const void *data, int64_t k)
+{
+    if (dt == DT_F32)
+        return ((const float *)data)[k];
+    if (dt == DT_I32)
+        return ((const int32_t *)data)[k];
+    return ((const uint8_t *)data)[k];
+}
+
+static void print_stats(IrDType dt, const void *data, int64_t n, FILE *f)
+{
+    double sum = 0, sq = 0, lo = DBL_MAX, hi = -DBL_MAX;
+    for (int64_t k = 0; k < n; k++) {
+        double v = value_at(dt, data, k);
+        sum += v;
+        sq += v * v;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+    }
+    double mean = n ? sum / (double)n : 0, var = n ? sq / (double)n - mean * mean : 0;
+    fprintf(f, "    mean %.6g  std %.6g  min %.6g  max %.6g\n", mean, sqrt(var > 0 ? var : 0),
+            n ? lo : 0, n ? hi : 0);
+}
+
+void cli_print_output(const IrGraph *g, const IrOutput *o, const int64_t *binding,
+                      const void *data, int64_t numel, FILE *f)
+{
+    char shape[256];
+    int64_t dims[IR_MAX_RANK];
+    node_numel(o->node, binding, dims);
+    IrShape s = ir_shape_ints(o->node->shape.rank, dims);
+    ir_shape_str(&s, g->sym, shape, sizeof shape);
+    fprintf(f, "  %s: %s%s\n", o->name, ir_dtype_name(o->node->dtype), shape);
+    print_stats(o->node->dtype, data, numel, f);
+    fprintf(f, "    first:");
+    for (int64_t k = 0; k < numel && k < 8; k++)
+        fprintf(f, " %.6g", value_at(o->node->dtype, data, k));
+    fprintf(f, "%s\n", numel > 8 ? " ..." : "");
+}
+
+/* ---------------------------------------------------------------- pipeline */
+
+double cli_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* Runs the pass pipeline (a->passes, else the default); returns an exit
+ * code or -1 to go on. */
+int cli_run_passes(IrGraph *g, const char *passes, IrError *err)
+{
+    PassCtx ctx = pass_ctx_default(err);
+    if (pass_run_pipeline(g, passes ? passes : pass_default_pipeline, &ctx))
+        return -1;
+    ir_error_print(err, stderr);
+    return ctx.internal ? 2 : 1;
+}
+
+RtExec *cli_exec_new(const IrGraph *g, const int64_t *binding, const CliExecArgs *a,
+                     bool timing, IrError *err)
+{
+    RtExecOptions opt = {.nthreads = (int)a->threads, .timing = timing,
+                         .no_cache = a->no_cache};
+    return rt_exec_new(g, binding, &opt, err);
+}
+
+void cli_print_exec(const RtExec *ex, FILE *f)
+{
+    const RtExecStats *st = rt_exec_stats(ex);
+    fprintf(f, "compile: %.1f ms (%s), %d kernels\n", st->compile_ms,
+            st->cache_hit ? "cache hit" : "compiled", st->nkernels);
+    fprintf(f, "memory: arena %.2f MiB planned (%.2f MiB without reuse), params %.2f MiB, "
+            "state %.2f MiB, inputs %.2f MiB\n",
+            st->peak_bytes / 1048576.0, st->naive_bytes / 1048576.0,
+            st->param_bytes / 1048576.0, st->state_bytes / 1048576.0,
+            st->input_bytes / 1048576.0);
+    fprintf(f, "threads: %d (OpenBLAS core %s)\n", st->nthreads,
+            st->blas_core ? st->blas_core : "?");
+}
+
+/* ---------------------------------------------------------------- the command */
+
+static int parse_args(int argc, char **argv, CliExecArgs *a)
+{
+    for (int i = 1; i < argc; i++) {
+        if (cli_is_help(argv[i]))
+            return cli_help("run");
+        int r = cli_exec_flag("run", argv, argc, &i, a);
+        if (r >= 0) {
+            if (r > 0)
+                return r;
+            continue;
+        }
+        if (argv[i][0] == '-' && argv[i][1])
+            return cli_usage_error("run", "unknown flag '%s'", argv[i]);
+        if (a->in)
+            return cli_usage_error("run", "more than one input file ('%s' and '%s')", a->in,
+                                   argv[i]);
+        a->in = argv[i];
+    }
+    if (!a->in)
+        return cli_usage_error("run", "missing input: a model .json file or a .gir file");
+    return -1;
+}
+
+static int run_once(RtExec *ex, const IrGraph *g, const int64_t *binding, IrError *err)
+{
+    double t0 = cli_now_ms();
+    if (!rt_exec_run(ex, err))
+        return cli_fail(err);
+    printf("run: %.2f ms\noutputs:\n", cli_now_ms() - t0);
+    for (int o = 0; o < g->nout; o++) {
+        int64_t n = 0;
+        const void *data = rt_exec_output(ex, g->outs[o].name, &n);
+        cli_print_output(g, &g->outs[o], binding, data, n, stdout);
+    }
+    return 0;
+}
+
+static int run_graph(IrGraph *g, const FeModel *m, const CliExecArgs *a, IrError *err)
+{
+    int64_t binding[IR_MAX_SYMS];
+    int r = cli_run_passes(g, a->passes, err);
+    if (r >= 0)
+        return r;
+    if (!cli_bind(g, m, a, binding, err))
+        return cli_fail(err);
+    RtExec *ex = cli_exec_new(g, binding, a, false, err);
+    if (!ex)
+        return cli_fail(err);
+    CliInputs in;
+    cli_make_inputs(g, m, binding, (uint64_t)a->seed, false, &in);
+    rt_exec_init_params(ex, (uint64_t)a->seed);
+    printf("model: %s  ", a->in);
+    cli_print_binding(g, binding, stdout);
+    printf("\n");
+    cli_print_exec(ex, stdout);
+    r = cli_set_inputs(ex, &in, err) ? run_once(ex, g, binding, err) : cli_fail(err);
+    cli_free_inputs(&in);
+    rt_exec_free(ex);
+    return r;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    IrError err = {0};
+    CliExecArgs a = cli_exec_args_default();
+    int r = parse_args(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    FeModel *model = NULL;
+    IrGraph *g = cli_load(a.in, &a.model, &model, &err);
+    if (!g)
+        return cli_fail(&err);
+    r = run_graph(g, model, &a, &err);
+    cli_unload(g, model);
+    return r;
+}

@@ -1,0 +1,363 @@
+/* cmd_verify.c — `gradc verify`: the compiled graph against the interpreter.
+ *
+ * Two graphs come from one model file:
+ *   reference  the frontend's graph, unoptimized (with --train: after the
+ *              train-step passes autodiff and optimizer only), evaluated by
+ *              the reference interpreter in double precision (ir/interp.c);
+ *   compiled   a clone of the reference after the pass pipeline (--passes,
+ *              else the default), JIT-compiled and run by the executor in
+ *              float32.
+ * Both see the same weights (the interpreter's params are set from the
+ * executor's slab after rt_exec_init_params, before the step writes back)
+ * and the same seeded random inputs, and every output of the reference —
+ * in train mode the loss, every grad.P, every updated param P and every
+ * AdamW moment — is compared by name.
+ *
+ * The error of one output is relative to its largest reference value:
+ *
+ *     err = max_i |jit_i - ref_i| / max(max_i |ref_i|, 1e-6)
+ *
+ * so that elements near zero (where elementwise relative error means
+ * nothing) do not dominate, and a tensor of tiny values is judged on its
+ * absolute error.  A NaN or Inf where the reference has a finite value is
+ * an infinite error.  The command prints every output's error, the worst
+ * one, and exits 1 when the worst exceeds --tol.
+ */
+#include "cli.h"
+#include "passes/pass.h"
+#include "runtime/rt_exec.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define VERIFY_DEFAULT_TOL 1e-3
+
+const char cmd_verify_usage[] =
+    "usage: gradc verify MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T]\n"
+    "                    [--passes=LIST] [--train] [--tol X] [--seed S] [--threads N]\n"
+    "                    [--bind NAME=V ...] [--no-cache]\n"
+    "\n"
+    "Runs the graph twice on the same seeded random inputs and weights: compiled to\n"
+    "native code after the pass pipeline (float32), and in the reference interpreter\n"
+    "on the unoptimized graph (double precision).  Compares every output and prints\n"
+    "the error of each,\n"
+    "    max|jit - ref| / max(max|ref|, 1e-6)      (per output tensor)\n"
+    "then the worst one.  With --train the graph is first made a train step\n"
+    "(autodiff, optimizer: loss, grad.P, updated params and AdamW moments), and\n"
+    "every gradient and updated parameter is compared too.\n"
+    "\n"
+    "flags:\n"
+    "  --set k=v        override a config value of a JSON model (repeatable)\n"
+    "  --batch B        the value of symbol B (default 2)\n"
+    "  --seq T          the value of symbol T (default 64, at most context_length)\n"
+    "  --bind NAME=V    the value of any other symbol (repeatable)\n"
+    "  --passes=LIST    the pipeline of the compiled graph (default: the default\n"
+    "                   pipeline); the reference is never optimized\n"
+    "  --train          verify one train step (needs the autodiff and optimizer passes)\n"
+    "  --tol X          the largest error accepted (default 1e-3; float32 runs of\n"
+    "                   GPT-2 small typically land near 1e-5 to 1e-4)\n"
+    "  --seed S         seed of params and inputs (default 42)\n"
+    "  --threads N      runtime threads (default: $GRADC_THREADS, else the CPUs)\n"
+    "  --no-cache       compile even if the kernels are in the cache\n"
+    "\n"
+    "examples:\n"
+    "  gradc verify models/gpt2-small.json --batch 1 --seq 32\n"
+    "  gradc verify models/gpt-mini.json --train --passes=cse,dce\n"
+    "\n"
+    "exit codes: 0 all outputs within --tol, 1 an error above it or a user error,\n"
+    "2 internal error\n";
+
+typedef struct VerifyArgs {
+    CliExecArgs x;
+    bool train;
+    double tol;
+} VerifyArgs;
+
+typedef struct Verify {
+    const VerifyArgs *a;
+    IrGraph *ref, *jit;
+    FeModel *model;
+    int64_t binding[IR_MAX_SYMS];
+    CliInputs inputs;
+    RtExec *ex;
+    IrInterp *it;
+    double jit_ms, ref_ms;
+} Verify;
+
+/* ---------------------------------------------------------------- flags */
+
+static int take_tol(const char *v, double *tol)
+{
+    char *end;
+    if (!v)
+        return 1;
+    double t = strtod(v, &end);
+    if (!*v || *end || !(t > 0))
+        return cli_usage_error("verify", "--tol expects a positive number, got '%s'", v);
+    *tol = t;
+    return 0;
+}
+
+/* Returns -1 to go on, or an exit code. */
+static int take_arg(char **argv, int argc, int *i, VerifyArgs *a)
+{
+    const char *arg = argv[*i], *v = NULL;
+    if (cli_is_help(arg))
+        return cli_help("verify");
+    if (!strcmp(arg, "--train"))
+        return a->train = true, -1;
+    if (cli_flag_value(argv, argc, i, "--tol", &v)) {
+        int r = take_tol(v, &a->tol);
+        return r ? r : -1;
+    }
+    int r = cli_exec_flag("verify", argv, argc, i, &a->x);
+    if (r >= 0)
+        return r ? r : -1;
+    if (arg[0] == '-' && arg[1])
+        return cli_usage_error("verify", "unknown flag '%s'", arg);
+    if (a->x.in)
+        return cli_usage_error("verify", "more than one input file ('%s' and '%s')", a->x.in,
+                               arg);
+    a->x.in = arg;
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, VerifyArgs *a)
+{
+    for (int i = 1; i < argc; i++) {
+        int r = take_arg(argv, argc, &i, a);
+        if (r >= 0)
+            return r;
+    }
+    if (!a->x.in)
+        return cli_usage_error("verify", "missing input: a model .json file or a .gir file");
+    return -1;
+}
+
+/* ---------------------------------------------------------------- graphs */
+
+static int pass_failed(const PassCtx *ctx)
+{
+    ir_error_print(ctx->err, stderr);
+    return ctx->internal ? 2 : 1;
+}
+
+/* The reference train step: autodiff and optimizer, nothing else. */
+static int make_train_step(IrGraph *g, IrError *err)
+{
+    if (!pass_lookup("autodiff") || !pass_lookup("optimizer")) {
+        ir_error(err, "--train needs the autodiff and optimizer passes, which this build of "
+                 "gradc does not have");
+        ir_error_hint(err, "run `gradc verify` without --train to check the forward graph");
+        return cli_fail(err);
+    }
+    PassCtx ctx = pass_ctx_default(err);
+    return pass_run_pipeline(g, "autodiff,optimizer", &ctx) ? -1 : pass_failed(&ctx);
+}
+
+static int make_graphs(Verify *v, IrError *err)
+{
+    int r = v->a->train ? make_train_step(v->ref, err) : -1;
+    if (r >= 0)
+        return r;
+    v->jit = ir_graph_clone(v->ref);
+    r = cli_run_passes(v->jit, v->a->x.passes, err);
+    if (r >= 0)
+        return r;
+    return cli_bind(v->ref, v->model, &v->a->x, v->binding, err) ? -1 : cli_fail(err);
+}
+
+/* ---------------------------------------------------------------- the two runs */
+
+static IrTensor *tensor_of(const IrNode *n, const int64_t *binding)
+{
+    int64_t dim[IR_MAX_RANK];
+    for (int d = 0; d < n->shape.rank; d++)
+        dim[d] = ir_dim_eval(n->shape.d[d], binding);
+    return ir_tensor_new(n->dtype, n->shape.rank, dim);
+}
+
+static void to_double(IrDType dt, const void *src, IrTensor *t)
+{
+    for (int64_t k = 0; k < t->numel; k++)
+        t->data[k] = dt == DT_F32 ? ((const float *)src)[k]
+                     : dt == DT_I32 ? ((const int32_t *)src)[k] : ((const uint8_t *)src)[k];
+}
+
+/* Sets one param or input of the interpreter from float/int data. */
+static bool set_ref(Verify *v, const IrNode *n, const void *data, IrError *err)
+{
+    IrTensor *t = tensor_of(n, v->binding);
+    if (!t) {
+        ir_error(err, "out of memory for the reference value of '%s'", n->name);
+        return false;
+    }
+    to_double(n->dtype, data, t);
+    bool ok = ir_interp_set(v->it, n->name, t, err);
+    ir_tensor_free(t);
+    return ok;
+}
+
+/* The executor's weights (before the step writes back) into the reference. */
+static bool share_params(Verify *v, IrError *err)
+{
+    for (int i = 0; i < v->ref->nnodes; i++) {
+        const IrNode *n = v->ref->nodes[i];
+        const float *w = n->op == OP_PARAM ? rt_exec_param(v->ex, n->name) : NULL;
+        if (w && !set_ref(v, n, w, err))
+            return false;
+    }
+    for (int k = 0; k < v->inputs.n; k++)
+        if (!set_ref(v, v->inputs.in[k].node, v->inputs.in[k].data, err))
+            return false;
+    return true;
+}
+
+static bool setup_runs(Verify *v, IrError *err)
+{
+    v->ex = cli_exec_new(v->jit, v->binding, &v->a->x, false, err);
+    if (!v->ex)
+        return false;
+    rt_exec_init_params(v->ex, (uint64_t)v->a->x.seed);
+    cli_make_inputs(v->ref, v->model, v->binding, (uint64_t)v->a->x.seed, v->a->train,
+                    &v->inputs);
+    if (!cli_set_inputs(v->ex, &v->inputs, err))
+        return false;
+    v->it = ir_interp_new(v->ref, v->binding, (uint64_t)v->a->x.seed, err);
+    return v->it && share_params(v, err);
+}
+
+static bool run_both(Verify *v, IrError *err)
+{
+    double t0 = cli_now_ms();
+    if (!rt_exec_run(v->ex, err))
+        return false;
+    double t1 = cli_now_ms();
+    if (!ir_interp_run(v->it, err))
+        return false;
+    v->jit_ms = t1 - t0;
+    v->ref_ms = cli_now_ms() - t1;
+    return true;
+}
+
+/* ---------------------------------------------------------------- comparison */
+
+typedef struct OutErr {
+    double err, ref_max, abs_max;
+    int64_t at;
+} OutErr;
+
+static double jit_value(IrDType dt, const void *data, int64_t k)
+{
+    return dt == DT_F32 ? ((const float *)data)[k]
+           : dt == DT_I32 ? ((const int32_t *)data)[k] : ((const uint8_t *)data)[k];
+}
+
+/* err = max|a - b| / max(max|b|, 1e-6); non-finite mismatches are infinite. */
+static OutErr compare(IrDType dt, const void *jit, const IrTensor *ref)
+{
+    OutErr e = {0, 0, 0, -1};
+    for (int64_t k = 0; k < ref->numel; k++) {
+        double a = jit_value(dt, jit, k), b = ref->data[k];
+        double d = isnan(a) && isnan(b) ? 0 : a == b ? 0 : fabs(a - b);
+        if (isnan(d))
+            d = INFINITY;
+        if (d > e.abs_max)
+            e.abs_max = d, e.at = k;
+        if (isfinite(b) && fabs(b) > e.ref_max)
+            e.ref_max = fabs(b);
+    }
+    e.err = e.abs_max / fmax(e.ref_max, 1e-6);
+    return e;
+}
+
+static bool report_one(Verify *v, const IrOutput *o, double *worst, const char **worst_name,
+                       IrError *err)
+{
+    int64_t n = 0;
+    const void *data = rt_exec_output(v->ex, o->name, &n);
+    const IrTensor *ref = ir_interp_output(v->it, o->name);
+    if (!data || !ref || n != ref->numel) {
+        ir_error(err, "internal: output '%s' is missing or has another size in the compiled "
+                 "graph", o->name);
+        return false;
+    }
+    OutErr e = compare(o->node->dtype, data, ref);
+    printf("  %-40s %10lld  max|ref| %-10.4g max|diff| %-10.4g err %-10.3g %s\n", o->name,
+           (long long)n, e.ref_max, e.abs_max, e.err, e.err <= v->a->tol ? "ok" : "FAIL");
+    if (!(e.err <= *worst)) {
+        *worst = e.err;
+        *worst_name = o->name;
+    }
+    return true;
+}
+
+static int report(Verify *v, IrError *err)
+{
+    double worst = 0;
+    const char *worst_name = "-";
+    printf("outputs (err = max|jit - ref| / max(max|ref|, 1e-6)):\n");
+    for (int o = 0; o < v->ref->nout; o++)
+        if (!report_one(v, &v->ref->outs[o], &worst, &worst_name, err)) {
+            ir_error_print(err, stderr);
+            return 2;
+        }
+    printf("worst error: %.3g (%s), tolerance %.3g: %s\n", worst, worst_name, v->a->tol,
+           worst <= v->a->tol ? "PASS" : "FAIL");
+    return worst <= v->a->tol ? 0 : 1;
+}
+
+/* ---------------------------------------------------------------- the command */
+
+static void print_header(const Verify *v)
+{
+    printf("verify: %s (%s)  ", v->a->x.in, v->a->train ? "train step" : "forward");
+    cli_print_binding(v->ref, v->binding, stdout);
+    printf("  seed %lld\n", v->a->x.seed);
+    printf("compiled: %d nodes after `%s`; reference: %d nodes, unoptimized\n",
+           v->jit->nnodes, v->a->x.passes ? v->a->x.passes : pass_default_pipeline,
+           v->ref->nnodes);
+    cli_print_exec(v->ex, stdout);
+}
+
+static int verify(Verify *v, IrError *err)
+{
+    int r = make_graphs(v, err);
+    if (r >= 0)
+        return r;
+    if (!setup_runs(v, err))
+        return cli_fail(err);
+    print_header(v);
+    fflush(stdout);
+    if (!run_both(v, err))
+        return cli_fail(err);
+    printf("run: compiled %.2f ms, reference interpreter %.2f ms\n", v->jit_ms, v->ref_ms);
+    return report(v, err);
+}
+
+static void verify_free(Verify *v)
+{
+    ir_interp_free(v->it);
+    rt_exec_free(v->ex);
+    cli_free_inputs(&v->inputs);
+    ir_graph_free(v->jit);
+    cli_unload(v->ref, v->model);
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    IrError err = {0};
+    VerifyArgs a = {.x = cli_exec_args_default(), .tol = VERIFY_DEFAULT_TOL};
+    int r = parse_args(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    Verify v = {.a = &a};
+    v.ref = cli_load(a.x.in, &a.x.model, &v.model, &err);
+    if (!v.ref)
+        return cli_fail(&err);
+    r = verify(&v, &err);
+    verify_free(&v);
+    return r;
+}
