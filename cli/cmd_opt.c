@@ -18,7 +18,6 @@
 
 /* Shared with cmd_dump.c, which defines it: prints g to stdout or writes it
  * atomically to path; returns an exit code. */
-int cli_write_ir(const IrGraph *g, const char *path);
 
 const char cmd_opt_usage[] =
     "usage: gradc opt FILE.gir|- [--passes=LIST] [--print-after=P|all] [--print-before=P|all]\n"

@@ -66,17 +66,19 @@ bool cli_take_set(char **argv, int argc, int *i, CliModelArgs *m)
     if (!cli_flag_value(argv, argc, i, "--set", &kv))
         return false;
     const char *eq = kv ? strchr(kv, '=') : NULL;
-    if (!kv || !eq || eq == kv || m->nsets == CLI_MAX_SETS) {
+    if (!kv || !eq || eq == kv || m->nsets == CLI_MAX_SETS ||
+        (size_t)(eq - kv) >= sizeof m->keys[0]) {
         fprintf(stderr, "gradc: error: --set expects KEY=VALUE, got '%s'\n"
                         "  hint: for example --set n_layers=2\n", kv ? kv : "");
         m->bad = true;
         return true;
     }
-    /* argv strings live for the whole run; split a private copy */
-    char *key = strdup(kv);
+    /* the value points into argv, which lives for the whole run */
+    char *key = m->keys[m->nsets];
+    memcpy(key, kv, eq - kv);
     key[eq - kv] = 0;
     m->sets[m->nsets].key = key;
-    m->sets[m->nsets].value = key + (eq - kv) + 1;
+    m->sets[m->nsets].value = eq + 1;
     m->nsets++;
     return true;
 }
