@@ -262,7 +262,7 @@ static bool ir_interp_input(IrInterp *it, const IrNode *n, IrTensor *out, IrErro
 }
 
 /* param: unless set, initialised once from attribute init: normal (std,
- * default 1) from the param's own stream (rng.h), zeros or ones. */
+ * default 0.02, as in the frontend) from the param's own stream (rng.h), zeros or ones. */
 static bool ir_interp_param(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err)
 {
     const char *init = ir_node_str(n, ATTR_INIT, NULL);
@@ -270,7 +270,7 @@ static bool ir_interp_param(IrInterp *it, const IrNode *n, IrTensor *out, IrErro
         return node_fail(err, n, "param was not set and has no init attribute");
     if (!strcmp(init, "normal")) {
         IrRng r;
-        double std = ir_node_float(n, ATTR_STD, 1.0);
+        double std = ir_node_float(n, ATTR_STD, 0.02);
         ir_rng_init(&r, ir_rng_stream(it->seed, n->name));
         for (int64_t i = 0; i < out->numel; i++)
             out->data[i] = std * ir_rng_normal(&r);
@@ -552,36 +552,35 @@ static bool ir_interp_concat(IrInterp *it, const IrNode *n, IrTensor *out, IrErr
 
 /* ================================================================ matmul, gather */
 
-/* c[m, j0:j0+W] for W columns at once: W independent sums, each over
- * ascending k from 0.0, exactly as the plain triple loop adds them. */
-static inline void mm_cols(const double *a, int64_t sam, int64_t sak, const double *b,
-                           int64_t sbk, int64_t sbn, double *c, int64_t m, int64_t j0,
-                           int64_t N, int64_t K, int W)
-{
-    double acc[8] = {0};
-    for (int64_t k = 0; k < K; k++) {
-        double av = a[m * sam + k * sak];
-        const double *bk = b + k * sbk + j0 * sbn;
-        for (int x = 0; x < W; x++)
-            acc[x] += av * bk[x * sbn];
-    }
-    for (int x = 0; x < W; x++)
-        c[m * N + j0 + x] = acc[x];
-}
+/* c[m, j0:j0+W] for W <= 8 columns at once: W independent sums, each over
+ * ascending k from 0.0, exactly as the plain triple loop adds them.  (The
+ * unrolled loop keeps the 8 sums in registers.) */
+#define MM_COLS(W)                                                            \
+    do {                                                                      \
+        double acc[8] = {0};                                                  \
+        for (int64_t k = 0; k < K; k++) {                                     \
+            double av = a[m * sam + k * sak];                                 \
+            const double *bk = b + k * sbk + j0 * sbn;                        \
+            _Pragma("GCC unroll 8")                                           \
+            for (int x = 0; x < (W); x++)                                     \
+                acc[x] += av * bk[x * sbn];                                   \
+        }                                                                     \
+        for (int x = 0; x < (W); x++)                                         \
+            c[m * N + j0 + x] = acc[x];                                       \
+    } while (0)
 
 /* c[M,N] = a[M,K] @ b[K,N], element (m,k) of a at a[m*sam + k*sak] and
- * (k,n) of b at b[k*sbk + n*sbn].  Columns go 8 at a time (the 8 columns
- * of b stay in cache for every row of a). */
+ * (k,n) of b at b[k*sbk + n*sbn].  Columns go 8 at a time (8 sums in
+ * registers; the 8 columns of b stay in cache for every row of a). */
 static void mm2(const double *a, int64_t sam, int64_t sak, const double *b, int64_t sbk,
                 int64_t sbn, double *c, int64_t M, int64_t N, int64_t K)
 {
-    for (int64_t j0 = 0; j0 < N; j0 += 8)
-        for (int64_t m = 0; m < M; m++) {
-            if (N - j0 >= 8)
-                mm_cols(a, sam, sak, b, sbk, sbn, c, m, j0, N, K, 8);
-            else
-                mm_cols(a, sam, sak, b, sbk, sbn, c, m, j0, N, K, (int)(N - j0));
-        }
+    int64_t j0 = 0;
+    for (; j0 + 8 <= N; j0 += 8)
+        for (int64_t m = 0; m < M; m++)
+            MM_COLS(8);
+    for (int64_t m = 0; m < M && j0 < N; m++)
+        MM_COLS(N - j0);
 }
 
 /* The leading (batch) dims of t as a tensor header, for bcast_off. */
