@@ -389,13 +389,16 @@ static const cJSON *module_def(Fe *fe, const char *mod, const char *at)
     return NULL;
 }
 
-/* One instance of module `mod` named `prefix`: its outputs go into sp. */
+/* One instance of module `mod` named `prefix`, for the node at `at`: its outputs go into sp. */
 static bool instance(Fe *fe, const char *mod, const char *at, const char *prefix, IrNode **in,
                      int nin, FeSpec *sp)
 {
     static const char *const keys[] = {"inputs", "params", "nodes", "outputs", "//", "doc",
                                        NULL};
-    const cJSON *def = module_def(fe, mod, at);
+    char pm[FE_PATH], pin[FE_PATH];
+    fe_path_key(pm, at, "module");
+    fe_path_key(pin, at, "in");
+    const cJSON *def = module_def(fe, mod, pm);
     if (!def)
         return false;
     if (fe->depth >= FE_MAX_DEPTH) {
@@ -412,7 +415,7 @@ static bool instance(Fe *fe, const char *mod, const char *at, const char *prefix
     fe->depth++;
     bool ok = fe_want(fe, def, cJSON_Object, c->path, "a module") &&
               fe_check_keys(fe, def, c->path, keys, "a module") &&
-              bind_inputs(fe, c, in, nin, at) && run_scope(fe, c) && bind_outputs(fe, c, sp);
+              bind_inputs(fe, c, in, nin, pin) && run_scope(fe, c) && bind_outputs(fe, c, sp);
     fe->depth--;
     if (!ok)
         fe_hint(fe, "in '%s', an instance of module '%s'", prefix, mod);
