@@ -10,8 +10,8 @@
  * nodes of a repeated module PREFIX.N.rest (trf_blocks.3.att.scores); the
  * first all-digit segment after the first segment marks the block
  * PREFIX.N.  Unnamed nodes (made by passes) join a block when all their
- * non-source operands are in it; unnamed constants join the block of
- * their users when those agree.  By default the first instance of each
+ * non-source operands and at least one user are in it; unnamed constants
+ * join the block of their users when those agree.  By default the first instance of each
  * PREFIX is drawn in full in a cluster, and the other instances become one
  * summary box ("trf_blocks.1 … trf_blocks.11 (11 more blocks, same
  * structure)") through which the edges in and out of them are routed; the
@@ -124,23 +124,46 @@ static bool same_block(Block a, Block b)
     return a.grp == b.grp && a.inst == b.inst;
 }
 
-/* Unnamed ops join the block of their non-source operands when they agree. */
-static void inherit_forward(Dot *d)
+/* The block all non-source operands of an unnamed op share, or none. */
+static Block operand_block(const Dot *d, const IrNode *n)
 {
-    for (int i = 0; i < d->g->nnodes; i++) {
-        const IrNode *n = d->g->nodes[i];
-        Block b = {-1, 0, 0};
-        bool ok = !n->name && !is_source(n);
-        for (int j = 0; ok && j < n->nin; j++) {
-            if (is_source(n->in[j]))
-                continue;
-            Block o = d->blk[n->in[j]->index];
-            ok = o.grp >= 0 && (b.grp < 0 || same_block(b, o));
-            b = o;
-        }
-        if (ok && b.grp >= 0)
-            d->blk[i] = (Block){b.grp, b.inst, 0};
+    Block b = {-1, 0, 0};
+    if (n->name || is_source(n))
+        return b;
+    for (int j = 0; j < n->nin; j++) {
+        if (is_source(n->in[j]))
+            continue;
+        Block o = d->blk[n->in[j]->index];
+        if (o.grp < 0 || (b.grp >= 0 && !same_block(b, o)))
+            return (Block){-1, 0, 0};
+        b = (Block){o.grp, o.inst, 0};
     }
+    return b;
+}
+
+/* Unnamed ops join a block when their non-source operands are all in it
+ * and one of their users is too (so an op after the last block stays
+ * outside).  Users come later in the graph: decide in reverse order. */
+static void inherit_ops(Dot *d)
+{
+    int nn = d->g->nnodes;
+    Block *cand = xrealloc(NULL, nn * sizeof *cand);
+    bool *used_inside = calloc(nn ? nn : 1, sizeof *used_inside);
+    IR_ASSERT(used_inside);
+    for (int i = 0; i < nn; i++)
+        cand[i] = operand_block(d, d->g->nodes[i]);
+    for (int i = nn - 1; i >= 0; i--) {
+        const IrNode *n = d->g->nodes[i];
+        if (cand[i].grp >= 0 && used_inside[i])
+            d->blk[i] = cand[i];
+        for (int j = 0; j < n->nin; j++) {
+            int k = n->in[j]->index;
+            if (d->blk[i].grp >= 0 && same_block(cand[k], d->blk[i]))
+                used_inside[k] = true;
+        }
+    }
+    free(cand);
+    free(used_inside);
 }
 
 /* Unnamed constants join the block of their users when those agree. */
@@ -390,7 +413,7 @@ void ir_dot(const IrGraph *g, const IrDotOptions *opt, FILE *f)
         IR_ASSERT(g->nodes[i]->index == i);
     d.blk = xrealloc(NULL, g->nnodes * sizeof *d.blk);
     assign_named(&d);
-    inherit_forward(&d);
+    inherit_ops(&d);
     inherit_sources(&d);
     for (int i = 0; i < g->nnodes; i++)
         if (d.blk[i].grp >= 0)

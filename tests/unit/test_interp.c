@@ -1123,6 +1123,36 @@ TEST(dot_collapses_blocks)
     fx_free(&m.f);
 }
 
+/* Unnamed nodes join the block around them: an op whose operands are all in
+ * one block, a constant whose users are all in one block. */
+TEST(dot_unnamed_nodes_join_blocks)
+{
+    Fx f = fx_new();
+    IrNode *x = in_f32(&f, "x", SH(4));
+    for (int l = 0; l < 3; l++) {
+        char name[64];
+        IrNode *c = ir_const(f.g, l, DT_F32, SCALAR);
+        IrNode *y = ir_binary(f.g, OP_ADD, x, c);
+        snprintf(name, sizeof name, "enc.layers.%d.y", l);
+        y->name = ir_arena_strdup(f.g->arena, name);
+        IrNode *z = ir_unary(f.g, OP_NEG, y);
+        x = ir_binary(f.g, OP_MUL, z, z);
+        snprintf(name, sizeof name, "enc.layers.%d.out", l);
+        x->name = ir_arena_strdup(f.g->arena, name);
+    }
+    ir_graph_add_output(f.g, "y", ir_unary(f.g, OP_EXP, x));
+    char *c = dot_str(f.g, false), *e = dot_str(f.g, true);
+    CHECK(strstr(c, "enc.layers.1 \xe2\x80\xa6 enc.layers.2 (2 more blocks, same structure)"));
+    CHECK(count(c, "\"neg") == 1 && count(e, "\"neg") == 3);
+    CHECK(count(c, "\"const") == 1 && count(e, "\"const") == 3);
+    CHECK(count(c, "-> summary0") == 1 && count(c, "summary0 ->") == 1); /* deduplicated */
+    CHECK(count(c, "\"exp") == 1); /* after the last block: not absorbed into it */
+    CHECK(strstr(c, "label=\"output\\ny\""));
+    free(c);
+    free(e);
+    fx_free(&f);
+}
+
 /* ---------------------------------------------------------------- coverage */
 
 TEST(every_op_checked)
@@ -1164,6 +1194,7 @@ int main(void)
     RUN(too_large);
     RUN(gpt_forward);
     RUN(dot_collapses_blocks);
+    RUN(dot_unnamed_nodes_join_blocks);
     RUN(every_op_checked);
     return test_summary();
 }
