@@ -20,6 +20,10 @@ _source_root = lit_config.params.get('source_root', os.path.dirname(os.path.dirn
 _bindir = lit_config.params.get('llvm_bindir', '/usr/lib/llvm-19/bin')
 _gradc = lit_config.params.get('gradc', os.path.join(_source_root, 'build', 'gradc'))
 
+# Scratch files (%t) go next to the gradc binary, not into the source tree.
+config.test_exec_root = lit_config.params.get(
+    'exec_root', os.path.join(os.path.dirname(os.path.abspath(_gradc)), 'lit-output'))
+
 
 def _tool(name):
     # The bare word only: not inside a path, a file name or a longer word.
