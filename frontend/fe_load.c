@@ -161,7 +161,11 @@ static bool check_root(Fe *fe)
     if (!cJSON_IsObject(fe->root))
         return fe_fail(fe, NULL, "a model file must hold a JSON object, got %s",
                        fe_type_name(fe->root));
+    const cJSON *mods = cJSON_GetObjectItemCaseSensitive(fe->root, "modules");
     if (!fe_check_keys(fe, fe->root, "", sections, "a model file"))
+        return false;
+    if (mods && (!fe_want(fe, mods, cJSON_Object, "/modules", "'modules'") ||
+                 !fe_check_dupes(fe, mods, "/modules")))
         return false;
     return !name || fe_want(fe, name, cJSON_String, "/name", "'name'");
 }

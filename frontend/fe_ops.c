@@ -341,7 +341,8 @@ IrNode *fe_op_build(Fe *fe, FeScope *sc, FeSpec *sp, const char *path, IrOp op, 
     memset(&b, 0, sizeof b);
     b.op = op;
     b.infer = -1;
-    if (!read_keys(fe, &b, sp->json, path) || !complete(fe, &b, path))
+    if (!fe_check_dupes(fe, sp->json, path) || !read_keys(fe, &b, sp->json, path) ||
+        !complete(fe, &b, path))
         return NULL;
     if (b.infer >= 0 && !infer_dim(fe, &b, in[0], path))
         return NULL;
