@@ -59,6 +59,19 @@ static bool ir_shape_unary(const IrGraph *g, IrNode *n, IrError *err)
     return true;
 }
 
+/* unary with an optional `axis` (softmax): the axis must exist. */
+static bool ir_shape_axis(const IrGraph *g, IrNode *n, IrError *err)
+{
+    int r = n->in[0]->shape.rank;
+    if (ir_axis(ir_node_int(n, ATTR_AXIS, -1), r) < 0) {
+        ir_error(err, "%s: axis %lld out of range for rank %d", ir_op_name(n->op),
+                 (long long)ir_node_int(n, ATTR_AXIS, -1), r);
+        return false;
+    }
+    n->shape = n->in[0]->shape;
+    return true;
+}
+
 /* numpy broadcasting of two shapes, right-aligned. */
 static bool broadcast2(const IrGraph *g, const IrShape *a, const IrShape *b, IrShape *out,
                        IrError *err, const IrNode *n)
