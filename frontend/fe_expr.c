@@ -176,6 +176,23 @@ static bool apply(P *p, char op, FeVal *a, const FeVal *b)
 
 /* ---------------------------------------------------------------- names */
 
+static bool undefined(P *p, const char *name)
+{
+    Fe *fe = p->fe;
+    FeNear n = fe_near(name);
+    for (int i = 0; i < fe->nkey; i++)
+        fe_near_add(&n, fe->key[i].key);
+    for (int i = 0; fe->g && p->ctx != FE_NUM && i < fe->g->nsym; i++)
+        fe_near_add(&n, fe->g->sym[i]);
+    if (!strcmp(p->src, name))
+        fe_fail(fe, p->path, "undefined name '%s'", name);
+    else
+        fail(p, "undefined name '%s'", name);
+    fe_hint_near(fe, &n);
+    return false;
+}
+
+/* A config key's value, or a symbol where the context allows symbols. */
 static bool name_value(P *p, const char *name, FeVal *v)
 {
     Fe *fe = p->fe;
@@ -189,24 +206,13 @@ static bool name_value(P *p, const char *name, FeVal *v)
         if (sym < 0)
             return fail(p, "too many symbols: a graph may use at most %d", IR_MAX_SYMS);
     }
-    if (sym >= 0 && p->ctx != FE_NUM) {
-        v->is_dim = true;
-        v->dim = ir_dim_sym(sym);
-        return true;
-    }
-    if (sym >= 0)
+    if (sym >= 0 && p->ctx == FE_NUM)
         return fail(p, "'%s' is a symbolic dim; a constant number is needed here", name);
-    FeNear n = fe_near(name);
-    for (int i = 0; i < fe->nkey; i++)
-        fe_near_add(&n, fe->key[i].key);
-    for (int i = 0; fe->g && p->ctx != FE_NUM && i < fe->g->nsym; i++)
-        fe_near_add(&n, fe->g->sym[i]);
-    if (!strcmp(p->src, name))
-        fe_fail(fe, p->path, "undefined name '%s'", name);
-    else
-        fail(p, "undefined name '%s'", name);
-    fe_hint_near(fe, &n);
-    return false;
+    if (sym < 0)
+        return undefined(p, name);
+    v->is_dim = true;
+    v->dim = ir_dim_sym(sym);
+    return true;
 }
 
 static bool parse_name(P *p, char *buf, size_t cap)
