@@ -19,6 +19,7 @@
  * (the loop, write-back and the pool's barriers).
  */
 #include "cli.h"
+#include "codegen/cg.h"
 #include "passes/pass.h"
 #include "runtime/rt_exec.h"
 
@@ -223,6 +224,23 @@ static void print_summary(const RtExec *ex, const BenchArgs *a, const int64_t *b
     print_kernels(ex, g, a->steps, step_ms);
 }
 
+/* A hint when OpenBLAS runs kernels narrower than the CPU's vectors
+ * (its core detection can fall back to Prescott under a hypervisor).
+ * gradc never sets OPENBLAS_CORETYPE itself. */
+static void note_blas_core(const RtExecStats *st)
+{
+    static const char *const wide[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};
+    IrError err = {0};
+    const CgTarget *t = cg_target_host(&err);
+    if (!st->blas_core || !t || !cg_target_has_feature(t, "avx512f"))
+        return;
+    for (int k = 0; wide[k]; k++)
+        if (!strcmp(st->blas_core, wide[k]))
+            return;
+    printf("note: OpenBLAS uses its %s kernels on a CPU with AVX-512; "
+           "OPENBLAS_CORETYPE=SkylakeX is usually much faster for sgemm\n", st->blas_core);
+}
+
 /* ---------------------------------------------------------------- the command */
 
 static int bench(IrGraph *g, const FeModel *m, const BenchArgs *a, IrError *err)
@@ -243,6 +261,7 @@ static int bench(IrGraph *g, const FeModel *m, const BenchArgs *a, IrError *err)
     cli_print_binding(g, binding, stdout);
     printf("\n");
     cli_print_exec(ex, stdout);
+    note_blas_core(rt_exec_stats(ex));
     fflush(stdout);
     bool ok = cli_set_inputs(ex, &in, err) && run_steps(ex, g, 1, a->warmup, err);
     rt_exec_reset_times(ex);

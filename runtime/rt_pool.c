@@ -6,7 +6,7 @@
  * every chunk is done: a barrier per kernel, so kernels run in graph order.
  *
  * A job is published by bumping a generation counter.  Workers wait for a
- * new generation by spinning for a short while (a kernel usually follows
+ * new generation by spinning for up to 50 us (a kernel usually follows
  * another within microseconds) and then sleep on a condition variable.
  * rt_pool_idle clears the `hot` flag so that they sleep at once: the
  * executor calls it before a matmul, whose OpenBLAS threads need the cores.
@@ -29,6 +29,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -38,8 +39,10 @@
 #define cpu_relax() ((void)0)
 #endif
 
-/* Spin iterations before a worker sleeps (~20-50 us with pause). */
-#define SPIN_LIMIT 4000
+/* How long a worker spins for the next job before it sleeps.  Kernels of
+ * one step follow each other within microseconds; a gap longer than this
+ * (a matmul, the end of a step) is better spent asleep. */
+#define SPIN_NS 50000
 
 typedef struct Worker {
     RtPool *pool;
@@ -102,18 +105,37 @@ static void run_chunk(RtPool *p, int t)
 
 /* ---------------------------------------------------------------- workers */
 
-/* Waits for a generation other than `seen`; returns it. */
-static uint64_t wait_job(RtPool *p, uint64_t seen)
+static int64_t now_ns(void)
 {
-    for (int i = 0; i < SPIN_LIMIT && atomic_load(&p->hot); i++) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Spins while the pool is hot and SPIN_NS have not passed; returns the new
+ * generation, or `seen` if none came. */
+static uint64_t spin_job(RtPool *p, uint64_t seen)
+{
+    int64_t deadline = now_ns() + SPIN_NS;
+    for (unsigned i = 1; atomic_load_explicit(&p->hot, memory_order_relaxed); i++) {
         uint64_t g = atomic_load(&p->gen);
         if (g != seen)
             return g;
         cpu_relax();
+        if (i % 64 == 0 && now_ns() > deadline)
+            break;
     }
+    return seen;
+}
+
+/* Waits for a generation other than `seen`; returns it. */
+static uint64_t wait_job(RtPool *p, uint64_t seen)
+{
+    uint64_t g = spin_job(p, seen);
+    if (g != seen)
+        return g;
     pthread_mutex_lock(&p->mu);
     atomic_fetch_add(&p->sleepers, 1);
-    uint64_t g;
     while ((g = atomic_load(&p->gen)) == seen)
         pthread_cond_wait(&p->wake, &p->mu);
     atomic_fetch_sub(&p->sleepers, 1);
@@ -152,7 +174,7 @@ static void publish(RtPool *p)
 static void wait_done(RtPool *p)
 {
     for (unsigned i = 0; atomic_load(&p->pending) > 0; i++)
-        if (i < 1u << 20)
+        if (i < 4096)
             cpu_relax();
         else
             sched_yield();
