@@ -1,0 +1,317 @@
+/* cg_lower_math.c — scalar element operations, written so they vectorize.
+ *
+ * Everything here builds IR for one element; the loop around it is the
+ * caller's, and the loop vectorizer widens the whole body to <16 x float>.
+ * That is why exp, log and tanh are built inline from arithmetic instead of
+ * calling libm (a call, even llvm.exp.f32, scalarizes the loop: x86 has no
+ * vector exp instruction and the JIT links no vector math library).
+ *
+ *   exp(x)   x = n ln2 + r with n = rint(x log2 e), |r| <= ln2/2 (ln2 split
+ *            in a 12-bit high part and a low part, so n*hi is exact);
+ *            e^r by its Taylor series to r^7 (truncation < 1e-8 relative)
+ *            in Horner form with fma; 2^n as two exponent-field scalings so
+ *            that results from 2^-150 (subnormal) to overflow come out right.
+ *            x is clamped to [-104, 89] first; NaN passes through.
+ *   log(x)   x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s),
+ *            s = (m-1)/(m+1), by its series to s^9 (|s| < 0.172, truncation
+ *            < 1e-8).  Subnormals are scaled by 2^23 first; 0 gives -inf,
+ *            negatives and NaN give NaN, inf gives inf.
+ *   tanh(x)  |x| < 0.4: the Taylor series to x^13 (no cancellation near 0);
+ *            else 1 - 2/(exp(2|x|) + 1), which saturates to 1 without
+ *            overflow trouble; the sign is copied back.
+ *   gelu(x)  the tanh form 0.5 x (1 + tanh(u)), u = sqrt(2/pi)(x + 0.044715
+ *            x^3), computed as x / (1 + exp(-2u)) — the same function,
+ *            but without the cancellation of 1 + tanh(u) for negative x.
+ * Measured against double precision over wide ranges, all four stay within
+ * 3 ulp (about 2e-7 relative); tests/unit/test_lower.c checks 1e-6.
+ *
+ * The other ops follow the interpreter (ir/interp.c) exactly where it
+ * defines behaviour: NaN propagates through maximum/minimum, relu keeps
+ * NaN, casts to i32 truncate and saturate (NaN gives 0), cast to bool is
+ * x != 0.  Where the interpreter reports an error the kernel must not
+ * crash instead: i32 division by zero gives 0 and INT_MIN / -1 wraps.
+ * i32 add/sub/mul wrap (the interpreter does not emulate wrap-around).
+ */
+#include "cg_lower_int.h"
+
+#include <math.h>
+#include <string.h>
+
+static LLVMValueRef fma3(CgKernel *k, LLVMValueRef a, LLVMValueRef b, LLVMValueRef c)
+{
+    LLVMValueRef args[3] = {a, b, c};
+    return cg_intrin(k, "llvm.fma", k->L->f32, args, 3);
+}
+
+/* c[0] + x (c[1] + x (c[2] + ...)) */
+static LLVMValueRef poly(CgKernel *k, LLVMValueRef x, const double *c, int n)
+{
+    LLVMValueRef p = cg_f32c(k, c[n - 1]);
+    for (int i = n - 2; i >= 0; i--)
+        p = fma3(k, p, x, cg_f32c(k, c[i]));
+    return p;
+}
+
+static LLVMValueRef fsel(CgKernel *k, LLVMRealPredicate pr, LLVMValueRef a, LLVMValueRef b,
+                         LLVMValueRef t, LLVMValueRef f)
+{
+    return LLVMBuildSelect(k->b, LLVMBuildFCmp(k->b, pr, a, b, ""), t, f, "");
+}
+
+/* ln 2 = hi + lo, hi with 12 significant bits. */
+static void ln2_split(float *hi, float *lo)
+{
+    float h = (float)M_LN2;
+    uint32_t bits;
+    memcpy(&bits, &h, 4);
+    bits &= 0xfffff000u;
+    memcpy(&h, &bits, 4);
+    *hi = h;
+    *lo = (float)(M_LN2 - (double)h);
+}
+
+/* 2^e as a float, for e in [-126, 127] (i32). */
+static LLVMValueRef pow2i(CgKernel *k, LLVMValueRef e)
+{
+    LLVMValueRef biased = LLVMBuildAdd(k->b, e, cg_i32c(k, 127), "");
+    return LLVMBuildBitCast(k->b, LLVMBuildShl(k->b, biased, cg_i32c(k, 23), ""), k->L->f32, "");
+}
+
+LLVMValueRef cg_exp(CgKernel *k, LLVMValueRef x)
+{
+    static const double c[8] = {1, 1, 1.0 / 2, 1.0 / 6, 1.0 / 24, 1.0 / 120, 1.0 / 720,
+                                1.0 / 5040};
+    LLVMBuilderRef b = k->b;
+    float hi, lo;
+    ln2_split(&hi, &lo);
+    LLVMValueRef xc = fsel(k, LLVMRealOGT, x, cg_f32c(k, 89), cg_f32c(k, 89), x);
+    xc = fsel(k, LLVMRealOLT, xc, cg_f32c(k, -104), cg_f32c(k, -104), xc);
+    LLVMValueRef t = LLVMBuildFMul(b, xc, cg_f32c(k, M_LOG2E), "");
+    LLVMValueRef nf = cg_intrin(k, "llvm.rint", k->L->f32, &t, 1);
+    LLVMValueRef r = fma3(k, nf, cg_f32c(k, -hi), xc);
+    r = fma3(k, nf, cg_f32c(k, -lo), r);
+    LLVMValueRef p = poly(k, r, c, 8);
+    LLVMValueRef ni = LLVMBuildFPToSI(b, nf, k->L->i32, "");
+    LLVMValueRef h = LLVMBuildAShr(b, ni, cg_i32c(k, 1), "");
+    LLVMValueRef s1 = pow2i(k, h), s2 = pow2i(k, LLVMBuildSub(b, ni, h, ""));
+    LLVMValueRef y = LLVMBuildFMul(b, LLVMBuildFMul(b, p, s1, ""), s2, "exp");
+    return fsel(k, LLVMRealUNO, x, x, x, y); /* NaN in, NaN out */
+}
+
+/* x = m 2^e, m in [sqrt(1/2), sqrt(2)): returns m, sets *e (i32). */
+static LLVMValueRef log_split(CgKernel *k, LLVMValueRef x, LLVMValueRef *e)
+{
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef sub = LLVMBuildFCmp(b, LLVMRealOLT, x, cg_f32c(k, 0x1p-126), "");
+    LLVMValueRef xs = LLVMBuildSelect(b, sub, LLVMBuildFMul(b, x, cg_f32c(k, 0x1p23), ""), x, "");
+    LLVMValueRef bits = LLVMBuildBitCast(b, xs, k->L->i32, "");
+    LLVMValueRef bias = LLVMBuildSelect(b, sub, cg_i32c(k, 127 + 23), cg_i32c(k, 127), "");
+    LLVMValueRef ex = LLVMBuildSub(b, LLVMBuildLShr(b, bits, cg_i32c(k, 23), ""), bias, "");
+    LLVMValueRef mb = LLVMBuildOr(b, LLVMBuildAnd(b, bits, cg_i32c(k, 0x7fffff), ""),
+                                  cg_i32c(k, 0x3f800000), "");
+    LLVMValueRef m = LLVMBuildBitCast(b, mb, k->L->f32, "");
+    LLVMValueRef big = LLVMBuildFCmp(b, LLVMRealOGT, m, cg_f32c(k, M_SQRT2), "");
+    *e = LLVMBuildAdd(b, ex, LLVMBuildZExt(b, big, k->L->i32, ""), "");
+    return LLVMBuildSelect(b, big, LLVMBuildFMul(b, m, cg_f32c(k, 0.5), ""), m, "");
+}
+
+LLVMValueRef cg_log(CgKernel *k, LLVMValueRef x)
+{
+    static const double c[5] = {2, 2.0 / 3, 2.0 / 5, 2.0 / 7, 2.0 / 9};
+    LLVMBuilderRef b = k->b;
+    float hi, lo;
+    ln2_split(&hi, &lo);
+    LLVMValueRef e;
+    LLVMValueRef m = log_split(k, x, &e);
+    LLVMValueRef f = LLVMBuildFSub(b, m, cg_f32c(k, 1), "");
+    LLVMValueRef s = LLVMBuildFDiv(b, f, LLVMBuildFAdd(b, f, cg_f32c(k, 2), ""), "");
+    LLVMValueRef p = LLVMBuildFMul(b, s, poly(k, LLVMBuildFMul(b, s, s, ""), c, 5), "");
+    LLVMValueRef ef = LLVMBuildSIToFP(b, e, k->L->f32, "");
+    LLVMValueRef y = fma3(k, ef, cg_f32c(k, hi), fma3(k, ef, cg_f32c(k, lo), p));
+    y = fsel(k, LLVMRealOEQ, x, cg_f32c(k, INFINITY), x, y);
+    y = fsel(k, LLVMRealOEQ, x, cg_f32c(k, 0), cg_f32c(k, -INFINITY), y);
+    return fsel(k, LLVMRealULT, x, cg_f32c(k, 0), cg_f32c(k, NAN), y);
+}
+
+LLVMValueRef cg_tanh(CgKernel *k, LLVMValueRef x)
+{
+    static const double c[7] = {1, -1.0 / 3, 2.0 / 15, -17.0 / 315, 62.0 / 2835,
+                                -1382.0 / 155925, 21844.0 / 6081075};
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef a = cg_intrin(k, "llvm.fabs", k->L->f32, &x, 1);
+    LLVMValueRef e = cg_exp(k, LLVMBuildFAdd(b, a, a, ""));
+    LLVMValueRef q = LLVMBuildFDiv(b, cg_f32c(k, 2), LLVMBuildFAdd(b, e, cg_f32c(k, 1), ""), "");
+    LLVMValueRef big = LLVMBuildFSub(b, cg_f32c(k, 1), q, "");
+    LLVMValueRef small = LLVMBuildFMul(b, a, poly(k, LLVMBuildFMul(b, a, a, ""), c, 7), "");
+    LLVMValueRef r = fsel(k, LLVMRealOLT, a, cg_f32c(k, 0.4), small, big);
+    LLVMValueRef args[2] = {r, x};
+    return cg_intrin(k, "llvm.copysign", k->L->f32, args, 2);
+}
+
+LLVMValueRef cg_gelu(CgKernel *k, LLVMValueRef x)
+{
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef x3 = LLVMBuildFMul(b, LLVMBuildFMul(b, x, x, ""), x, "");
+    LLVMValueRef inner = fma3(k, x3, cg_f32c(k, 0.044715), x);
+    LLVMValueRef m2u = LLVMBuildFMul(b, inner, cg_f32c(k, -2.0 * sqrt(2.0 / M_PI)), "");
+    LLVMValueRef den = LLVMBuildFAdd(b, cg_exp(k, m2u), cg_f32c(k, 1), "");
+    return LLVMBuildFDiv(b, x, den, "gelu");
+}
+
+/* ---------------------------------------------------------------- min/max */
+
+LLVMValueRef cg_maximum(CgKernel *k, IrDType dt, LLVMValueRef a, LLVMValueRef b)
+{
+    if (dt != DT_F32)
+        return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSGT, a, b, ""), a, b, "");
+    LLVMValueRef m = fsel(k, LLVMRealOGT, a, b, a, b);
+    return fsel(k, LLVMRealUNO, a, b, LLVMBuildFAdd(k->b, a, b, ""), m);
+}
+
+LLVMValueRef cg_minimum(CgKernel *k, IrDType dt, LLVMValueRef a, LLVMValueRef b)
+{
+    if (dt != DT_F32)
+        return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSLT, a, b, ""), a, b, "");
+    LLVMValueRef m = fsel(k, LLVMRealOLT, a, b, a, b);
+    return fsel(k, LLVMRealUNO, a, b, LLVMBuildFAdd(k->b, a, b, ""), m);
+}
+
+/* ---------------------------------------------------------------- unary */
+
+static LLVMValueRef unary_i32(CgKernel *k, IrOp op, LLVMValueRef x)
+{
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef zero = cg_i32c(k, 0);
+    switch (op) {
+    case OP_NEG:  return LLVMBuildSub(b, zero, x, "");
+    case OP_ABS:  return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, x, zero, ""),
+                                         LLVMBuildSub(b, zero, x, ""), x, "");
+    case OP_RELU: return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, x, zero, ""), x, zero, "");
+    default:      IR_ASSERT(!"unary op on i32");
+    }
+}
+
+LLVMValueRef cg_unary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef x)
+{
+    LLVMBuilderRef b = k->b;
+    LLVMTypeRef f32 = k->L->f32;
+    if (dt != DT_F32)
+        return unary_i32(k, op, x);
+    switch (op) {
+    case OP_NEG:   return LLVMBuildFNeg(b, x, "");
+    case OP_EXP:   return cg_exp(k, x);
+    case OP_LOG:   return cg_log(k, x);
+    case OP_SQRT:  return cg_intrin(k, "llvm.sqrt", f32, &x, 1);
+    case OP_RSQRT: return LLVMBuildFDiv(b, cg_f32c(k, 1), cg_intrin(k, "llvm.sqrt", f32, &x, 1), "");
+    case OP_TANH:  return cg_tanh(k, x);
+    case OP_RECIP: return LLVMBuildFDiv(b, cg_f32c(k, 1), x, "");
+    case OP_ABS:   return cg_intrin(k, "llvm.fabs", f32, &x, 1);
+    case OP_RELU:  return fsel(k, LLVMRealOLE, x, cg_f32c(k, 0), cg_f32c(k, 0), x);
+    case OP_GELU:  return cg_gelu(k, x);
+    default:       IR_ASSERT(!"not a unary op");
+    }
+}
+
+/* ---------------------------------------------------------------- binary */
+
+/* a / b toward zero; b = 0 gives 0, INT_MIN / -1 wraps (no SIGFPE). */
+static LLVMValueRef sdiv_safe(CgKernel *k, LLVMValueRef a, LLVMValueRef d)
+{
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef z = LLVMBuildICmp(b, LLVMIntEQ, d, cg_i32c(k, 0), "");
+    LLVMValueRef m1 = LLVMBuildICmp(b, LLVMIntEQ, d, cg_i32c(k, -1), "");
+    LLVMValueRef safe = LLVMBuildSelect(b, LLVMBuildOr(b, z, m1, ""), cg_i32c(k, 1), d, "");
+    LLVMValueRef q = LLVMBuildSDiv(b, a, safe, "");
+    q = LLVMBuildSelect(b, m1, LLVMBuildSub(b, cg_i32c(k, 0), a, ""), q, "");
+    return LLVMBuildSelect(b, z, cg_i32c(k, 0), q, "");
+}
+
+static LLVMValueRef compare(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef a, LLVMValueRef b)
+{
+    LLVMValueRef c;
+    if (dt == DT_F32)
+        c = LLVMBuildFCmp(k->b, op == OP_LT ? LLVMRealOLT : op == OP_LE ? LLVMRealOLE : LLVMRealOEQ,
+                          a, b, "");
+    else if (dt == DT_I32)
+        c = LLVMBuildICmp(k->b, op == OP_LT ? LLVMIntSLT : op == OP_LE ? LLVMIntSLE : LLVMIntEQ,
+                          a, b, "");
+    else
+        c = LLVMBuildICmp(k->b, op == OP_LT ? LLVMIntULT : op == OP_LE ? LLVMIntULE : LLVMIntEQ,
+                          a, b, "");
+    return LLVMBuildZExt(k->b, c, k->L->i8, "");
+}
+
+static LLVMValueRef binary_i32(CgKernel *k, IrOp op, LLVMValueRef a, LLVMValueRef b)
+{
+    switch (op) {
+    case OP_ADD: return LLVMBuildAdd(k->b, a, b, "");
+    case OP_SUB: return LLVMBuildSub(k->b, a, b, "");
+    case OP_MUL: return LLVMBuildMul(k->b, a, b, "");
+    case OP_DIV: return sdiv_safe(k, a, b);
+    default:     IR_ASSERT(!"binary op on i32");
+    }
+}
+
+LLVMValueRef cg_binary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef a, LLVMValueRef b)
+{
+    switch (op) {
+    case OP_LT:
+    case OP_LE:
+    case OP_EQ:      return compare(k, op, dt, a, b);
+    case OP_MAXIMUM: return cg_maximum(k, dt, a, b);
+    case OP_MINIMUM: return cg_minimum(k, dt, a, b);
+    default:         break;
+    }
+    if (dt != DT_F32)
+        return binary_i32(k, op, a, b);
+    switch (op) {
+    case OP_ADD: return LLVMBuildFAdd(k->b, a, b, "");
+    case OP_SUB: return LLVMBuildFSub(k->b, a, b, "");
+    case OP_MUL: return LLVMBuildFMul(k->b, a, b, "");
+    case OP_DIV: return LLVMBuildFDiv(k->b, a, b, "");
+    default:     IR_ASSERT(!"not a binary op");
+    }
+}
+
+/* ---------------------------------------------------------------- casts */
+
+static LLVMValueRef fptosi_sat(CgKernel *k, LLVMValueRef x)
+{
+    const char *name = "llvm.fptosi.sat";
+    unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
+    LLVMTypeRef ts[2] = {k->L->i32, k->L->f32};
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(k->L->M, id, ts, 2);
+    return LLVMBuildCall2(k->b, LLVMIntrinsicGetType(k->L->C, id, ts, 2), fn, &x, 1, "");
+}
+
+static LLVMValueRef nonzero(CgKernel *k, IrDType dt, LLVMValueRef x)
+{
+    if (dt == DT_F32)
+        return LLVMBuildFCmp(k->b, LLVMRealUNE, x, cg_f32c(k, 0), "");
+    return LLVMBuildICmp(k->b, LLVMIntNE, x, LLVMConstNull(LLVMTypeOf(x)), "");
+}
+
+LLVMValueRef cg_cast(CgKernel *k, IrDType from, IrDType to, LLVMValueRef x)
+{
+    LLVMBuilderRef b = k->b;
+    if (from == to)
+        return x;
+    if (to == DT_BOOL)
+        return LLVMBuildZExt(b, nonzero(k, from, x), k->L->i8, "");
+    if (from == DT_BOOL)
+        x = LLVMBuildZExt(b, nonzero(k, from, x), k->L->i32, "");
+    if (to == DT_F32)
+        return LLVMBuildSIToFP(b, x, k->L->f32, "");
+    return from == DT_F32 ? fptosi_sat(k, x) : x;
+}
+
+LLVMValueRef cg_const_of(CgKernel *k, IrDType dt, double v)
+{
+    if (dt == DT_F32)
+        return cg_f32c(k, v);
+    if (dt == DT_BOOL)
+        return LLVMConstInt(k->L->i8, v != 0, 0);
+    double t = isnan(v) ? 0 : trunc(v);
+    t = t > INT32_MAX ? INT32_MAX : t < INT32_MIN ? INT32_MIN : t;
+    return cg_i32c(k, (int64_t)t);
+}
