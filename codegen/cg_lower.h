@@ -5,7 +5,9 @@
  *   SOURCE  input, param or const: the runtime owns its buffer (const nodes
  *           get a kernel that fills them, so they are KERNEL too);
  *   ALIAS   a view with no code: reshape (row-major) shares its operand's
- *           buffer (alias_of = the operand's node index);
+ *           buffer (alias_of = the node that owns the memory: a chain of
+ *           reshapes resolves to its root, and kernels read the root's
+ *           slot, so the runtime need not fill alias slots);
  *   KERNEL  one JIT-compiled function
  *               void fn(void *const *slots, int64_t begin, int64_t end);
  *           slots[i] is the buffer of node i (f32 as float, i32 as int32_t,
@@ -14,6 +16,8 @@
  *           runtime splits that range over its threads when `parallel`, and
  *           calls fn(slots, 0, extent) once otherwise (matmuls, which call
  *           cblas_sgemm and thread inside OpenBLAS).
+ * Buffers are noalias: an output may share memory with an input only
+ * element for element (in place, same shape), never shifted or broadcast.
  * Fused nodes (node->body, from the fuse pass) are one kernel each.  Every
  * kernel of a program lives in one LLVM module, cached on disk by the IR
  * text of the graph, the binding and CG_LOWER_VERSION.
@@ -58,13 +62,24 @@ typedef struct CgProgram {
     int nnodes;
     CgNodeCode *nodes;     /* indexed like graph->nodes */
     CgJit *jit;
-    CgStats stats;         /* compile time, cache hit */
+    CgStats stats;         /* cache hit, opt/codegen ms; total_ms: all of cg_program_compile */
     char *llvm_ir;         /* with keep_module: optimized LLVM IR (malloc'd) */
     char *asm_text;        /* with keep_module: machine code (malloc'd) */
+    double lower_ms;       /* building the LLVM IR (0 on a cache hit) */
+    double link_ms;        /* looking up every kernel (links the object) */
+    int nkernels;          /* nodes of kind CG_KERNEL */
 } CgProgram;
 
+/* Compiles every node of g (in g->nodes order, node->index == position)
+ * at the binding (binding[i] is the value of symbol i; may be NULL for a
+ * graph without symbols).  opt may be NULL.  Returns NULL and fills err
+ * on a bad binding, an op without a lowering ("no lowering for op X"), or
+ * an LLVM failure; nothing is printed. */
 CgProgram *cg_program_compile(const IrGraph *g, const int64_t *binding,
                               const CgOptions *opt, IrError *err);
 void cg_program_free(CgProgram *p);
+
+/* True if op has a lowering (ops added to ops.def later may not). */
+bool cg_op_lowered(IrOp op);
 
 #endif

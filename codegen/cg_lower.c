@@ -1,0 +1,375 @@
+/* cg_lower.c — compiling a graph at one binding into a CgProgram.
+ *
+ * The flow of cg_program_compile:
+ *   1. evaluate every node's dims under the binding (all constants from
+ *      here on: loop bounds and strides are immediates in the IR, so LLVM
+ *      knows trip counts and vectorizes without runtime checks);
+ *   2. plan: walk the nodes with the op switch below, emit off, which
+ *      fills each CgNodeCode (kind, extent, parallel, numel, bytes, flops);
+ *   3. key = printed graph text + binding + CG_LOWER_VERSION; with the
+ *      cache on, a hit loads the object and skips LLVM entirely;
+ *   4. otherwise walk the nodes again with emit on, building one kernel
+ *      per node into one module, then hand the module to the JIT (which
+ *      optimizes it at O3, emits it and stores it in the cache);
+ *   5. look up every kernel's function pointer.
+ * With keep_module the module is always built, so that its optimized IR
+ * and assembly can be kept for `gradc dump --stage=llvm|asm`.
+ *
+ * The per-op switch (lower_fn) is the one place that says which ops have
+ * a lowering.  An op without one (say, a row added to ops.def by a pass
+ * before its lowering exists) fails the compile with "no lowering for op
+ * X", and cg_op_lowered answers the same question up front.
+ */
+#include "cg_lower_int.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+typedef bool (*LowerFn)(CgLower *L, const IrNode *n);
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+bool cg_fail(CgLower *L, const IrNode *n, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ir_error(L->err, "codegen: %%%d %s: %s", n->index, ir_op_name(n->op), msg);
+    return false;
+}
+
+int64_t cg_numel(const CgLower *L, const IrNode *n)
+{
+    int64_t v = 1;
+    for (int d = 0; d < n->shape.rank; d++)
+        v *= L->dim[n->index][d];
+    return v;
+}
+
+void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, double flops)
+{
+    CgNodeCode *c = &L->code[n->index];
+    c->kind = CG_KERNEL;
+    c->extent = extent;
+    c->parallel = parallel;
+    c->flops = flops;
+}
+
+/* ---------------------------------------------------------------- the op switch */
+
+static bool lower_source(CgLower *L, const IrNode *n)
+{
+    L->code[n->index].kind = CG_SOURCE;
+    return true;
+}
+
+/* reshape: a view of the operand's buffer (resolved to its owner). */
+static bool lower_alias(CgLower *L, const IrNode *n)
+{
+    CgNodeCode *c = &L->code[n->index];
+    c->kind = CG_ALIAS;
+    c->alias_of = L->buf[n->in[0]->index];
+    L->buf[n->index] = c->alias_of;
+    return true;
+}
+
+static LowerFn lower_fn(IrOp op)
+{
+    switch (op) {
+    case OP_INPUT:
+    case OP_PARAM:         return lower_source;
+    case OP_CONST:         return cg_lower_const;
+    case OP_IOTA:          return cg_lower_iota;
+    case OP_NEG:
+    case OP_EXP:
+    case OP_LOG:
+    case OP_SQRT:
+    case OP_RSQRT:
+    case OP_TANH:
+    case OP_RECIP:
+    case OP_ABS:
+    case OP_RELU:
+    case OP_CAST:
+    case OP_ADD:
+    case OP_SUB:
+    case OP_MUL:
+    case OP_DIV:
+    case OP_MAXIMUM:
+    case OP_MINIMUM:
+    case OP_LT:
+    case OP_LE:
+    case OP_EQ:
+    case OP_WHERE:
+    case OP_BROADCAST:     return cg_lower_elementwise;
+    case OP_DROPOUT:       return cg_lower_dropout;
+    case OP_SUM:
+    case OP_MAX:
+    case OP_MEAN:          return cg_lower_reduce;
+    case OP_RESHAPE:       return lower_alias;
+    case OP_TRANSPOSE:     return cg_lower_transpose;
+    case OP_SLICE:         return cg_lower_slice;
+    case OP_CONCAT:        return cg_lower_concat;
+    case OP_MATMUL:        return cg_lower_matmul;
+    case OP_GATHER:        return cg_lower_gather;
+    case OP_SOFTMAX:
+    case OP_LOG_SOFTMAX:   return cg_lower_softmax;
+    case OP_LAYERNORM:     return cg_lower_layernorm;
+    case OP_GELU:          return cg_lower_gelu;
+    case OP_CAUSAL_MASK:   return cg_lower_causal_mask;
+    case OP_CROSS_ENTROPY: return cg_lower_cross_entropy;
+    default:               return NULL;
+    }
+}
+
+bool cg_op_lowered(IrOp op)
+{
+    return lower_fn(op) != NULL;
+}
+
+static bool lower_node(CgLower *L, const IrNode *n)
+{
+    LowerFn f = lower_fn(n->op);
+    if (n->body)
+        return cg_fail(L, n, "no lowering for fused kernels yet");
+    if (!f)
+        return cg_fail(L, n, "no lowering for op %s", ir_op_name(n->op));
+    return f(L, n);
+}
+
+static bool lower_all(CgLower *L)
+{
+    for (int i = 0; i < L->g->nnodes; i++)
+        if (!lower_node(L, L->g->nodes[i]))
+            return false;
+    return true;
+}
+
+/* ---------------------------------------------------------------- binding */
+
+static bool eval_dims(CgLower *L, const IrNode *n, CgNodeCode *c)
+{
+    int64_t numel = 1;
+    for (int d = 0; d < n->shape.rank; d++) {
+        int64_t v = ir_dim_eval(n->shape.d[d], L->binding);
+        if (v <= 0 || __builtin_mul_overflow(numel, v, &numel) || numel > ((int64_t)1 << 40)) {
+            char s[128];
+            ir_dim_str(n->shape.d[d], L->g->sym, s, sizeof s);
+            return cg_fail(L, n, "dim %d (%s) is %lld under the binding: not a usable size", d, s,
+                           (long long)v);
+        }
+        L->dim[n->index][d] = v;
+    }
+    c->numel = numel;
+    c->bytes = numel * (int64_t)ir_dtype_size(n->dtype);
+    snprintf(c->symbol, sizeof c->symbol, "k%d_%s", n->index, ir_op_name(n->op));
+    return true;
+}
+
+static bool check_graph(const IrGraph *g, const int64_t *binding, IrError *err)
+{
+    for (int i = 0; i < g->nnodes; i++)
+        if (g->nodes[i]->index != i) {
+            ir_error(err, "codegen: node %d of graph '%s' has index %d", i, g->name,
+                     g->nodes[i]->index);
+            ir_error_hint(err, "call ir_graph_reindex after reordering nodes");
+            return false;
+        }
+    if (g->nsym > 0 && !binding) {
+        ir_error(err, "codegen: graph '%s' has symbolic dims but no binding was given", g->name);
+        return false;
+    }
+    return true;
+}
+
+/* Fills L's tables for p; the dims of every node under the binding. */
+static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
+{
+    const IrGraph *g = p->graph;
+    int n = g->nnodes ? g->nnodes : 1;
+    memset(L, 0, sizeof *L);
+    L->g = g;
+    L->binding = p->binding;
+    L->code = p->nodes;
+    L->err = err;
+    L->dim = calloc(n, sizeof *L->dim);
+    L->buf = calloc(n, sizeof *L->buf);
+    L->body_sig = calloc(n, sizeof *L->body_sig);
+    L->body_fn = calloc(n, sizeof *L->body_fn);
+    if (!L->dim || !L->buf || !L->body_sig || !L->body_fn) {
+        ir_error(err, "codegen: out of memory");
+        return false;
+    }
+    for (int i = 0; i < g->nnodes; i++) {
+        L->buf[i] = i;
+        L->code[i].alias_of = -1;
+        if (!eval_dims(L, g->nodes[i], &L->code[i]))
+            return false;
+    }
+    return true;
+}
+
+static void lower_done(CgLower *L)
+{
+    if (L->b)
+        LLVMDisposeBuilder(L->b);
+    for (int b = 0; b < L->nbody; b++)
+        free(L->body_sig[b]);
+    free(L->body_sig);
+    free(L->body_fn);
+    free(L->dim);
+    free(L->buf);
+}
+
+/* ---------------------------------------------------------------- module */
+
+static void lower_types(CgLower *L, CgModule *m)
+{
+    L->m = m;
+    L->C = m->ctx;
+    L->M = m->mod;
+    L->b = LLVMCreateBuilderInContext(m->ctx);
+    L->f32 = LLVMFloatTypeInContext(m->ctx);
+    L->f64 = LLVMDoubleTypeInContext(m->ctx);
+    L->i1 = LLVMInt1TypeInContext(m->ctx);
+    L->i8 = LLVMInt8TypeInContext(m->ctx);
+    L->i32 = LLVMInt32TypeInContext(m->ctx);
+    L->i64 = LLVMInt64TypeInContext(m->ctx);
+    L->ptr = LLVMPointerTypeInContext(m->ctx, 0);
+    L->vd = LLVMVoidTypeInContext(m->ctx);
+}
+
+/* The cache key: everything that decides the LLVM IR. */
+static char *key_text(const CgProgram *p)
+{
+    char *ir = ir_print_str(p->graph);
+    if (!ir)
+        return NULL;
+    size_t len = strlen(ir), cap = len + 64 + 32 * IR_MAX_SYMS;
+    char *key = malloc(cap);
+    if (key) {
+        int at = snprintf(key, cap, "%s\n; binding", ir);
+        for (int i = 0; i < p->graph->nsym; i++)
+            at += snprintf(key + at, cap - at, " %.16s=%lld", p->graph->sym[i],
+                           (long long)p->binding[i]);
+        snprintf(key + at, cap - at, "\n; cg_lower v%d\n", CG_LOWER_VERSION);
+    }
+    free(ir);
+    return key;
+}
+
+/* Builds every kernel into a fresh module; keeps dumps if asked. */
+static CgModule *build_module(CgLower *L, CgProgram *p, const CgOptions *o, IrError *err)
+{
+    double t0 = now_ms();
+    CgModule *m = cg_module_new(p->graph->name ? p->graph->name : "gradc", err);
+    if (!m)
+        return NULL;
+    lower_types(L, m);
+    L->emit = true;
+    if (!lower_all(L)) {
+        cg_module_free(m);
+        return NULL;
+    }
+    p->lower_ms = now_ms() - t0;
+    if (o->keep_module &&
+        (!(p->llvm_ir = cg_module_to_llvm_ir(m, err)) || !(p->asm_text = cg_module_to_asm(m, err)))) {
+        cg_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+static bool lookup_all(CgProgram *p, IrError *err)
+{
+    double t0 = now_ms();
+    for (int i = 0; i < p->nnodes; i++) {
+        CgNodeCode *c = &p->nodes[i];
+        if (c->kind != CG_KERNEL)
+            continue;
+        p->nkernels++;
+        if (!(c->fn = (CgKernelFn)cg_jit_lookup(p->jit, c->symbol, err)))
+            return false;
+    }
+    p->link_ms = now_ms() - t0;
+    return true;
+}
+
+/* Cache, or build and add the module. */
+static bool compile(CgLower *L, CgProgram *p, const CgOptions *o, IrError *err)
+{
+    char *key = key_text(p);
+    if (!key) {
+        ir_error(err, "codegen: out of memory");
+        return false;
+    }
+    bool ok = !o->keep_module && cg_jit_add_cached(p->jit, key, &p->stats);
+    if (!ok) {
+        CgModule *m = build_module(L, p, o, err);
+        ok = m && cg_jit_add_module(p->jit, m, key, &p->stats, err);
+    }
+    free(key);
+    return ok && lookup_all(p, err);
+}
+
+/* ---------------------------------------------------------------- API */
+
+static CgProgram *program_new(const IrGraph *g, const int64_t *binding, IrError *err)
+{
+    CgProgram *p = calloc(1, sizeof *p);
+    if (p)
+        p->nodes = calloc(g->nnodes ? g->nnodes : 1, sizeof *p->nodes);
+    if (!p || !p->nodes) {
+        free(p);
+        ir_error(err, "codegen: out of memory");
+        return NULL;
+    }
+    p->graph = g;
+    p->nnodes = g->nnodes;
+    for (int i = 0; binding && i < g->nsym; i++)
+        p->binding[i] = binding[i];
+    return p;
+}
+
+CgProgram *cg_program_compile(const IrGraph *g, const int64_t *binding, const CgOptions *opt,
+                              IrError *err)
+{
+    double t0 = now_ms();
+    CgOptions o = opt ? *opt : (CgOptions){0};
+    if (!check_graph(g, binding, err))
+        return NULL;
+    CgProgram *p = program_new(g, binding, err);
+    if (!p)
+        return NULL;
+    CgLower L;
+    bool ok = lower_init(&L, p, err) && lower_all(&L) && (p->jit = cg_jit_new(err));
+    if (ok && o.no_cache)
+        cg_jit_set_no_cache(p->jit, true);
+    ok = ok && compile(&L, p, &o, err);
+    lower_done(&L);
+    if (!ok) {
+        cg_program_free(p);
+        return NULL;
+    }
+    p->stats.total_ms = now_ms() - t0;
+    return p;
+}
+
+void cg_program_free(CgProgram *p)
+{
+    if (!p)
+        return;
+    cg_jit_free(p->jit);
+    free(p->nodes);
+    free(p->llvm_ir);
+    free(p->asm_text);
+    free(p);
+}
