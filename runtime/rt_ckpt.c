@@ -1,0 +1,576 @@
+/* rt_ckpt.c — safetensors reader and writer (rt_ckpt.h), written for gradc.
+ *
+ * Writer.  Tensors are laid out in the order they were added, back to
+ * back; the header is built with cJSON (which escapes names and metadata,
+ * such as a whole model file) and padded with spaces to 8 bytes so that the
+ * buffer starts aligned.  The file goes to PATH.tmp.PID and becomes PATH
+ * only after fsync, so a crash mid-write never leaves a torn checkpoint.
+ *
+ * Reader.  The file is mapped read-only and every claim of the header is
+ * checked against it before anything is used: the length word, the JSON,
+ * each entry's dtype, shape and offsets (END - BEGIN must equal the shape's
+ * element count times the dtype size), overlaps and holes (the tensors must
+ * tile the buffer, as the format requires), and the data hash when the
+ * writer stored one.  Each failure says which file, which tensor and what
+ * was wrong.
+ */
+#define _GNU_SOURCE
+#include "runtime/rt_ckpt.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CK_MAX_HEADER (100u << 20)   /* the format's own limit: 100 MB */
+#define CK_HASH_KEY "gradc.data_hash"
+
+/* ---------------------------------------------------------------- dtypes */
+
+static const struct {
+    const char *name;
+    size_t size;
+} ck_dtypes[RT_DT_COUNT] = {
+    [RT_DT_F32] = {"F32", 4}, [RT_DT_F16] = {"F16", 2}, [RT_DT_BF16] = {"BF16", 2},
+    [RT_DT_F64] = {"F64", 8}, [RT_DT_I64] = {"I64", 8}, [RT_DT_I32] = {"I32", 4},
+    [RT_DT_I16] = {"I16", 2}, [RT_DT_I8] = {"I8", 1},   [RT_DT_U8] = {"U8", 1},
+    [RT_DT_BOOL] = {"BOOL", 1},
+};
+
+const char *rt_dtype_name(RtDType t)
+{
+    return t < RT_DT_COUNT ? ck_dtypes[t].name : "?";
+}
+
+size_t rt_dtype_size(RtDType t)
+{
+    return t < RT_DT_COUNT ? ck_dtypes[t].size : 0;
+}
+
+RtDType rt_dtype_lookup(const char *name)
+{
+    for (int t = 0; t < RT_DT_COUNT; t++)
+        if (name && !strcmp(ck_dtypes[t].name, name))
+            return (RtDType)t;
+    return RT_DT_COUNT;
+}
+
+/* ---------------------------------------------------------------- hash */
+
+static uint64_t rotl(uint64_t x, int k)
+{
+    return x << k | x >> (64 - k);
+}
+
+/* A word-at-a-time multiplicative hash, streamed so that the writer can
+ * hash tensor after tensor: not cryptographic, only there to catch damaged
+ * bytes, and fast enough for gigabytes. */
+typedef struct CkHash {
+    uint64_t h, total;
+    unsigned char tail[8];
+    int ntail;
+} CkHash;
+
+static void hash_word(CkHash *s, const unsigned char *p)
+{
+    uint64_t w;
+    memcpy(&w, p, 8);
+    s->h = rotl(s->h ^ (w * 0xC2B2AE3D27D4EB4Full), 31) * 0x9E3779B185EBCA87ull;
+}
+
+static void hash_update(CkHash *s, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    s->total += n;
+    while (n > 0 && s->ntail > 0 && s->ntail < 8)
+        s->tail[s->ntail++] = *p++, n--;
+    if (s->ntail == 8)
+        hash_word(s, s->tail), s->ntail = 0;
+    for (; n >= 8; p += 8, n -= 8)
+        hash_word(s, p);
+    while (n > 0)
+        s->tail[s->ntail++] = *p++, n--;
+}
+
+static uint64_t hash_final(CkHash *s)
+{
+    uint64_t h = s->h;
+    for (int i = 0; i < s->ntail; i++)
+        h = (h ^ s->tail[i]) * 0x100000001B3ull;
+    h ^= s->total;
+    h ^= h >> 33;
+    return h * 0xFF51AFD7ED558CCDull;
+}
+
+uint64_t rt_ckpt_hash(const void *data, size_t n)
+{
+    CkHash s = {.h = 0x9E3779B97F4A7C15ull};
+    hash_update(&s, data, n);
+    return hash_final(&s);
+}
+
+/* ---------------------------------------------------------------- writer */
+
+struct RtCkptWriter {
+    RtCkptTensor *t;
+    int n, cap;
+    RtCkptMeta *meta;
+    int nmeta, metacap;
+};
+
+RtCkptWriter *rt_ckpt_writer_new(void)
+{
+    return calloc(1, sizeof(RtCkptWriter));
+}
+
+void rt_ckpt_writer_free(RtCkptWriter *w)
+{
+    if (!w)
+        return;
+    for (int i = 0; i < w->n; i++)
+        free((char *)w->t[i].name);
+    for (int i = 0; i < w->nmeta; i++)
+        free(w->meta[i].key), free(w->meta[i].value);
+    free(w->t);
+    free(w->meta);
+    free(w);
+}
+
+static int64_t shape_numel(int rank, const int64_t *shape)
+{
+    int64_t n = 1;
+    for (int d = 0; d < rank; d++)
+        n *= shape[d];
+    return n;
+}
+
+void rt_ckpt_add(RtCkptWriter *w, const char *name, RtDType dt, int rank, const int64_t *shape,
+                 const void *data)
+{
+    IR_ASSERT(rank >= 0 && rank <= IR_MAX_RANK && dt < RT_DT_COUNT);
+    if (w->n == w->cap) {
+        w->cap = w->cap ? 2 * w->cap : 64;
+        w->t = realloc(w->t, sizeof *w->t * (size_t)w->cap);
+    }
+    RtCkptTensor *t = &w->t[w->n++];
+    *t = (RtCkptTensor){.name = strdup(name), .dtype = dt, .rank = rank, .data = data};
+    memcpy(t->shape, shape, sizeof *shape * (size_t)rank);
+    t->numel = shape_numel(rank, shape);
+    t->bytes = t->numel * (int64_t)rt_dtype_size(dt);
+}
+
+void rt_ckpt_meta(RtCkptWriter *w, const char *key, const char *value)
+{
+    for (int i = 0; i < w->nmeta; i++)
+        if (!strcmp(w->meta[i].key, key)) {
+            free(w->meta[i].value);
+            w->meta[i].value = strdup(value);
+            return;
+        }
+    if (w->nmeta == w->metacap) {
+        w->metacap = w->metacap ? 2 * w->metacap : 16;
+        w->meta = realloc(w->meta, sizeof *w->meta * (size_t)w->metacap);
+    }
+    w->meta[w->nmeta++] = (RtCkptMeta){strdup(key), strdup(value)};
+}
+
+void rt_ckpt_metaf(RtCkptWriter *w, const char *key, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    rt_ckpt_meta(w, key, buf);
+}
+
+/* Hash of the buffer the tensors make, in file order. */
+static uint64_t writer_hash(const RtCkptWriter *w)
+{
+    CkHash s = {.h = 0x9E3779B97F4A7C15ull};
+    for (int i = 0; i < w->n; i++)
+        hash_update(&s, w->t[i].data, (size_t)w->t[i].bytes);
+    return hash_final(&s);
+}
+
+static cJSON *tensor_entry(const RtCkptTensor *t, int64_t begin)
+{
+    cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *off = cJSON_CreateArray();
+    cJSON_AddStringToObject(e, "dtype", rt_dtype_name(t->dtype));
+    for (int d = 0; d < t->rank; d++)
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[d]));
+    cJSON_AddItemToObject(e, "shape", shape);
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)begin));
+    cJSON_AddItemToArray(off, cJSON_CreateNumber((double)(begin + t->bytes)));
+    cJSON_AddItemToObject(e, "data_offsets", off);
+    return e;
+}
+
+/* The header JSON, padded with spaces to a multiple of 8; NULL on a
+ * duplicate name (err). */
+static char *build_header(RtCkptWriter *w, const char *path, size_t *len, IrError *err)
+{
+    cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
+    rt_ckpt_metaf(w, CK_HASH_KEY, "%016llx", (unsigned long long)writer_hash(w));
+    for (int i = 0; i < w->nmeta; i++)
+        cJSON_AddStringToObject(meta, w->meta[i].key, w->meta[i].value);
+    cJSON_AddItemToObject(root, "__metadata__", meta);
+    int64_t off = 0;
+    for (int i = 0; i < w->n; i++, off += w->t[i - 1].bytes) {
+        if (cJSON_GetObjectItemCaseSensitive(root, w->t[i].name)) {
+            ir_error(err, "cannot write checkpoint '%s': two tensors are named '%s'", path,
+                     w->t[i].name);
+            cJSON_Delete(root);
+            return NULL;
+        }
+        cJSON_AddItemToObject(root, w->t[i].name, tensor_entry(&w->t[i], off));
+    }
+    char *json = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    size_t n = strlen(json), padded = (n + 7) / 8 * 8;
+    json = realloc(json, padded + 1);
+    memset(json + n, ' ', padded - n);
+    json[padded] = 0;
+    *len = padded;
+    return json;
+}
+
+static bool io_fail(IrError *err, const char *what, const char *path)
+{
+    ir_error(err, "cannot %s '%s': %s", what, path, strerror(errno));
+    ir_error_hint(err, "check that the folder exists, is writable and has free space");
+    return false;
+}
+
+/* Writes all of buf, retrying short writes. */
+static bool write_all(int fd, const void *buf, size_t n)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = write(fd, p, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            return false;
+        p += k;
+        n -= (size_t)k;
+    }
+    return true;
+}
+
+static bool write_body(int fd, const RtCkptWriter *w, const char *hdr, size_t hlen)
+{
+    unsigned char len8[8];
+    for (int b = 0; b < 8; b++)
+        len8[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
+    if (!write_all(fd, len8, 8) || !write_all(fd, hdr, hlen))
+        return false;
+    for (int i = 0; i < w->n; i++)
+        if (!write_all(fd, w->t[i].data, (size_t)w->t[i].bytes))
+            return false;
+    return fsync(fd) == 0;
+}
+
+/* fsync of the folder that holds path, so that the rename is durable. */
+static void sync_dir(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *(slash == dir ? slash + 1 : slash) = 0;
+    else
+        strcpy(dir, ".");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+bool rt_ckpt_write(RtCkptWriter *w, const char *path, IrError *err)
+{
+    size_t hlen;
+    char *hdr = build_header(w, path, &hlen, err), tmp[4200];
+    if (!hdr)
+        return false;
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        free(hdr);
+        return io_fail(err, "create", tmp);
+    }
+    bool ok = write_body(fd, w, hdr, hlen);
+    ok = close(fd) == 0 && ok;
+    free(hdr);
+    if (!ok || rename(tmp, path) != 0) {
+        io_fail(err, ok ? "rename the new checkpoint to" : "write", ok ? path : tmp);
+        unlink(tmp);
+        return false;
+    }
+    sync_dir(path);
+    return true;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+static bool corrupt(IrError *err, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static bool corrupt(IrError *err, const char *path, const char *fmt, ...)
+{
+    char msg[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    ir_error(err, "checkpoint '%s' is corrupt: %s", path, msg);
+    ir_error_hint(err, "the file is damaged, truncated or not a safetensors file; use another "
+                  "checkpoint (training writes them atomically, so the previous one is whole)");
+    return false;
+}
+
+static bool map_file(RtCkpt *c, IrError *err)
+{
+    int fd = open(c->path, O_RDONLY);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        ir_error(err, "cannot open checkpoint '%s': %s", c->path, strerror(errno));
+        ir_error_hint(err, "check the path (checkpoints are written by `gradc train --save`)");
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    c->size = (size_t)st.st_size;
+    if (c->size > 0)
+        c->map = mmap(NULL, c->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (c->map == MAP_FAILED) {
+        c->map = NULL;
+        return corrupt(err, c->path, "cannot map it: %s", strerror(errno));
+    }
+    return true;
+}
+
+/* The header length word, checked against the file size. */
+static bool header_len(const RtCkpt *c, uint64_t *n, IrError *err)
+{
+    if (c->size < 8)
+        return corrupt(err, c->path, "it has %zu bytes, less than the 8-byte header length",
+                       c->size);
+    const unsigned char *p = c->map;
+    *n = 0;
+    for (int b = 7; b >= 0; b--)
+        *n = *n << 8 | p[b];
+    if (*n > CK_MAX_HEADER || *n > c->size - 8)
+        return corrupt(err, c->path, "the header length is %llu bytes, but the file has %zu "
+                       "bytes", (unsigned long long)*n, c->size);
+    return true;
+}
+
+/* A non-negative integer JSON number (exact below 2^53). */
+static bool json_int(const cJSON *v, int64_t *out)
+{
+    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 9007199254740992.0 ||
+        v->valuedouble != (double)(int64_t)v->valuedouble)
+        return false;
+    *out = (int64_t)v->valuedouble;
+    return true;
+}
+
+static bool parse_shape(RtCkpt *c, RtCkptTensor *t, const cJSON *shape, IrError *err)
+{
+    int rank = cJSON_GetArraySize(shape);
+    if (!cJSON_IsArray(shape) || rank > IR_MAX_RANK)
+        return corrupt(err, c->path, "tensor '%s': 'shape' must be an array of at most %d "
+                       "dims", t->name, IR_MAX_RANK);
+    t->rank = rank;
+    t->numel = 1;
+    for (int d = 0; d < rank; d++) {
+        if (!json_int(cJSON_GetArrayItem(shape, d), &t->shape[d]) ||
+            t->shape[d] > ((int64_t)1 << 40))
+            return corrupt(err, c->path, "tensor '%s': dim %d of 'shape' is not a size",
+                           t->name, d);
+        t->numel *= t->shape[d];
+        if (t->numel > ((int64_t)1 << 40))
+            return corrupt(err, c->path, "tensor '%s' has too many elements", t->name);
+    }
+    return true;
+}
+
+static bool parse_offsets(RtCkpt *c, RtCkptTensor *t, const cJSON *off, int64_t avail,
+                          int64_t *begin, IrError *err)
+{
+    int64_t b, e;
+    if (!cJSON_IsArray(off) || cJSON_GetArraySize(off) != 2 ||
+        !json_int(cJSON_GetArrayItem(off, 0), &b) || !json_int(cJSON_GetArrayItem(off, 1), &e) ||
+        e < b)
+        return corrupt(err, c->path, "tensor '%s': 'data_offsets' must be [BEGIN, END] with "
+                       "0 <= BEGIN <= END", t->name);
+    if (e > avail)
+        return corrupt(err, c->path, "tensor '%s' ends at byte %lld of the data, which has "
+                       "only %lld bytes (truncated?)", t->name, (long long)e, (long long)avail);
+    t->bytes = e - b;
+    if (t->bytes != t->numel * (int64_t)rt_dtype_size(t->dtype))
+        return corrupt(err, c->path, "tensor '%s' has %lld bytes, but its shape and dtype %s "
+                       "need %lld", t->name, (long long)t->bytes, rt_dtype_name(t->dtype),
+                       (long long)(t->numel * (int64_t)rt_dtype_size(t->dtype)));
+    *begin = b;
+    return true;
+}
+
+static bool parse_tensor(RtCkpt *c, const cJSON *e, const char *data, int64_t avail,
+                         RtCkptTensor *t, IrError *err)
+{
+    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+    if (!cJSON_IsObject(e) || !cJSON_IsString(dt))
+        return corrupt(err, c->path, "entry '%s' is not a tensor (no \"dtype\")", e->string);
+    t->dtype = rt_dtype_lookup(dt->valuestring);
+    if (t->dtype == RT_DT_COUNT)
+        return corrupt(err, c->path, "tensor '%s' has unknown dtype '%s'", t->name,
+                       dt->valuestring);
+    int64_t begin = 0;
+    if (!parse_shape(c, t, cJSON_GetObjectItemCaseSensitive(e, "shape"), err) ||
+        !parse_offsets(c, t, cJSON_GetObjectItemCaseSensitive(e, "data_offsets"), avail,
+                       &begin, err))
+        return false;
+    t->data = data + begin;
+    return true;
+}
+
+static bool parse_meta(RtCkpt *c, const cJSON *m, IrError *err)
+{
+    if (!cJSON_IsObject(m))
+        return corrupt(err, c->path, "__metadata__ must be an object of strings");
+    c->meta = calloc((size_t)cJSON_GetArraySize(m) + 1, sizeof *c->meta);
+    for (const cJSON *e = m->child; e; e = e->next) {
+        if (!cJSON_IsString(e))
+            return corrupt(err, c->path, "__metadata__ entry '%s' is not a string", e->string);
+        c->meta[c->nmeta++] = (RtCkptMeta){strdup(e->string), strdup(e->valuestring)};
+    }
+    return true;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const RtCkptTensor *x = a, *y = b;
+    return (x->data > y->data) - (x->data < y->data);
+}
+
+/* Sorted by offset, the tensors must tile [data, data + avail). */
+static bool check_tiling(RtCkpt *c, const char *data, int64_t avail, IrError *err)
+{
+    qsort(c->t, (size_t)c->n, sizeof *c->t, by_offset);
+    const char *at = data;
+    for (int i = 0; i < c->n; i++) {
+        if ((const char *)c->t[i].data != at)
+            return corrupt(err, c->path, "tensor '%s' starts at data byte %lld, expected %lld "
+                           "(%s)", c->t[i].name, (long long)((const char *)c->t[i].data - data),
+                           (long long)(at - data),
+                           (const char *)c->t[i].data < at ? "it overlaps the previous one"
+                                                           : "a hole before it");
+        at += c->t[i].bytes;
+    }
+    if (at != data + avail)
+        return corrupt(err, c->path, "%lld bytes after the last tensor are not part of any",
+                       (long long)(data + avail - at));
+    return true;
+}
+
+static bool check_hash(RtCkpt *c, const char *data, int64_t avail, IrError *err)
+{
+    const char *want = rt_ckpt_meta_get(c, CK_HASH_KEY);
+    if (!want)
+        return true;
+    char got[32];
+    snprintf(got, sizeof got, "%016llx",
+             (unsigned long long)rt_ckpt_hash(data, (size_t)avail));
+    if (!strcmp(got, want))
+        return true;
+    return corrupt(err, c->path, "the tensor data does not match its hash (%s stored, %s "
+                   "computed): some bytes were changed", want, got);
+}
+
+/* Parses the header (owned by root) into c. */
+static bool parse_header(RtCkpt *c, cJSON *root, const char *data, int64_t avail, IrError *err)
+{
+    if (!cJSON_IsObject(root))
+        return corrupt(err, c->path, "the header is not a JSON object");
+    c->t = calloc((size_t)cJSON_GetArraySize(root) + 1, sizeof *c->t);
+    for (const cJSON *e = root->child; e; e = e->next) {
+        if (!strcmp(e->string, "__metadata__")) {
+            if (!parse_meta(c, e, err))
+                return false;
+            continue;
+        }
+        RtCkptTensor *t = &c->t[c->n++];
+        t->name = strdup(e->string);
+        if (!parse_tensor(c, e, data, avail, t, err))
+            return false;
+    }
+    return check_tiling(c, data, avail, err) && check_hash(c, data, avail, err);
+}
+
+static bool read_header(RtCkpt *c, IrError *err)
+{
+    uint64_t n = 0;
+    if (!header_len(c, &n, err))
+        return false;
+    const char *hdr = (const char *)c->map + 8;
+    cJSON *root = cJSON_ParseWithLength(hdr, (size_t)n);
+    if (!root)
+        return corrupt(err, c->path, "its %llu-byte header is not valid JSON",
+                       (unsigned long long)n);
+    bool ok = parse_header(c, root, hdr + n, (int64_t)(c->size - 8 - n), err);
+    cJSON_Delete(root);
+    return ok;
+}
+
+RtCkpt *rt_ckpt_read(const char *path, IrError *err)
+{
+    RtCkpt *c = calloc(1, sizeof *c);
+    c->path = strdup(path);
+    if (!map_file(c, err) || !read_header(c, err)) {
+        rt_ckpt_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void rt_ckpt_free(RtCkpt *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n; i++)
+        free((char *)c->t[i].name);
+    for (int i = 0; i < c->nmeta; i++)
+        free(c->meta[i].key), free(c->meta[i].value);
+    if (c->map)
+        munmap(c->map, c->size);
+    free(c->t);
+    free(c->meta);
+    free(c->path);
+    free(c);
+}
+
+const RtCkptTensor *rt_ckpt_find(const RtCkpt *c, const char *name)
+{
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->t[i].name, name))
+            return &c->t[i];
+    return NULL;
+}
+
+const char *rt_ckpt_meta_get(const RtCkpt *c, const char *key)
+{
+    for (int i = 0; i < c->nmeta; i++)
+        if (!strcmp(c->meta[i].key, key))
+            return c->meta[i].value;
+    return NULL;
+}
