@@ -133,6 +133,11 @@ RtExec *cli_exec_new(const IrGraph *g, const int64_t *binding, const CliExecArgs
 /* compile time and cache, memory, threads and OpenBLAS core */
 void cli_print_exec(const RtExec *ex, FILE *f);
 double cli_now_ms(void);
+/* `gradc dump --stage=llvm|asm`: compiles g at the binding of `a` and
+ * prints the optimized LLVM IR or the machine code to stdout, or to `out`
+ * (atomically).  Returns an exit code. */
+int cli_dump_kernels(const IrGraph *g, const FeModel *m, const CliExecArgs *a, bool want_asm,
+                     const char *out);
 
 /* Subcommands. */
 int cmd_check(int argc, char **argv);
@@ -142,5 +147,7 @@ int cmd_dot(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_oracle(int argc, char **argv);   /* oracle-step: tests/oracle/ */
 
 #endif

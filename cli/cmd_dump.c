@@ -2,10 +2,13 @@
  *
  * A stage is a point of the compile pipeline (DESIGN.md): `graph` is the
  * frontend's graph as built, `opt` is that graph after the default pass
- * pipeline.  The later stages (grad, kernels, sched, llvm, asm) are listed
- * so that the help shows the whole pipeline, and asking for one before it
- * exists is a clear user error rather than a silent fallback.  --passes
- * runs extra passes after the stage, so any point in between can be shown.
+ * pipeline; `llvm` and `asm` compile that graph at a binding (--batch,
+ * --seq) and print the kernels' optimized LLVM IR or machine code
+ * (cli_dump_kernels in cmd_run.c).  The other stages (grad, kernels,
+ * sched) are listed so that the help shows the whole pipeline, and asking
+ * for one before it exists is a clear user error rather than a silent
+ * fallback.  --passes runs extra passes after the stage, so any point in
+ * between can be shown.
  *
  * Output goes to stdout, or with -o FILE to FILE atomically: the text is
  * written to FILE.tmp, synced, and renamed over FILE, so a failed or
@@ -23,6 +26,7 @@
 const char cmd_dump_usage[] =
     "usage: gradc dump MODEL.json|FILE.gir|- [--set k=v ...] [--stage=STAGE] [--passes=LIST]\n"
     "                  [--print-after=P|all] [--print-before=P|all] [-o FILE]\n"
+    "                  [--batch B] [--seq T] [--bind NAME=V ...] [--no-cache]\n"
     "\n"
     "Prints the IR of a model (through the JSON frontend) or of an IR text file\n"
     "at a stage of the compile pipeline.\n"
@@ -33,8 +37,9 @@ const char cmd_dump_usage[] =
     "  grad      train-step graph after autodiff and the optimizer (not yet available)\n"
     "  kernels   after fusion (not yet available)\n"
     "  sched     after scheduling and memory planning (not yet available)\n"
-    "  llvm      LLVM IR of the kernels (not yet available)\n"
-    "  asm       machine code of the kernels (not yet available)\n"
+    "  llvm      optimized LLVM IR of the kernels, after the default pipeline,\n"
+    "            compiled at --batch/--seq (default B=2, T=64)\n"
+    "  asm       machine code of the kernels (as llvm)\n"
     "\n"
     "flags:\n"
     "  --set k=v          override a config value of a JSON model (repeatable)\n"
@@ -43,11 +48,14 @@ const char cmd_dump_usage[] =
     "  --print-after=P    also print the IR after pass P, or after every pass (all)\n"
     "  --print-before=P   also print the IR before pass P, or before every pass (all)\n"
     "  -o FILE            write the IR to FILE (atomically) instead of stdout\n"
+    "  --batch B, --seq T, --bind NAME=V, --no-cache\n"
+    "                     the binding and cache of the llvm and asm stages (see gradc run)\n"
     "\n"
     "examples:\n"
     "  gradc dump models/gpt-mini.json --set n_layers=1\n"
     "  gradc dump models/gpt-mini.json --stage=opt -o mini.gir\n"
     "  gradc dump mini.gir --passes=cse,dce --print-after=all\n"
+    "  gradc dump models/gpt-mini.json --stage=asm | grep zmm\n"
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error (a pass broke the IR)\n";
 
@@ -58,7 +66,7 @@ typedef struct DumpStage {
 
 static const DumpStage stages[] = {
     {"graph", true},    {"grad", false}, {"opt", true},  {"kernels", false},
-    {"sched", false},   {"llvm", false}, {"asm", false},
+    {"sched", false},   {"llvm", true},  {"asm", true},
 };
 static const int nstages = sizeof stages / sizeof stages[0];
 
@@ -66,6 +74,8 @@ typedef struct DumpArgs {
     const char *in, *out, *stage, *passes;
     CliModelArgs model;
     PassCtx ctx;
+    CliExecArgs x;        /* binding of the llvm and asm stages */
+    const FeModel *fe;
 } DumpArgs;
 
 /* ---------------------------------------------------------------- output */
@@ -150,6 +160,9 @@ static int take_arg(char **argv, int argc, int *i, DumpArgs *a)
         return store(&a->ctx.print_before, v);
     if (cli_flag_value(argv, argc, i, "-o", &v))
         return store(&a->out, v);
+    int r = cli_exec_flag("dump", argv, argc, i, &a->x);
+    if (r >= 0)
+        return r ? r : -1;
     if (arg[0] == '-' && arg[1])
         return cli_usage_error("dump", "unknown flag '%s'", arg);
     if (a->in)
@@ -176,7 +189,7 @@ static int check_stage(const char *name)
         return -1;
     IrError err = {0};
     ir_error(&err, "stage '%s' is not yet available in this version of gradc", name);
-    ir_error_hint(&err, "available stages: graph, opt");
+    ir_error_hint(&err, "available stages: graph, opt, llvm, asm");
     return cli_fail(&err);
 }
 
@@ -196,7 +209,7 @@ static int parse_args(int argc, char **argv, DumpArgs *a)
 
 static const char *stage_pipeline(const char *stage)
 {
-    return !strcmp(stage, "opt") ? pass_default_pipeline : "";
+    return strcmp(stage, "graph") ? pass_default_pipeline : "";
 }
 
 static int pass_failed(const PassCtx *ctx)
@@ -210,13 +223,15 @@ static int run(IrGraph *g, DumpArgs *a)
     if (!pass_run_pipeline(g, stage_pipeline(a->stage), &a->ctx) ||
         !pass_run_pipeline(g, a->passes, &a->ctx))
         return pass_failed(&a->ctx);
+    if (!strcmp(a->stage, "llvm") || !strcmp(a->stage, "asm"))
+        return cli_dump_kernels(g, a->fe, &a->x, !strcmp(a->stage, "asm"), a->out);
     return cli_write_ir(g, a->out);
 }
 
 int cmd_dump(int argc, char **argv)
 {
     IrError err = {0};
-    DumpArgs a = {.stage = "graph", .ctx = pass_ctx_default(&err)};
+    DumpArgs a = {.stage = "graph", .ctx = pass_ctx_default(&err), .x = cli_exec_args_default()};
     int r = parse_args(argc, argv, &a);
     if (r >= 0)
         return r;
@@ -228,6 +243,7 @@ int cmd_dump(int argc, char **argv)
         return cli_fail(&err);
     if (!model && a.model.nsets)
         fprintf(stderr, "gradc dump: warning: --set is ignored for IR text input '%s'\n", a.in);
+    a.fe = model;
     r = run(g, &a);
     cli_unload(g, model);
     return r;

@@ -25,12 +25,14 @@
 #include "passes/pass.h"
 #include "runtime/rt_exec.h"
 
+#include <errno.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const char cmd_run_usage[] =
     "usage: gradc run MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T] [--seed S]\n"
@@ -402,6 +404,47 @@ void cli_print_exec(const RtExec *ex, FILE *f)
             st->input_bytes / 1048576.0);
     fprintf(f, "threads: %d (OpenBLAS core %s)\n", st->nthreads,
             st->blas_core ? st->blas_core : "?");
+}
+
+/* ---------------------------------------------------------------- dump --stage=llvm|asm */
+
+/* text to path.tmp, synced, renamed over path; returns an exit code */
+static int write_text_atomic(const char *text, const char *path)
+{
+    char tmp[4096];
+    IrError err = {0};
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
+        return ir_error(&err, "cannot write '%s': path too long", path), cli_fail(&err);
+    FILE *f = fopen(tmp, "w");
+    bool ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = f && fclose(f) == 0 && ok;
+    if (ok && rename(tmp, path) == 0)
+        return 0;
+    unlink(tmp);
+    ir_error(&err, "cannot write '%s': %s", path, strerror(errno));
+    ir_error_hint(&err, "check that the directory exists and is writable");
+    return cli_fail(&err);
+}
+
+int cli_dump_kernels(const IrGraph *g, const FeModel *m, const CliExecArgs *a, bool want_asm,
+                     const char *out)
+{
+    IrError err = {0};
+    int64_t binding[IR_MAX_SYMS];
+    if (!cli_bind(g, m, a, binding, &err))
+        return cli_fail(&err);
+    CgOptions co = {.no_cache = a->no_cache, .keep_module = true};
+    CgProgram *p = cg_program_compile(g, binding, &co, &err);
+    if (!p)
+        return cli_fail(&err);
+    const char *text = want_asm ? p->asm_text : p->llvm_ir;
+    int r = 0;
+    if (out && strcmp(out, "-"))
+        r = write_text_atomic(text ? text : "", out);
+    else
+        fputs(text ? text : "", stdout);
+    cg_program_free(p);
+    return r;
 }
 
 /* ---------------------------------------------------------------- the command */

@@ -36,12 +36,6 @@
  * to sleep first, so that OpenBLAS has the cores to itself. */
 #define RT_BLAS_MIN_FLOPS 1e6
 
-/* Until codegen/cg_lower.c is in every build, the lowering is a weak
- * reference: the runtime and its tests over hand-built programs link
- * without it, and rt_exec_new reports its absence as an error. */
-#pragma weak cg_program_compile
-#pragma weak cg_program_free
-
 /* Where a source node lives. */
 typedef enum SrcBlock { SB_NONE, SB_PARAM, SB_STATE, SB_INPUT } SrcBlock;
 
@@ -61,6 +55,7 @@ struct RtExec {
     int64_t *src_off;          /* [nnodes] offset of a source in its slab */
     bool *input_set;           /* [nnodes] plain inputs set at least once */
     char *param_slab, *state_slab, *input_slab, *arena;
+    void *raw[4];              /* the allocations behind the four blocks */
     WriteBack *wb;
     int nwb;
     double *kernel_ns;         /* [nnodes] with timing */
@@ -75,18 +70,19 @@ static int64_t round_up(int64_t v, int64_t a)
     return (v + a - 1) / a * a;
 }
 
-/* A zeroed, RT_ALIGN-aligned block of at least `bytes` bytes. */
-static char *slab_alloc(int64_t bytes, const char *what, IrError *err)
+/* A zeroed, RT_ALIGN-aligned block of at least `bytes` bytes; *raw is
+ * what to free.  calloc rather than memset: big blocks come from the
+ * kernel as zero pages and are not touched twice. */
+static char *slab_alloc(int64_t bytes, const char *what, void **raw, IrError *err)
 {
-    void *p = NULL;
     size_t n = (size_t)round_up(bytes > 0 ? bytes : 1, RT_ALIGN);
-    if (posix_memalign(&p, RT_ALIGN, n) != 0) {
-        ir_error(err, "out of memory allocating the %s (%lld bytes)", what, (long long)n);
+    *raw = calloc(1, n + RT_ALIGN);
+    if (!*raw) {
+        ir_error(err, "out of memory allocating the %s (%zu bytes)", what, n);
         ir_error_hint(err, "try a smaller --batch or --seq");
         return NULL;
     }
-    memset(p, 0, n);
-    return p;
+    return (char *)round_up((int64_t)(uintptr_t)*raw, RT_ALIGN);
 }
 
 static double now_ms(void)
@@ -202,10 +198,13 @@ static char *block_base(const RtExec *ex, SrcBlock b)
 
 static bool alloc_blocks(RtExec *ex, IrError *err)
 {
-    ex->param_slab = slab_alloc(ex->stats.param_bytes, "param slab", err);
-    ex->state_slab = ex->param_slab ? slab_alloc(ex->stats.state_bytes, "state slab", err) : NULL;
-    ex->input_slab = ex->state_slab ? slab_alloc(ex->stats.input_bytes, "input slab", err) : NULL;
-    ex->arena = ex->input_slab ? slab_alloc(ex->plan.peak_bytes, "arena", err) : NULL;
+    ex->param_slab = slab_alloc(ex->stats.param_bytes, "param slab", &ex->raw[0], err);
+    if (ex->param_slab)
+        ex->state_slab = slab_alloc(ex->stats.state_bytes, "state slab", &ex->raw[1], err);
+    if (ex->state_slab)
+        ex->input_slab = slab_alloc(ex->stats.input_bytes, "input slab", &ex->raw[2], err);
+    if (ex->input_slab)
+        ex->arena = slab_alloc(ex->plan.peak_bytes, "arena", &ex->raw[3], err);
     return ex->arena != NULL;
 }
 
@@ -286,11 +285,6 @@ RtExec *rt_exec_new(const IrGraph *g, const int64_t *binding, const RtExecOption
                     IrError *err)
 {
     CgOptions co = {.no_cache = opt && opt->no_cache, .keep_module = opt && opt->keep_module};
-    if (!cg_program_compile) {
-        ir_error(err, "this build of gradc has no kernel lowering (codegen/cg_lower.c)");
-        ir_error_hint(err, "rebuild gradc from a tree that has the lowering");
-        return NULL;
-    }
     double t0 = now_ms();
     CgProgram *p = cg_program_compile(g, binding, &co, err);
     if (!p)
@@ -313,10 +307,8 @@ void rt_exec_free(RtExec *ex)
         return;
     rt_pool_free(ex->pool);
     rt_memplan_free(&ex->plan);
-    free(ex->param_slab);
-    free(ex->state_slab);
-    free(ex->input_slab);
-    free(ex->arena);
+    for (int k = 0; k < 4; k++)
+        free(ex->raw[k]);
     free(ex->slots);
     free(ex->block);
     free(ex->src_off);
@@ -373,17 +365,69 @@ static void init_param(const IrNode *n, float *x, int64_t numel, uint64_t seed)
         return;
     }
     IrRng r;
-    double std = ir_node_float(n, ATTR_STD, 1.0);
+    double std = ir_node_float(n, ATTR_STD, 0.02);
     ir_rng_init(&r, ir_rng_stream(seed, n->name));
     for (int64_t k = 0; k < numel; k++)
         x[k] = (float)(std * ir_rng_normal(&r));
 }
 
+/* Params are drawn in parallel, one whole param per thread (each has its
+ * own stream, so the split cannot change a value): bucket[i] is the
+ * thread of param i, chosen largest first onto the least loaded thread. */
+typedef struct InitJob {
+    RtExec *ex;
+    uint64_t seed;
+    int *bucket;
+} InitJob;
+
+static void init_bucket(void *const *ctx, int64_t begin, int64_t end)
+{
+    const InitJob *job = (const void *)ctx;
+    RtExec *ex = job->ex;
+    for (int i = 0; i < ex->prog->nnodes; i++)
+        if (ex->block[i] == SB_PARAM && job->bucket[i] >= begin && job->bucket[i] < end)
+            init_param(ex->g->nodes[i], ex->slots[i], ex->prog->nodes[i].numel, job->seed);
+}
+
+/* Param node indices, largest first (insertion sort: a model has ~100s). */
+static int params_by_size(const RtExec *ex, int *order)
+{
+    int n = 0;
+    for (int i = 0; i < ex->prog->nnodes; i++) {
+        if (ex->block[i] != SB_PARAM)
+            continue;
+        int k = n++;
+        for (; k > 0 && ex->prog->nodes[order[k - 1]].numel < ex->prog->nodes[i].numel; k--)
+            order[k] = order[k - 1];
+        order[k] = i;
+    }
+    return n;
+}
+
+static void assign_buckets(const RtExec *ex, int *bucket, int nthreads)
+{
+    int *order = malloc(sizeof *order * ((size_t)ex->prog->nnodes + 1));
+    int64_t *load = calloc((size_t)nthreads, sizeof *load);
+    int n = params_by_size(ex, order);
+    for (int k = 0; k < n; k++) {
+        int best = 0;
+        for (int t = 1; t < nthreads; t++)
+            best = load[t] < load[best] ? t : best;
+        bucket[order[k]] = best;
+        load[best] += ex->prog->nodes[order[k]].numel;
+    }
+    free(order);
+    free(load);
+}
+
 void rt_exec_init_params(RtExec *ex, uint64_t seed)
 {
-    for (int i = 0; i < ex->prog->nnodes; i++)
-        if (ex->block[i] == SB_PARAM)
-            init_param(ex->g->nodes[i], ex->slots[i], ex->prog->nodes[i].numel, seed);
+    int nt = rt_pool_threads(ex->pool);
+    InitJob job = {ex, seed, calloc((size_t)ex->prog->nnodes + 1, sizeof(int))};
+    assign_buckets(ex, job.bucket, nt);
+    rt_pool_run(ex->pool, init_bucket, (void *const *)(void *)&job, nt);
+    rt_pool_idle(ex->pool);
+    free(job.bucket);
     memset(ex->state_slab, 0, (size_t)ex->stats.state_bytes);
 }
 
