@@ -11,6 +11,7 @@
 
 extern const char cmd_check_usage[], cmd_dump_usage[], cmd_opt_usage[], cmd_dot_usage[];
 extern const char cmd_run_usage[], cmd_verify_usage[], cmd_bench_usage[];
+extern const char cmd_oracle_usage[];
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
@@ -22,6 +23,8 @@ const CliCommand cli_commands[] = {
     {"verify", "compiled graph vs the reference interpreter: worst errors", cmd_verify_usage,
      cmd_verify},
     {"bench", "tokens/s, per-kernel times, GFLOP/s and peak RSS", cmd_bench_usage, cmd_bench},
+    {"oracle-step", "diagnostic: forward and train steps on weights from a safetensors file",
+     cmd_oracle_usage, cmd_oracle},
 };
 const int cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 
