@@ -253,12 +253,14 @@ static char *key_text(const CgProgram *p)
     char *ir = ir_print_str(p->graph);
     if (!ir)
         return NULL;
-    size_t len = strlen(ir), cap = len + 64 + 32 * IR_MAX_SYMS;
+    size_t cap = strlen(ir) + 64;
+    for (int i = 0; i < p->graph->nsym; i++)
+        cap += strlen(p->graph->sym[i]) + 24;
     char *key = malloc(cap);
     if (key) {
         int at = snprintf(key, cap, "%s\n; binding", ir);
         for (int i = 0; i < p->graph->nsym; i++)
-            at += snprintf(key + at, cap - at, " %.16s=%lld", p->graph->sym[i],
+            at += snprintf(key + at, cap - at, " %s=%lld", p->graph->sym[i],
                            (long long)p->binding[i]);
         snprintf(key + at, cap - at, "\n; cg_lower v%d\n", CG_LOWER_VERSION);
     }
