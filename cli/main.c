@@ -11,6 +11,7 @@
 
 extern const char cmd_check_usage[], cmd_dump_usage[], cmd_opt_usage[], cmd_dot_usage[];
 extern const char cmd_run_usage[], cmd_verify_usage[], cmd_bench_usage[];
+extern const char cmd_tokenize_usage[];
 extern const char cmd_oracle_usage[];
 
 const CliCommand cli_commands[] = {
@@ -23,6 +24,8 @@ const CliCommand cli_commands[] = {
     {"verify", "compiled graph vs the reference interpreter: worst errors", cmd_verify_usage,
      cmd_verify},
     {"bench", "tokens/s, per-kernel times, GFLOP/s and peak RSS", cmd_bench_usage, cmd_bench},
+    {"tokenize", "text to GPT-2 BPE or char token ids, and back", cmd_tokenize_usage,
+     cmd_tokenize},
     {"oracle-step", "diagnostic: forward and train steps on weights from a safetensors file",
      cmd_oracle_usage, cmd_oracle},
 };

@@ -4,10 +4,9 @@
 #
 #   bash tests/scripts/bpe_vs_tiktoken.sh GRADC_BINARY SOURCE_ROOT
 #
-# It installs the oracle with npm if needed, builds the small driver
-# tests/oracle/tiktoken/bpe_encode.c against runtime/rt_bpe.c (until the CLI
-# has `gradc tokenize`; GRADC_BINARY is not used yet), and compares the ids,
-# with and without allow_special, on: hand-picked texts (unicode, emoji, CRLF,
+# It installs the oracle with npm if needed, runs `gradc tokenize` (one
+# process for all the files of a comparison: one line of ids per file) and
+# compares the ids, with and without --special, on: hand-picked texts (unicode, emoji, CRLF,
 # runs of spaces and newlines, digits, contractions, <|endoftext|>), seeded
 # random mixtures of them, and the data texts the-verdict.txt (5,145 tokens)
 # and tinyshakespeare.txt.  It also checks decode(encode(x)) == x and that
@@ -15,6 +14,7 @@
 # the GPT-2 files are missing.
 set -uo pipefail
 
+GRADC=${1:?usage: bpe_vs_tiktoken.sh GRADC_BINARY SOURCE_ROOT}
 SRC=${2:-$(cd "$(dirname "$0")/../.." && pwd)}
 SRC=$(cd "$SRC" && pwd)
 ORACLE=$SRC/tests/oracle/tiktoken
@@ -38,9 +38,20 @@ fi
 
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
-CC=${CC:-gcc}
-"$CC" -std=gnu11 -O2 -Wall -Wextra -I"$SRC" "$SRC/runtime/rt_bpe.c" "$ORACLE/bpe_encode.c" \
-    -lcjson -o "$TMP/bpe_encode" || fail "cannot build the driver $ORACLE/bpe_encode.c"
+[[ -x $GRADC ]] || fail "gradc binary '$GRADC' not found"
+
+# ours [--special] FILE...: gradc's ids in encode.js's format ("# FILE", then
+# one id per line), and decode(encode(x)) == x for every file (the ids of
+# each file decode, in one run, to the files concatenated).
+ours() {
+    local special=$1; shift
+    "$GRADC" tokenize --bpe-dir "$GPT2" $special "$@" >"$TMP/lines" || return 1
+    awk -v files="$(printf '%s\n' "$@")" 'BEGIN { n = split(files, f, "\n") }
+        { print "# " f[NR]; for (i = 1; i <= NF; i++) print $i }' "$TMP/lines"
+    rm -rf "$TMP/ids" && mkdir "$TMP/ids" && split -l 1 -a 6 "$TMP/lines" "$TMP/ids/"
+    "$GRADC" tokenize --bpe-dir "$GPT2" --decode "$TMP"/ids/* >"$TMP/back" || return 1
+    cat "$@" | cmp -s - "$TMP/back"
+}
 node "$ORACLE/gen_texts.js" "$TMP/texts" "$N_RANDOM" || fail "gen_texts.js failed"
 
 passed=0 failed=0
@@ -50,8 +61,8 @@ passed=0 failed=0
 compare() {
     local name=$1; shift
     local ours=$TMP/ours.txt theirs=$TMP/theirs.txt
-    if ! "$TMP/bpe_encode" --roundtrip ${1:+"$1"} "$GPT2" "${@:2}" >"$ours"; then
-        echo "FAIL $name: bpe_encode failed or decode(encode(x)) != x"; failed=$((failed + 1)); return
+    if ! ours "$1" "${@:2}" >"$ours"; then
+        echo "FAIL $name: gradc tokenize failed or decode(encode(x)) != x"; failed=$((failed + 1)); return
     fi
     node "$ORACLE/encode.js" ${1:+"$1"} "${@:2}" >"$theirs" || fail "the oracle encode.js failed"
     if cmp -s "$ours" "$theirs"; then
@@ -78,7 +89,7 @@ fi
 
 if [[ -f $DATA/tinyshakespeare.txt ]]; then
     compare "tinyshakespeare.txt" "" "$DATA/tinyshakespeare.txt"
-    bench=$("$TMP/bpe_encode" --bench "$GPT2" "$DATA/tinyshakespeare.txt")
+    bench=$("$GRADC" tokenize --bpe-dir "$GPT2" --stats "$DATA/tinyshakespeare.txt" 2>&1 >/dev/null)
     echo "     speed: $bench"
     mbs=$(sed 's/.*s, \([0-9.]*\) MB\/s/\1/' <<<"$bench")
     if awk -v r="$mbs" 'BEGIN { exit !(r >= 1.0) }'; then passed=$((passed + 1))
