@@ -626,6 +626,25 @@ static bool ir_interp_gather(IrInterp *it, const IrNode *n, IrTensor *out, IrErr
     return true;
 }
 
+/* scatter_add(base[V, R...], idx[I...], src[I..., R...]) -> [V, R...]:
+ * out = base, then out[idx[i], r] += src[i, r] in index order (repeated
+ * indices accumulate).  An index outside [0, V) is an error. */
+static bool ir_interp_scatter_add(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err)
+{
+    const IrTensor *base = arg(it, n, 0), *idx = arg(it, n, 1), *src = arg(it, n, 2);
+    int64_t V = base->dim[0], R = base->numel / V;
+    memcpy(out->data, base->data, base->numel * sizeof(double));
+    for (int64_t i = 0; i < idx->numel; i++) {
+        double v = idx->data[i];
+        if (!(v >= 0 && v < (double)V))
+            return node_fail(err, n, "index %g at position %lld is outside [0, %lld)", v,
+                             (long long)i, (long long)V);
+        for (int64_t r = 0; r < R; r++)
+            out->data[(int64_t)v * R + r] += src->data[i * R + r];
+    }
+    return true;
+}
+
 /* ================================================================ composites */
 
 /* softmax along attribute axis (default -1): exp(x - max) / sum exp(x - max).

@@ -302,6 +302,25 @@ static bool ir_shape_gather(const IrGraph *g, IrNode *n, IrError *err)
     return true;
 }
 
+/* scatter_add(base[V, D...], idx[...], src[..., D...]) -> base's shape */
+static bool ir_shape_scatter(const IrGraph *g, IrNode *n, IrError *err)
+{
+    const IrShape *b = &n->in[0]->shape, *ix = &n->in[1]->shape;
+    IrShape want = *ix;
+    bool ok = b->rank >= 1 && ix->rank + b->rank - 1 <= IR_MAX_RANK;
+    for (int i = 1; ok && i < b->rank; i++)
+        want.d[want.rank++] = b->d[i];
+    if (!ok || !ir_shape_eq(&want, &n->in[2]->shape)) {
+        char sa[128], sb[128], sc[128];
+        ir_error(err, "scatter_add: src %s must be the indices' shape %s followed by base %s "
+                 "without its first axis", SHP(n->in[2], sc), SHP(n->in[1], sb),
+                 SHP(n->in[0], sa));
+        return false;
+    }
+    n->shape = *b;
+    return true;
+}
+
 /* layernorm(x[..., D], gamma[D], beta[D]) over the last axis */
 static bool ir_shape_layernorm(const IrGraph *g, IrNode *n, IrError *err)
 {
@@ -424,6 +443,18 @@ static bool ir_dtype_gather(const IrGraph *g, IrNode *n, IrError *err)
     if (n->in[1]->dtype != DT_I32)
         return dt_fail(n, 1, "i32", err);
     n->dtype = n->in[0]->dtype;
+    return true;
+}
+
+static bool ir_dtype_scatter(const IrGraph *g, IrNode *n, IrError *err)
+{
+    if (n->in[0]->dtype != DT_F32)
+        return dt_fail(n, 0, "f32", err);
+    if (n->in[1]->dtype != DT_I32)
+        return dt_fail(n, 1, "i32", err);
+    if (n->in[2]->dtype != DT_F32)
+        return dt_fail(n, 2, "f32", err);
+    n->dtype = DT_F32;
     return true;
 }
 

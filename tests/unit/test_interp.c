@@ -706,6 +706,27 @@ out:
     fx_free(&f);
 }
 
+TEST(scatter_add)
+{
+    Fx f = fx_new();
+    IrNode *b = in_f32(&f, "b", SH(3, 2)), *i = in_i32(&f, "i", SH(2, 2));
+    IrNode *s = in_f32(&f, "s", SH(2, 2, 2));
+    IrNode *sc = node(&f, OP_SCATTER_ADD, (IrNode *[]){b, i, s}, 3, NULL, 0, NULL, NULL);
+    if (!fx_start(&f, NULL))
+        goto out;
+    fx_put(&f, "b", (double[]){0, 1, 10, 11, 20, 21});
+    fx_put(&f, "i", (double[]){2, 0, 2, 2}); /* row 2 three times, row 0 once, row 1 never */
+    fx_put(&f, "s", (double[]){1, 2, 3, 4, 5, 6, 7, 8});
+    if (!fx_run(&f))
+        goto out;
+    /* row 0: 0+3, 1+4; row 1 unchanged; row 2: 20+1+5+7, 21+2+6+8 */
+    EXPECT(f, sc, 0, 3, 5, 10, 11, 33, 37);
+    fx_put(&f, "i", (double[]){0, 3, 1, 0});
+    CHECK(!ir_interp_run(f.it, &f.err) && strstr(f.err.msg, "index 3"));
+out:
+    fx_free(&f);
+}
+
 /* ---------------------------------------------------------------- composites */
 
 TEST(softmax)
@@ -1184,6 +1205,7 @@ int main(void)
     RUN(matmul_2d);
     RUN(matmul_batch_broadcast);
     RUN(gather);
+    RUN(scatter_add);
     RUN(softmax);
     RUN(layernorm);
     RUN(gelu);
