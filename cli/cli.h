@@ -149,5 +149,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_oracle(int argc, char **argv);   /* oracle-step: tests/oracle/ */
+int cmd_gradcheck(int argc, char **argv);
 
 #endif

@@ -13,11 +13,14 @@ extern const char cmd_check_usage[], cmd_dump_usage[], cmd_opt_usage[], cmd_dot_
 extern const char cmd_run_usage[], cmd_verify_usage[], cmd_bench_usage[];
 extern const char cmd_tokenize_usage[];
 extern const char cmd_oracle_usage[];
+extern const char cmd_gradcheck_usage[];
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
     {"dump", "print the IR of a model or .gir file at a stage", cmd_dump_usage, cmd_dump},
     {"opt", "run passes over IR text: .gir in, .gir out", cmd_opt_usage, cmd_opt},
+    {"gradcheck", "autodiff vs finite differences for every parameter", cmd_gradcheck_usage,
+     cmd_gradcheck},
     {"dot", "Graphviz drawing of a model or .gir file", cmd_dot_usage, cmd_dot},
     {"run", "one forward of a model on random inputs, compiled to native code", cmd_run_usage,
      cmd_run},

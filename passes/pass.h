@@ -85,9 +85,13 @@ bool pass_cse(IrGraph *g, PassCtx *ctx);
  * them and appends the AdamW update (outputs P, adam.m.P, adam.v.P). */
 bool pass_autodiff(IrGraph *g, PassCtx *ctx);
 bool pass_optimizer(IrGraph *g, PassCtx *ctx);
-/* The "loss" output, adding input `targets` and cross_entropy over the
- * logits output when there is none.  NULL (and ctx->err) on failure. */
-IrNode *pass_add_loss(IrGraph *g, PassCtx *ctx);
+/* The forward half of the train step, which pass_autodiff runs first:
+ * the "loss" output (adding input `targets` and cross_entropy over the
+ * logits when there is none) and the input `step` wired into every
+ * dropout.  Returns the loss node; NULL (and ctx->err) on failure. */
+IrNode *pass_train_forward(IrGraph *g, PassCtx *ctx);
+/* Moves a new input up among the graph's leading inputs and params. */
+void pass_place_input(IrGraph *g, IrNode *n);
 /* A param with trainable != 0 that no freeze glob matches. */
 bool pass_param_trainable(const IrNode *p, const PassTrainOpts *o);
 /* Why operand `operand` of op has no gradient, or NULL if it has one. */

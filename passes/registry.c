@@ -11,6 +11,10 @@ const PassInfo pass_registry[] = {
     {"cse", "merge nodes that compute the same value (same op, operands, attributes, type)",
      pass_cse},
     {"dce", "remove nodes that no output depends on (inputs and params stay)", pass_dce},
+    {"autodiff", "add the loss (if none) and reverse-mode gradients: outputs grad.P per trainable "
+     "param", pass_autodiff},
+    {"optimizer", "append the AdamW update of every param with a grad.P output (lr, step inputs; "
+     "adam.m/v state)", pass_optimizer},
 };
 
 const int pass_count = sizeof pass_registry / sizeof pass_registry[0];

@@ -1,0 +1,730 @@
+/* gradcheck.c — autodiff against central finite differences (gradcheck.h).
+ *
+ * Two graphs are built from the model: `fwd` (the model plus its loss) and
+ * `bwd` (fwd after pass_autodiff).  Both run in the reference interpreter,
+ * in double precision, on the same inputs and param values.  One run of
+ * bwd gives every "grad.P"; then each sampled element x of each trainable
+ * param P is perturbed in fwd and the loss re-evaluated for the
+ * fourth-order central difference
+ *
+ *     fd = (8 (L(x+h) - L(x-h)) - (L(x+2h) - L(x-2h))) / (12 h)
+ *
+ * whose truncation error is O(h^4), so h can be large enough (3e-4) that
+ * rounding in L hardly matters.  The element error is
+ * |ad - fd| / max(|ad|, |fd|, floor).
+ *
+ * Values.  Inputs are random: f32 normal, i32 uniform below the size of
+ * what they index (gather tables, cross_entropy classes); one target in
+ * eight is the ignore index, so that path is checked too; scalar i32
+ * inputs (a dropout step) are 1.  Params take their init spec (normal with
+ * their std); zeros and ones get normal noise of std 0.02 around 0 or 1,
+ * so that no gradient is zero by symmetry.  Dropout stays on: its mask is a
+ * function of (seed, step, element), identical in every evaluation.
+ *
+ * Sampling.  A tensor with at most `samples` elements is checked whole.
+ * Otherwise half the samples are drawn among the elements whose autodiff
+ * gradient is nonzero (an embedding table's used rows) and the rest
+ * uniformly, so a gradient that autodiff wrongly leaves at zero can
+ * still be seen.
+ *
+ * Blame.  When params fail, the one nearest the loss is taken, and every
+ * op on a path from it to the loss is checked on its own (gc_check_node)
+ * with the operand values of the failing run; the first op whose rule
+ * fails is named.
+ */
+#include "gradcheck.h"
+#include "ir/rng.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GC_MAX_SAMPLES 4096
+
+GcOptions gc_options_default(void)
+{
+    GcOptions o;
+    memset(&o, 0, sizeof o);
+    o.tol = 1e-6;
+    o.h = 3e-4;
+    o.floor = 1e-3;
+    o.samples = 4;
+    o.train = pass_ctx_default(NULL).train;
+    return o;
+}
+
+/* ---------------------------------------------------------------- finite differences */
+
+/* The loss of an interpreter as a function of one named tensor. */
+typedef struct Probe {
+    IrInterp *it;
+    const char *name;
+    IrTensor *val;   /* our copy of the tensor's value, perturbed in place */
+    IrError *err;
+} Probe;
+
+static bool loss_now(Probe *p, double *loss)
+{
+    if (!ir_interp_set(p->it, p->name, p->val, p->err) || !ir_interp_run(p->it, p->err))
+        return false;
+    *loss = ir_interp_output(p->it, "loss")->data[0];
+    return true;
+}
+
+static bool loss_at(Probe *p, int64_t e, double x, double *loss)
+{
+    double keep = p->val->data[e];
+    p->val->data[e] = x;
+    bool ok = loss_now(p, loss);
+    p->val->data[e] = keep;
+    return ok;
+}
+
+static bool fd_elem(Probe *p, int64_t e, double h0, double *fd)
+{
+    double x = p->val->data[e], h = h0 * fmax(1.0, fabs(x)), l[4];
+    double at[4] = {x + h, x - h, x + 2 * h, x - 2 * h};
+    for (int i = 0; i < 4; i++)
+        if (!loss_at(p, e, at[i], &l[i]))
+            return false;
+    *fd = (8 * (l[0] - l[1]) - (l[2] - l[3])) / (12 * h);
+    return true;
+}
+
+static double elem_error(double ad, double fd, double floor)
+{
+    double d = fabs(ad - fd) / fmax(fmax(fabs(ad), fabs(fd)), floor);
+    return isnan(d) ? INFINITY : d;
+}
+
+/* ---------------------------------------------------------------- sampling */
+
+static bool picked(const int64_t *idx, int n, int64_t e)
+{
+    for (int i = 0; i < n; i++)
+        if (idx[i] == e)
+            return true;
+    return false;
+}
+
+/* Reservoir sample of up to k elements whose gradient is nonzero. */
+static int pick_nonzero(IrRng *r, const IrTensor *grad, int k, int64_t *idx)
+{
+    int n = 0;
+    int64_t seen = 0;
+    for (int64_t e = 0; e < grad->numel && k > 0; e++) {
+        if (grad->data[e] == 0)
+            continue;
+        seen++;
+        if (n < k)
+            idx[n++] = e;
+        else if (ir_rng_uniform(r) * (double)seen < (double)k)
+            idx[(int64_t)(ir_rng_uniform(r) * k)] = e;
+    }
+    return n;
+}
+
+static int pick_elements(IrRng *r, const IrTensor *grad, int k, int64_t *idx)
+{
+    k = k < 1 ? 1 : k > GC_MAX_SAMPLES ? GC_MAX_SAMPLES : k;
+    if (grad->numel <= k) {
+        for (int64_t e = 0; e < grad->numel; e++)
+            idx[e] = e;
+        return (int)grad->numel;
+    }
+    int n = pick_nonzero(r, grad, k / 2, idx);
+    while (n < k) {
+        int64_t e = (int64_t)(ir_rng_uniform(r) * (double)grad->numel);
+        if (!picked(idx, n, e))
+            idx[n++] = e;
+    }
+    return n;
+}
+
+/* Compares grad with finite differences on sampled elements of p->val. */
+static bool check_tensor(Probe *p, const IrTensor *grad, const GcOptions *o, IrRng *r,
+                         GcParam *res)
+{
+    int64_t *idx = malloc(GC_MAX_SAMPLES * sizeof *idx);
+    int n = pick_elements(r, grad, o->samples, idx);
+    for (int i = 0; i < n; i++) {
+        int64_t e = idx[i];
+        double fd;
+        if (!isfinite(p->val->data[e]))
+            continue;
+        if (!fd_elem(p, e, o->h, &fd)) {
+            free(idx);
+            return false;
+        }
+        double err = elem_error(grad->data[e], fd, o->floor);
+        if (res->checked++ == 0 || err > res->worst) {
+            res->worst = err;
+            res->at = e;
+            res->ad = grad->data[e];
+            res->fd = fd;
+        }
+    }
+    free(idx);
+    return ir_interp_set(p->it, p->name, p->val, p->err);
+}
+
+/* ---------------------------------------------------------------- values */
+
+static IrTensor *tensor_for(const IrNode *n, const int64_t *binding)
+{
+    int64_t dim[IR_MAX_RANK];
+    for (int i = 0; i < n->shape.rank; i++)
+        dim[i] = ir_dim_eval(n->shape.d[i], binding);
+    return ir_tensor_new(n->dtype, n->shape.rank, dim);
+}
+
+static IrTensor *tensor_copy(const IrTensor *t)
+{
+    IrTensor *c = ir_tensor_new(t->dtype, t->rank, t->dim);
+    memcpy(c->data, t->data, t->numel * sizeof *t->data);
+    return c;
+}
+
+static void fill_normal(IrRng *r, IrTensor *t, double mean, double std)
+{
+    for (int64_t e = 0; e < t->numel; e++)
+        t->data[e] = mean + std * ir_rng_normal(r);
+}
+
+/* The number of values an integer input may take: the smallest size it
+ * indexes (gather table rows, cross_entropy classes); 2 when it indexes
+ * nothing.  *target is set when it feeds a cross_entropy. */
+static int64_t index_bound(const IrGraph *g, const IrNode *x, const int64_t *b, bool *target)
+{
+    int64_t hi = -1;
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = g->nodes[i];
+        if (n->nin < 2 || n->in[1] != x)
+            continue;
+        const IrShape *s = &n->in[0]->shape;
+        int64_t v = -1;
+        if (n->op == OP_GATHER || n->op == OP_SCATTER_ADD)
+            v = ir_dim_eval(s->d[0], b);
+        if (n->op == OP_CROSS_ENTROPY) {
+            v = ir_dim_eval(s->d[s->rank - 1], b);
+            *target = true;
+        }
+        if (v > 0 && (hi < 0 || v < hi))
+            hi = v;
+    }
+    return hi < 0 ? 2 : hi;
+}
+
+static void fill_input(const IrGraph *g, const IrNode *x, IrTensor *t, IrRng *r,
+                       const GcOptions *o)
+{
+    bool target = false;
+    int64_t hi = index_bound(g, x, o->binding, &target);
+    for (int64_t e = 0; e < t->numel; e++) {
+        double u = ir_rng_uniform(r);
+        if (x->dtype == DT_F32)
+            t->data[e] = ir_rng_normal(r);
+        else if (x->dtype == DT_BOOL)
+            t->data[e] = u < 0.5;
+        else if (t->rank == 0)
+            t->data[e] = 1;
+        else if (target && u < 0.125)
+            t->data[e] = o->train.ignore_index;
+        else
+            t->data[e] = (double)(int64_t)(ir_rng_uniform(r) * (double)hi);
+    }
+}
+
+static void fill_param(const IrNode *p, IrTensor *t, IrRng *r)
+{
+    const char *init = ir_node_str(p, ATTR_INIT, "zeros");
+    if (!strcmp(init, "normal"))
+        fill_normal(r, t, 0, ir_node_float(p, ATTR_STD, 0.02));
+    else
+        fill_normal(r, t, !strcmp(init, "ones"), 0.02);
+}
+
+/* ---------------------------------------------------------------- one op alone */
+
+typedef struct NodeCheck {
+    IrGraph *m, *mb;         /* the op alone, and after autodiff */
+    IrInterp *it, *itb;
+    IrTensor *val[IR_MAX_IN + 1];
+    bool diff[IR_MAX_IN];
+} NodeCheck;
+
+static IrNode *operand_for(IrGraph *m, const IrNode *n, int j, bool *diff)
+{
+    const IrNode *x = n->in[j];
+    char name[16];
+    snprintf(name, sizeof name, "x%d", j);
+    *diff = x->dtype == DT_F32 && !pass_autodiff_nondiff_reason(n->op, j);
+    if (*diff)
+        return ir_param(m, name, x->shape, "zeros", 0, true);
+    return ir_input(m, name, x->dtype, x->shape);
+}
+
+/* loss = sum(finite(y) * R): elements of y that are +-inf (causal_mask)
+ * are left out, so the loss stays finite. */
+static void add_probe_loss(IrGraph *m, IrNode *y)
+{
+    IrNode *r = ir_input(m, "cotangent", DT_F32, y->shape);
+    IrNode *big = ir_const(m, 1e300, DT_F32, ir_shape_of(0, NULL));
+    IrNode *zero = ir_const(m, 0, DT_F32, ir_shape_of(0, NULL));
+    IrNode *in[3] = {ir_binary(m, OP_LT, ir_unary(m, OP_ABS, y), big), y, zero};
+    IrError e = {0};
+    IrNode *fin = ir_node_new(m, OP_WHERE, in, 3, NULL, 0, NULL, NULL, &e);
+    IrNode *l = ir_binary(m, OP_MUL, fin, r);
+    int axes[IR_MAX_RANK] = {0, 1, 2, 3, 4, 5};
+    if (l->shape.rank)
+        l = ir_reduce(m, OP_SUM, l, axes, l->shape.rank, false);
+    ir_graph_add_output(m, "loss", l);
+}
+
+static bool build_node_graphs(NodeCheck *c, const IrGraph *g, const IrNode *n,
+                              const GcOptions *o, IrError *err)
+{
+    IrNode *in[IR_MAX_IN];
+    c->m = ir_graph_new("rule");
+    for (int i = 0; i < g->nsym; i++)
+        ir_graph_sym(c->m, g->sym[i]);
+    for (int j = 0; j < n->nin; j++)
+        in[j] = operand_for(c->m, n, j, &c->diff[j]);
+    IrNode *y = ir_node_new(c->m, n->op, in, n->nin, n->attr, n->nattr, &n->dtype, &n->shape, err);
+    if (!y)
+        return false;
+    add_probe_loss(c->m, y);
+    PassCtx ctx = pass_ctx_default(err);
+    ctx.train = o->train;
+    ctx.train.nfreeze = 0;
+    if (!pass_train_forward(c->m, &ctx))
+        return false;
+    c->mb = ir_graph_clone(c->m);
+    return pass_autodiff(c->mb, &ctx);
+}
+
+/* The step input that the train step wires into a lone dropout: 1. */
+static bool set_step(NodeCheck *c, IrError *err)
+{
+    if (!ir_graph_find(c->m, OP_INPUT, "step"))
+        return true;
+    IrTensor *t = ir_tensor_new(DT_I32, 0, NULL);
+    t->data[0] = 1;
+    bool ok = ir_interp_set(c->it, "step", t, err) && ir_interp_set(c->itb, "step", t, err);
+    ir_tensor_free(t);
+    return ok;
+}
+
+static bool set_node_values(NodeCheck *c, const IrNode *n, const IrTensor *const *vals,
+                            const GcOptions *o, IrRng *r, IrError *err)
+{
+    for (int j = 0; j <= n->nin; j++) {
+        const IrTensor *v = j < n->nin && vals ? vals[j] : NULL;
+        const IrNode *x = j < n->nin ? n->in[j] : n;
+        if (!v && x->dtype != DT_F32) {
+            ir_error(err, "gradcheck: operand %d of %s needs a value", j, ir_op_name(n->op));
+            return false;
+        }
+        c->val[j] = v ? tensor_copy(v) : tensor_for(x, o->binding);
+        if (!v)
+            fill_normal(r, c->val[j], 0, 1);
+        char name[16];
+        snprintf(name, sizeof name, j < n->nin ? "x%d" : "cotangent", j);
+        if (!ir_interp_set(c->it, name, c->val[j], err) ||
+            !ir_interp_set(c->itb, name, c->val[j], err))
+            return false;
+    }
+    return true;
+}
+
+static double compare_node(NodeCheck *c, const IrNode *n, const GcOptions *o, IrRng *r,
+                           IrError *err)
+{
+    double worst = 0;
+    if (!ir_interp_run(c->itb, err))
+        return -1;
+    for (int j = 0; j < n->nin; j++) {
+        char name[16], gname[24];
+        snprintf(name, sizeof name, "x%d", j);
+        snprintf(gname, sizeof gname, "grad.x%d", j);
+        if (!c->diff[j])
+            continue;
+        Probe p = {c->it, name, c->val[j], err};
+        GcParam res = {0};
+        if (!check_tensor(&p, ir_interp_output(c->itb, gname), o, r, &res))
+            return -1;
+        worst = fmax(worst, res.worst);
+    }
+    return worst;
+}
+
+static void node_check_free(NodeCheck *c)
+{
+    for (int j = 0; j <= IR_MAX_IN; j++)
+        ir_tensor_free(c->val[j]);
+    ir_interp_free(c->it);
+    ir_interp_free(c->itb);
+    ir_graph_free(c->m);
+    ir_graph_free(c->mb);
+}
+
+double gc_check_node(const IrGraph *g, const IrNode *n, const int64_t *binding,
+                     const IrTensor *const *vals, const GcOptions *o, IrError *err)
+{
+    if (n->dtype != DT_F32 || ir_ops[n->op].kind == OPK_SOURCE)
+        return 0;
+    NodeCheck c;
+    memset(&c, 0, sizeof c);
+    IrRng r;
+    ir_rng_init(&r, o->seed ^ 0x5eedull);
+    double worst = -1;
+    if (build_node_graphs(&c, g, n, o, err) &&
+        (c.it = ir_interp_new(c.m, binding, o->seed, err)) &&
+        (c.itb = ir_interp_new(c.mb, binding, o->seed, err)) &&
+        set_node_values(&c, n, vals, o, &r, err) && set_step(&c, err))
+        worst = compare_node(&c, n, o, &r, err);
+    node_check_free(&c);
+    return worst;
+}
+
+/* ---------------------------------------------------------------- the whole model */
+
+typedef struct Gc {
+    const GcOptions *o;
+    IrGraph *fwd, *bwd;
+    IrInterp *itb;      /* bwd: the autodiff gradients; each worker runs its own fwd */
+    IrTensor **val;     /* by fwd node index: the values of inputs and params */
+    IrRng rng;
+    IrError *err;
+} Gc;
+
+static bool build_graphs(Gc *s, const IrGraph *g)
+{
+    PassCtx ctx = pass_ctx_default(s->err);
+    ctx.train = s->o->train;
+    s->fwd = ir_graph_clone(g);
+    if (!pass_train_forward(s->fwd, &ctx))
+        return false;
+    s->bwd = ir_graph_clone(s->fwd);
+    return pass_autodiff(s->bwd, &ctx) && ir_verify(s->bwd, s->err);
+}
+
+static bool set_values(Gc *s)
+{
+    s->val = calloc(s->fwd->nnodes, sizeof *s->val);
+    for (int i = 0; i < s->fwd->nnodes; i++) {
+        const IrNode *n = s->fwd->nodes[i];
+        if (n->op != OP_INPUT && n->op != OP_PARAM)
+            continue;
+        s->val[i] = tensor_for(n, s->o->binding);
+        if (n->op == OP_INPUT)
+            fill_input(s->fwd, n, s->val[i], &s->rng, s->o);
+        else
+            fill_param(n, s->val[i], &s->rng);
+        if (!ir_interp_set(s->itb, n->name, s->val[i], s->err))
+            return false;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------- finite differences in parallel */
+
+/* One finite difference: element `elem` of the param at fwd index `node`. */
+typedef struct FdJob {
+    int node;
+    int64_t elem;
+    double fd;
+} FdJob;
+
+typedef struct FdPool {
+    Gc *s;
+    FdJob *jobs;
+    int njobs;
+    atomic_int next;
+    atomic_bool failed;
+    pthread_mutex_t lock;
+} FdPool;
+
+/* A worker owns an interpreter of fwd and a private copy of the param it
+ * is perturbing, so workers share nothing but the job counter. */
+typedef struct Worker {
+    FdPool *pool;
+    IrInterp *it;
+    IrTensor *own;
+    int own_node;
+    IrError err;
+    pthread_t tid;
+} Worker;
+
+static bool worker_init(Worker *w)
+{
+    Gc *s = w->pool->s;
+    w->own_node = -1;
+    w->it = ir_interp_new(s->fwd, s->o->binding, s->o->seed, &w->err);
+    for (int i = 0; w->it && i < s->fwd->nnodes; i++)
+        if (s->val[i] && !ir_interp_set(w->it, s->fwd->nodes[i]->name, s->val[i], &w->err))
+            return false;
+    return w->it != NULL;
+}
+
+/* Makes `node` the perturbed param, putting the previous one back. */
+static bool worker_switch(Worker *w, int node)
+{
+    Gc *s = w->pool->s;
+    if (w->own_node == node)
+        return true;
+    if (w->own_node >= 0 &&
+        !ir_interp_set(w->it, s->fwd->nodes[w->own_node]->name, s->val[w->own_node], &w->err))
+        return false;
+    ir_tensor_free(w->own);
+    w->own = tensor_copy(s->val[node]);
+    w->own_node = node;
+    return true;
+}
+
+static bool worker_job(Worker *w, FdJob *j)
+{
+    Gc *s = w->pool->s;
+    Probe p = {w->it, s->fwd->nodes[j->node]->name, NULL, &w->err};
+    if (!worker_switch(w, j->node))
+        return false;
+    p.val = w->own;
+    return fd_elem(&p, j->elem, s->o->h, &j->fd);
+}
+
+static void *worker_main(void *arg)
+{
+    Worker *w = arg;
+    FdPool *pool = w->pool;
+    bool ok = worker_init(w);
+    for (int k; ok && !pool->failed && (k = atomic_fetch_add(&pool->next, 1)) < pool->njobs;)
+        ok = worker_job(w, &pool->jobs[k]);
+    if (!ok) {
+        pthread_mutex_lock(&pool->lock);
+        if (!pool->failed)
+            *pool->s->err = w->err;
+        pool->failed = true;
+        pthread_mutex_unlock(&pool->lock);
+    }
+    ir_tensor_free(w->own);
+    ir_interp_free(w->it);
+    return NULL;
+}
+
+static int worker_count(const GcOptions *o, int njobs)
+{
+    long n = o->jobs > 0 ? o->jobs : sysconf(_SC_NPROCESSORS_ONLN);
+    n = n < 1 ? 1 : n > 8 && o->jobs <= 0 ? 8 : n;
+    return (int)(n < njobs ? n : njobs > 0 ? njobs : 1);
+}
+
+static bool run_jobs(Gc *s, FdJob *jobs, int njobs)
+{
+    FdPool pool = {.s = s, .jobs = jobs, .njobs = njobs};
+    int nw = worker_count(s->o, njobs);
+    Worker *w = calloc(nw, sizeof *w);
+    pthread_mutex_init(&pool.lock, NULL);
+    for (int i = 0; i < nw; i++) {
+        w[i].pool = &pool;
+        if (pthread_create(&w[i].tid, NULL, worker_main, &w[i]) != 0)
+            IR_ASSERT(!"gradcheck: cannot start a thread");
+    }
+    for (int i = 0; i < nw; i++)
+        pthread_join(w[i].tid, NULL);
+    pthread_mutex_destroy(&pool.lock);
+    free(w);
+    return !pool.failed;
+}
+
+/* ---------------------------------------------------------------- per-param results */
+
+static const IrTensor *grad_of(Gc *s, const IrNode *p)
+{
+    char gname[512];
+    snprintf(gname, sizeof gname, "grad.%s", p->name);
+    return ir_interp_output(s->itb, gname);
+}
+
+/* Picks the elements of every trainable param; jobs[first[k] ..
+ * first[k+1]) belong to the k-th. */
+static FdJob *plan_jobs(Gc *s, GcReport *r, int *first, int *njobs)
+{
+    int64_t idx[GC_MAX_SAMPLES];
+    int per = s->o->samples < 1 ? 1 : s->o->samples > GC_MAX_SAMPLES ? GC_MAX_SAMPLES : s->o->samples;
+    FdJob *jobs = malloc(((size_t)r->nparams * per + 1) * sizeof *jobs);
+    int n = 0;
+    for (int k = 0; k < r->nparams; k++) {
+        const IrNode *p = ir_graph_find(s->fwd, OP_PARAM, r->params[k].name);
+        int m = pick_elements(&s->rng, grad_of(s, p), per, idx);
+        first[k] = n;
+        for (int i = 0; i < m; i++)
+            jobs[n++] = (FdJob){p->index, idx[i], 0};
+    }
+    first[r->nparams] = n;
+    *njobs = n;
+    return jobs;
+}
+
+static void score_param(Gc *s, GcParam *res, const FdJob *jobs, int n)
+{
+    const IrNode *p = ir_graph_find(s->fwd, OP_PARAM, res->name);
+    const IrTensor *grad = grad_of(s, p), *val = s->val[p->index];
+    for (int i = 0; i < n; i++) {
+        double ad = grad->data[jobs[i].elem];
+        if (!isfinite(val->data[jobs[i].elem]))
+            continue;
+        double err = elem_error(ad, jobs[i].fd, s->o->floor);
+        if (res->checked++ == 0 || err > res->worst) {
+            res->worst = err;
+            res->at = jobs[i].elem;
+            res->ad = ad;
+            res->fd = jobs[i].fd;
+        }
+    }
+    if (s->o->log)
+        fprintf(s->o->log, "  %-44s %10lld %5d   %.2e%s\n", res->name, (long long)res->numel,
+                res->checked, res->worst, res->worst > s->o->tol ? "   FAIL" : "");
+}
+
+static void list_params(Gc *s, GcReport *r)
+{
+    r->params = calloc(s->fwd->nnodes, sizeof *r->params);
+    for (int i = 0; i < s->fwd->nnodes; i++) {
+        const IrNode *p = s->fwd->nodes[i];
+        if (!pass_param_trainable(p, &s->o->train))
+            continue;
+        r->params[r->nparams].name = strdup(p->name);
+        r->params[r->nparams++].numel = s->val[i]->numel;
+    }
+}
+
+static bool check_params(Gc *s, GcReport *r)
+{
+    list_params(s, r);
+    int *first = malloc((r->nparams + 1) * sizeof *first), njobs;
+    FdJob *jobs = plan_jobs(s, r, first, &njobs);
+    bool ok = run_jobs(s, jobs, njobs);
+    for (int k = 0; ok && k < r->nparams; k++) {
+        GcParam *res = &r->params[k];
+        score_param(s, res, jobs + first[k], first[k + 1] - first[k]);
+        r->failed += res->worst > s->o->tol;
+        if (res->worst > r->params[r->worst].worst)
+            r->worst = k;
+    }
+    free(first);
+    free(jobs);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- blame */
+
+/* on[i]: nodes[i] lies on a path from `from` to `to`. */
+static bool *path_nodes(const IrGraph *g, const IrNode *from, const IrNode *to)
+{
+    bool *down = calloc(g->nnodes, 1), *up = calloc(g->nnodes, 1);
+    down[from->index] = up[to->index] = true;
+    for (int i = from->index + 1; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            down[i] |= down[g->nodes[i]->in[j]->index];
+    for (int i = to->index; i >= 0; i--)
+        for (int j = 0; up[i] && j < g->nodes[i]->nin; j++)
+            up[g->nodes[i]->in[j]->index] = true;
+    for (int i = 0; i < g->nnodes; i++)
+        down[i] = down[i] && up[i];
+    free(up);
+    return down;
+}
+
+static const IrNode *first_consumer(const IrGraph *g, const IrNode *p)
+{
+    for (int i = p->index + 1; i < g->nnodes; i++)
+        for (int j = 0; j < g->nodes[i]->nin; j++)
+            if (g->nodes[i]->in[j] == p)
+                return g->nodes[i];
+    return NULL;
+}
+
+/* Checks the rule of fwd node n on the operand values of the failing run. */
+static double blame_node(Gc *s, const IrNode *n)
+{
+    const IrTensor *vals[IR_MAX_IN];
+    for (int j = 0; j < n->nin; j++)
+        vals[j] = ir_interp_value(s->itb, s->bwd->nodes[n->in[j]->index]);
+    GcOptions o = *s->o;
+    o.log = NULL;
+    IrError err = {0};
+    return gc_check_node(s->fwd, n, o.binding, vals, &o, &err);
+}
+
+static void blame(Gc *s, GcReport *r)
+{
+    const GcParam *last = NULL;
+    for (int i = 0; i < r->nparams; i++)
+        if (r->params[i].worst > s->o->tol)
+            last = &r->params[i];
+    const IrNode *p = ir_graph_find(s->fwd, OP_PARAM, last->name);
+    const IrNode *loss = NULL;
+    for (int i = 0; i < s->fwd->nout; i++)
+        if (!strcmp(s->fwd->outs[i].name, "loss"))
+            loss = s->fwd->outs[i].node;
+    bool *on = path_nodes(s->fwd, p, loss);
+    for (int i = p->index + 1; i < s->fwd->nnodes; i++) {
+        const IrNode *n = s->fwd->nodes[i];
+        double e = on[i] ? blame_node(s, n) : 0;
+        if (e > s->o->tol) {
+            snprintf(r->suspect, sizeof r->suspect, "the gradient rule of '%s' (node %%%d, on "
+                     "the path from %s to the loss) fails the op-by-op check with error %.2e",
+                     ir_op_name(n->op), n->index, p->name, e);
+            free(on);
+            return;
+        }
+    }
+    free(on);
+    const IrNode *c = first_consumer(s->fwd, p);
+    snprintf(r->suspect, sizeof r->suspect, "no single op's rule fails on its own; %s is first "
+             "used by '%s' (node %%%d)", p->name, c ? ir_op_name(c->op) : "nothing",
+             c ? c->index : -1);
+}
+
+static void gc_free(Gc *s)
+{
+    for (int i = 0; s->val && i < s->fwd->nnodes; i++)
+        ir_tensor_free(s->val[i]);
+    free(s->val);
+    ir_interp_free(s->itb);
+    ir_graph_free(s->fwd);
+    ir_graph_free(s->bwd);
+}
+
+static bool run_backward(Gc *s, GcReport *r)
+{
+    if (!ir_interp_run(s->itb, s->err))
+        return false;
+    r->loss = ir_interp_output(s->itb, "loss")->data[0];
+    return true;
+}
+
+bool gc_check_model(const IrGraph *g, const GcOptions *o, GcReport *r, IrError *err)
+{
+    Gc s = {.o = o, .err = err};
+    memset(r, 0, sizeof *r);
+    ir_rng_init(&s.rng, o->seed);
+    bool ok = build_graphs(&s, g) &&
+              (s.itb = ir_interp_new(s.bwd, o->binding, o->seed, err)) && set_values(&s) &&
+              run_backward(&s, r) && check_params(&s, r);
+    if (ok && r->failed)
+        blame(&s, r);
+    gc_free(&s);
+    return ok;
+}
+
+void gc_report_free(GcReport *r)
+{
+    for (int i = 0; i < r->nparams; i++)
+        free((char *)r->params[i].name);
+    free(r->params);
+    memset(r, 0, sizeof *r);
+}
