@@ -120,6 +120,7 @@ static LowerFn lower_fn(IrOp op)
     case OP_CONCAT:        return cg_lower_concat;
     case OP_MATMUL:        return cg_lower_matmul;
     case OP_GATHER:        return cg_lower_gather;
+    case OP_SCATTER_ADD:   return cg_lower_scatter_add;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:   return cg_lower_softmax;
     case OP_LAYERNORM:     return cg_lower_layernorm;

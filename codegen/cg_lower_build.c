@@ -31,15 +31,15 @@ static void cg_fn_attr(CgLower *L, LLVMValueRef fn, unsigned idx, const char *na
     LLVMAddAttributeAtIndex(fn, idx, LLVMCreateEnumAttribute(L->C, kind, 0));
 }
 
-/* body(ptr noalias nocapture x (1 + nin), i64 begin, i64 end) */
+/* body(ptr noalias nocapture x (1 + nin), i64 begin, i64 end, i64 aux) */
 static LLVMValueRef cg_body_decl(CgLower *L, const IrNode *n, const char *name)
 {
-    LLVMTypeRef ps[IR_MAX_IN + 3];
+    LLVMTypeRef ps[IR_MAX_IN + 4];
     int np = 1 + n->nin;
     for (int i = 0; i < np; i++)
         ps[i] = L->ptr;
-    ps[np] = ps[np + 1] = L->i64;
-    LLVMValueRef fn = LLVMAddFunction(L->M, name, LLVMFunctionType(L->vd, ps, np + 2, 0));
+    ps[np] = ps[np + 1] = ps[np + 2] = L->i64;
+    LLVMValueRef fn = LLVMAddFunction(L->M, name, LLVMFunctionType(L->vd, ps, np + 3, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     for (int i = 0; i < np; i++) {
         cg_fn_attr(L, fn, i + 1, "noalias");
@@ -68,7 +68,27 @@ static int sig_attr(char *buf, size_t cap, const IrAttr *a)
     return at;
 }
 
-/* Everything a body depends on: op, attributes, dtypes and dims. */
+/* The one attribute a body takes as an argument instead of a constant:
+ * dropout's seed, const's value (its bits); 0 for other ops. */
+static bool is_aux_attr(const IrNode *n, IrAttrKey key)
+{
+    return (n->op == OP_DROPOUT && key == ATTR_SEED) || (n->op == OP_CONST && key == ATTR_VALUE);
+}
+
+static unsigned long long node_aux(const IrNode *n)
+{
+    uint64_t v = 0;
+    if (n->op == OP_DROPOUT)
+        v = (uint64_t)ir_node_int(n, ATTR_SEED, 0);
+    if (n->op == OP_CONST) {
+        double d = ir_node_float(n, ATTR_VALUE, 0.0);
+        memcpy(&v, &d, sizeof v);
+    }
+    return v;
+}
+
+/* Everything a body depends on: op, attributes (but the aux one), dtypes
+ * and dims. */
 static char *node_sig(CgLower *L, const IrNode *n)
 {
     char buf[2048];
@@ -79,7 +99,8 @@ static char *node_sig(CgLower *L, const IrNode *n)
         at += sig_dims(buf + at, sizeof buf - at, x->dtype, x->shape.rank, L->dim[x->index]);
     }
     for (int i = 0; i < n->nattr && (size_t)at < sizeof buf; i++)
-        at += sig_attr(buf + at, sizeof buf - at, &n->attr[i]);
+        if (!is_aux_attr(n, (IrAttrKey)n->attr[i].key))
+            at += sig_attr(buf + at, sizeof buf - at, &n->attr[i]);
     IR_ASSERT((size_t)at < sizeof buf);
     return strdup(buf);
 }
@@ -104,7 +125,7 @@ static void cg_wrapper(CgLower *L, const IrNode *n, LLVMValueRef body, const cha
     cg_fn_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
     LLVMBuilderRef b = L->b;
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(L->C, fn, "entry"));
-    LLVMValueRef args[IR_MAX_IN + 3], slots = LLVMGetParam(fn, 0);
+    LLVMValueRef args[IR_MAX_IN + 4], slots = LLVMGetParam(fn, 0);
     int np = 1 + n->nin;
     for (int i = 0; i < np; i++) {
         int node = L->buf[i == 0 ? n->index : n->in[i - 1]->index];
@@ -114,7 +135,8 @@ static void cg_wrapper(CgLower *L, const IrNode *n, LLVMValueRef body, const cha
     }
     args[np] = LLVMGetParam(fn, 1);
     args[np + 1] = LLVMGetParam(fn, 2);
-    LLVMBuildCall2(b, LLVMGlobalGetValueType(body), body, args, np + 2, "");
+    args[np + 2] = LLVMConstInt(L->i64, node_aux(n), 0);
+    LLVMBuildCall2(b, LLVMGlobalGetValueType(body), body, args, np + 3, "");
     LLVMBuildRetVoid(b);
 }
 
@@ -138,6 +160,7 @@ bool cg_kernel_begin(CgLower *L, const IrNode *n, CgKernel *k)
         k->ptr[i] = LLVMGetParam(k->fn, i);
     k->begin = LLVMGetParam(k->fn, n->nin + 1);
     k->end = LLVMGetParam(k->fn, n->nin + 2);
+    k->aux = LLVMGetParam(k->fn, n->nin + 3);
     k->entry = LLVMAppendBasicBlockInContext(L->C, k->fn, "entry");
     LLVMPositionBuilderAtEnd(k->b, LLVMAppendBasicBlockInContext(L->C, k->fn, "code"));
     return true;

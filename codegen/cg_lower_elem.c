@@ -287,8 +287,7 @@ bool cg_lower_gelu(CgLower *L, const IrNode *n)
 
 typedef struct Dropout {
     double p;
-    uint64_t seed;
-    LLVMValueRef mix; /* seed ^ step * C1, i64 */
+    LLVMValueRef mix; /* seed ^ step * C1, i64; the seed is the body's aux argument */
 } Dropout;
 
 static void dropout_setup(CgKernel *k, void *ctx)
@@ -298,7 +297,7 @@ static void dropout_setup(CgKernel *k, void *ctx)
     if (k->n->nin == 2)
         step = LLVMBuildSExt(k->b, cg_load(k, DT_I32, k->ptr[2], cg_i64(k, 0)), k->L->i64, "");
     LLVMValueRef sm = LLVMBuildMul(k->b, step, cg_i64(k, (int64_t)0xA0761D6478BD642Full), "");
-    d->mix = LLVMBuildXor(k->b, sm, cg_i64(k, (int64_t)d->seed), "");
+    d->mix = LLVMBuildXor(k->b, sm, k->aux, "");
 }
 
 /* z ^= z >> s; z *= c (mod 2^64) */
@@ -331,7 +330,7 @@ static LLVMValueRef dropout_fn(CgKernel *k, const LLVMValueRef *v, LLVMValueRef 
 
 bool cg_lower_dropout(CgLower *L, const IrNode *n)
 {
-    Dropout d = {ir_node_float(n, ATTR_P, 0.0), (uint64_t)ir_node_int(n, ATTR_SEED, 0), NULL};
+    Dropout d = {ir_node_float(n, ATTR_P, 0.0), NULL};
     Job j = {.nsp = 1, .f = dropout_fn, .ctx = &d, .setup = dropout_setup};
     space_of_output(L, n, &j.sp[0]);
     space_add_bcast(L, n, 0, &j.sp[0]);
@@ -401,14 +400,23 @@ bool cg_lower_concat(CgLower *L, const IrNode *n)
 
 /* ---------------------------------------------------------------- sources */
 
+/* The value comes in as the double bits of the body's aux argument. */
 static LLVMValueRef const_fn(CgKernel *k, const LLVMValueRef *v, LLVMValueRef flat, void *ctx)
 {
-    return cg_const_of(k, k->n->dtype, ir_node_float(k->n, ATTR_VALUE, 0.0));
+    return *(LLVMValueRef *)ctx;
+}
+
+static void const_setup(CgKernel *k, void *ctx)
+{
+    LLVMValueRef *val = ctx;
+    LLVMValueRef d = LLVMBuildBitCast(k->b, k->aux, k->L->f64, "value");
+    *val = cg_cast_f64(k, k->n->dtype, d);
 }
 
 bool cg_lower_const(CgLower *L, const IrNode *n)
 {
-    Job j = {.nsp = 1, .f = const_fn};
+    LLVMValueRef value = NULL;
+    Job j = {.nsp = 1, .f = const_fn, .ctx = &value, .setup = const_setup};
     space_of_output(L, n, &j.sp[0]);
     return run_job(L, n, &j, 0);
 }

@@ -9,7 +9,7 @@
  *
  * A kernel is two functions:
  *   kN_op(ptr slots, i64 begin, i64 end)            external: the contract
- *   kM_op.body(ptr noalias out, ptr noalias in0..., i64 begin, i64 end)
+ *   kM_op.body(ptr noalias out, ptr noalias in0..., i64 begin, i64 end, i64 aux)
  * The wrapper loads the buffers from slots (aliases resolved to the buffer
  * that owns the memory) and calls the body, which is internal and never
  * inlined, so that nodes computing the same thing on different buffers
@@ -24,7 +24,7 @@
  *   cg_lower_math.c     scalar ops: exp/log/tanh/gelu, unary, binary, cast
  *   cg_lower_elem.c     strided maps: elementwise, movement, const, iota, dropout
  *   cg_lower_reduce.c   sum/max/mean, softmax, log_softmax, layernorm, cross_entropy
- *   cg_lower_matmul.c   matmul (cblas_sgemm), gather
+ *   cg_lower_matmul.c   matmul (cblas_sgemm), gather, scatter_add
  */
 #ifndef GRADC_CG_LOWER_INT_H
 #define GRADC_CG_LOWER_INT_H
@@ -68,6 +68,7 @@ typedef struct CgKernel {
     const IrNode *n;
     LLVMValueRef fn;
     LLVMValueRef begin, end;
+    LLVMValueRef aux; /* i64: dropout's seed, const's value bits (see cg_kernel_begin) */
     LLVMValueRef ptr[IR_MAX_IN + 1];
     LLVMBasicBlockRef entry; /* allocas go here */
 } CgKernel;
@@ -77,7 +78,9 @@ typedef struct CgKernel {
  * creates a body, positions the builder in it and returns true: build
  * the body, then cg_kernel_end.  Otherwise the wrapper calls the existing
  * body and it returns false: nothing more to build.  Twelve identical
- * transformer blocks thus compile their kernels once. */
+ * transformer blocks thus compile their kernels once.  Dropout's seed and
+ * const's value are not part of the signature: the wrapper passes them
+ * to the body as the i64 argument k->aux (the value as its double bits). */
 bool cg_kernel_begin(CgLower *L, const IrNode *n, CgKernel *k);
 void cg_kernel_end(CgKernel *k);
 
@@ -130,8 +133,8 @@ LLVMValueRef cg_minimum(CgKernel *k, IrDType dt, LLVMValueRef a, LLVMValueRef b)
 LLVMValueRef cg_unary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef x);
 LLVMValueRef cg_binary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_cast(CgKernel *k, IrDType from, IrDType to, LLVMValueRef x);
-/* A constant of dtype dt from a double (const's value attribute). */
-LLVMValueRef cg_const_of(CgKernel *k, IrDType dt, double v);
+/* A double value (f64) as dtype dt, as the interpreter's casts do. */
+LLVMValueRef cg_cast_f64(CgKernel *k, IrDType dt, LLVMValueRef d);
 
 /* ---------------------------------------------------------------- cg_lower_elem.c */
 
@@ -156,5 +159,6 @@ bool cg_lower_cross_entropy(CgLower *L, const IrNode *n);
 
 bool cg_lower_matmul(CgLower *L, const IrNode *n);
 bool cg_lower_gather(CgLower *L, const IrNode *n);
+bool cg_lower_scatter_add(CgLower *L, const IrNode *n);
 
 #endif

@@ -279,7 +279,7 @@ static LLVMValueRef fptosi_sat(CgKernel *k, LLVMValueRef x)
 {
     const char *name = "llvm.fptosi.sat";
     unsigned id = LLVMLookupIntrinsicID(name, strlen(name));
-    LLVMTypeRef ts[2] = {k->L->i32, k->L->f32};
+    LLVMTypeRef ts[2] = {k->L->i32, LLVMTypeOf(x)};
     LLVMValueRef fn = LLVMGetIntrinsicDeclaration(k->L->M, id, ts, 2);
     return LLVMBuildCall2(k->b, LLVMIntrinsicGetType(k->L->C, id, ts, 2), fn, &x, 1, "");
 }
@@ -305,13 +305,14 @@ LLVMValueRef cg_cast(CgKernel *k, IrDType from, IrDType to, LLVMValueRef x)
     return from == DT_F32 ? fptosi_sat(k, x) : x;
 }
 
-LLVMValueRef cg_const_of(CgKernel *k, IrDType dt, double v)
+/* A double (const's value) as dtype dt: rounded to float, truncated and
+ * saturated to i32 (NaN gives 0), or != 0 for bool. */
+LLVMValueRef cg_cast_f64(CgKernel *k, IrDType dt, LLVMValueRef d)
 {
     if (dt == DT_F32)
-        return cg_f32c(k, v);
+        return LLVMBuildFPTrunc(k->b, d, k->L->f32, "");
     if (dt == DT_BOOL)
-        return LLVMConstInt(k->L->i8, v != 0, 0);
-    double t = isnan(v) ? 0 : trunc(v);
-    t = t > INT32_MAX ? INT32_MAX : t < INT32_MIN ? INT32_MIN : t;
-    return cg_i32c(k, (int64_t)t);
+        return LLVMBuildZExt(k->b, LLVMBuildFCmp(k->b, LLVMRealUNE, d, LLVMConstReal(k->L->f64, 0), ""),
+                             k->L->i8, "");
+    return fptosi_sat(k, d);
 }

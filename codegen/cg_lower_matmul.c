@@ -1,4 +1,4 @@
-/* cg_lower_matmul.c — matmul as cblas_sgemm calls, and gather.
+/* cg_lower_matmul.c — matmul as cblas_sgemm calls, gather and scatter_add.
  *
  * matmul(a[..., M, K], b[..., K, N]) -> [..., M, N], with ta/tb reading a
  * as [..., K, M] and b as [..., N, K].  The leading (batch) dims broadcast
@@ -20,6 +20,11 @@
  * the interpreter reports as an error, gives a row of zeros here: the JIT
  * never reads out of bounds, and the interpreter is the checker that
  * names the bad index (`gradc verify`).
+ *
+ * scatter_add, gather's gradient, adds rows of src into a copy of base at
+ * their indices.  Repeated indices make a parallel loop over indices race,
+ * so work items own blocks of output rows instead and each scans all the
+ * indices (see cg_lower_scatter_add).
  */
 #include "cg_lower_int.h"
 
@@ -180,6 +185,60 @@ bool cg_lower_gather(CgLower *L, const IrNode *n)
     cg_store(&k, dt, k.ptr[0], cg_add(&k, dst, j), v);
     cg_for_end(&k, &fj, NULL);
     cg_for_end(&k, &fi, NULL);
+    cg_kernel_end(&k);
+    return true;
+}
+
+/* ---------------------------------------------------------------- scatter_add */
+
+/* Rows [v0, v1) of out: out = base there, then src rows whose index falls
+ * in [v0, v1) are added in index order.  Work items own disjoint rows, so
+ * they never race, and each row sums in the interpreter's order. */
+static void scatter_rows(CgKernel *k, LLVMValueRef v0, LLVMValueRef v1, int64_t I, int64_t R)
+{
+    LLVMBuilderRef b = k->b;
+    CgFor fc, fi, fr;
+    LLVMValueRef c = cg_for_begin(k, &fc, cg_mul(k, v0, R), cg_mul(k, v1, R), 0, NULL);
+    cg_store(k, DT_F32, k->ptr[0], c, cg_load(k, DT_F32, k->ptr[1], c));
+    cg_for_end(k, &fc, NULL);
+    LLVMValueRef i = cg_for_begin(k, &fi, cg_i64(k, 0), cg_i64(k, I), 0, NULL);
+    LLVMValueRef t = LLVMBuildSExt(b, cg_load(k, DT_I32, k->ptr[2], i), k->L->i64, "t");
+    LLVMValueRef mine = LLVMBuildAnd(b, LLVMBuildICmp(b, LLVMIntSGE, t, v0, ""),
+                                     LLVMBuildICmp(b, LLVMIntSLT, t, v1, ""), "mine");
+    LLVMBasicBlockRef add = LLVMAppendBasicBlockInContext(k->L->C, k->fn, "add");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(k->L->C, k->fn, "join");
+    LLVMBuildCondBr(b, mine, add, join);
+    LLVMPositionBuilderAtEnd(b, add);
+    LLVMValueRef dst = cg_mul(k, t, R), src = cg_mul(k, i, R);
+    LLVMValueRef r = cg_for_begin(k, &fr, cg_i64(k, 0), cg_i64(k, R), 0, NULL);
+    LLVMValueRef at = cg_add(k, dst, r);
+    LLVMValueRef sum = LLVMBuildFAdd(b, cg_load(k, DT_F32, k->ptr[0], at),
+                                     cg_load(k, DT_F32, k->ptr[3], cg_add(k, src, r)), "");
+    cg_store(k, DT_F32, k->ptr[0], at, sum);
+    cg_for_end(k, &fr, NULL);
+    LLVMBuildBr(b, join);
+    LLVMPositionBuilderAtEnd(b, join);
+    cg_for_end(k, &fi, NULL);
+}
+
+/* scatter_add(base[V, R...], idx[I...], src[I..., R...]) -> [V, R...].
+ * The range is over blocks of rows (at most 64 blocks); each block copies
+ * its rows of base and scans every index.  An index outside [0, V), an
+ * error in the interpreter, adds nothing. */
+bool cg_lower_scatter_add(CgLower *L, const IrNode *n)
+{
+    int64_t V = L->dim[n->index][0], R = cg_numel(L, n) / V, I = cg_numel(L, n->in[1]);
+    int64_t rows = (V + 63) / 64, extent = (V + rows - 1) / rows;
+    cg_set_kernel(L, n, extent, true, (double)I * R);
+    CgKernel k;
+    if (!L->emit || !cg_kernel_begin(L, n, &k))
+        return true;
+    CgFor fe;
+    LLVMValueRef e = cg_for_begin(&k, &fe, k.begin, k.end, 0, NULL);
+    LLVMValueRef v0 = cg_mul(&k, e, rows);
+    LLVMValueRef v1 = cg_min(&k, cg_add(&k, v0, cg_i64(&k, rows)), cg_i64(&k, V));
+    scatter_rows(&k, v0, v1, I, R);
+    cg_for_end(&k, &fe, NULL);
     cg_kernel_end(&k);
     return true;
 }
