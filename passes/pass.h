@@ -79,6 +79,14 @@ bool pass_run_one(IrGraph *g, const PassInfo *p, PassCtx *ctx);
 bool pass_dce(IrGraph *g, PassCtx *ctx);
 bool pass_cse(IrGraph *g, PassCtx *ctx);
 
+/* decompose.c: every composite op into primitives (docs/passes.md). */
+bool pass_decompose(IrGraph *g, PassCtx *ctx);
+/* Whether decompose knows composite op `op` (tests check every composite). */
+bool pass_decompose_has_rule(IrOp op);
+/* simplify.c: algebraic identities, constant folding, movement chains,
+ * broadcast folding and exact strength reductions, to a fixed point. */
+bool pass_simplify(IrGraph *g, PassCtx *ctx);
+
 /* autodiff.c, grad_rules.c, optimizer.c: the train-step graph (docs/autodiff.md).
  * pass_autodiff adds the loss (if the graph has no scalar output "loss") and
  * an output "grad.P" for every trainable param P; pass_optimizer consumes

@@ -8,6 +8,10 @@
 #include "pass.h"
 
 const PassInfo pass_registry[] = {
+    {"decompose", "rewrite composite ops (softmax, layernorm, gelu, cross_entropy, ...) into "
+     "primitives", pass_decompose},
+    {"simplify", "algebraic identities, constant folding, movement chains, broadcast folding, "
+     "exact strength reductions", pass_simplify},
     {"cse", "merge nodes that compute the same value (same op, operands, attributes, type)",
      pass_cse},
     {"dce", "remove nodes that no output depends on (inputs and params stay)", pass_dce},
