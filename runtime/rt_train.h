@@ -1,0 +1,201 @@
+/* rt_train.h — pretraining and sampling: the loop behind `gradc train` and
+ * `gradc generate` (docs/training.md).
+ *
+ * Sections follow the files:
+ *   rt_plot.c     RtPlot: line plots as SVG (the loss figure)
+ *   rt_sample.c   RtSampler: greedy / temperature / top-k choice of a token;
+ *                 RtGen: a compiled forward (or KV-cached decode step) that
+ *                 extends a prompt token by token
+ *   rt_train.c    RtTrain: the training loop, its checkpoints and logs
+ *
+ * Three programs are compiled from one model graph, all at one binding:
+ *   train   autodiff + AdamW (passes/autodiff.c, optimizer.c): inputs idx,
+ *           targets, lr, step and the moments adam.m.P / adam.v.P; outputs
+ *           loss and, written back, every P and moment; B x T;
+ *   eval    the forward with dropout off and cross_entropy: B x T, loss;
+ *   gen     the forward with dropout off at B = 1 (or the decode step).
+ * Weights live in the train program and are copied into the others before
+ * they run (an eval every few steps costs one copy of the weights).
+ *
+ *   RtTrainOptions o = rt_train_defaults();
+ *   o.model_path = "models/gpt-mini.json"; o.data_path = "input.txt";
+ *   o.steps = 100;
+ *   RtTrain *t = rt_train_new(&o, &err);      // loads, tokenizes, compiles
+ *   if (!t || !rt_train_run(t, &err)) ...;    // progress on stdout
+ *   rt_train_free(t);
+ */
+#ifndef GRADC_RT_TRAIN_H
+#define GRADC_RT_TRAIN_H
+
+#include "frontend/fe.h"
+#include "ir/ir.h"
+#include "ir/rng.h"
+#include "runtime/rt_ckpt.h"
+#include "runtime/rt_data.h"
+#include "runtime/rt_exec.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---------------------------------------------------------------- rt_plot.c */
+
+typedef struct RtSeries {
+    const char *name;       /* legend text */
+    const char *color;      /* SVG color, e.g. "#1f77b4" */
+    const double *x, *y;    /* n points; non-finite ones are skipped */
+    int n;
+    bool dashed;
+} RtSeries;
+
+typedef struct RtPlot {
+    const char *title, *xlabel, *ylabel;
+    const RtSeries *series;
+    int nseries;
+} RtPlot;
+
+/* Writes the plot as SVG to path, atomically. */
+bool rt_plot_svg(const RtPlot *p, const char *path, IrError *err);
+
+/* ---------------------------------------------------------------- rt_sample.c */
+
+typedef struct RtSampler {
+    double temperature;     /* <= 0: greedy (argmax, first on ties) */
+    int top_k;              /* > 0: keep the k largest logits (ties at the k-th kept) */
+    IrRng rng;              /* seeded by rt_sampler_init */
+} RtSampler;
+
+void rt_sampler_init(RtSampler *s, double temperature, int top_k, uint64_t seed);
+/* The next token from logits[V], as the book's generate(): top-k, then
+ * logits / temperature, softmax and a draw (double precision). */
+int32_t rt_sampler_pick(RtSampler *s, const float *logits, int64_t V);
+
+/* Sets p = 0 on every dropout node: the inference form of a graph. */
+void rt_graph_no_dropout(IrGraph *g);
+/* The i32 input that a gather reads token ids with (the model's "idx"). */
+const IrNode *rt_graph_token_input(const IrGraph *g);
+
+typedef struct RtGenOptions {
+    int max_new;            /* tokens to add */
+    int32_t stop_id;        /* stop after this token (<|endoftext|>); -1: never */
+    /* called with every new token as it is chosen (may be NULL) */
+    void (*on_token)(void *ctx, int32_t id);
+    void *ctx;
+} RtGenOptions;
+
+typedef struct RtGen RtGen;
+
+/* Compiles the model graph (left unchanged) for sampling with a window of
+ * up to `window` tokens (the context length).  With kv, it builds the
+ * KV-cached decode step (one token in, logits out, the keys and values of
+ * every attention layer kept as state) and falls back to the full forward
+ * only when the sequence outgrows the window; without kv, every token runs
+ * the full forward over the last `window` tokens.  Returns NULL + err. */
+RtGen *rt_gen_new(const IrGraph *model, int64_t window, bool kv, const RtExecOptions *eo,
+                  IrError *err);
+void rt_gen_free(RtGen *gen);
+/* True when the KV-cached decode step is in use (the model had the
+ * attention pattern it needs; see rt_sample.c). */
+bool rt_gen_has_kv(const RtGen *gen);
+/* Copies every param from src (an executor of a graph with the same params). */
+bool rt_gen_params_from_exec(RtGen *gen, RtExec *src, IrError *err);
+/* Copies every param from a checkpoint (shape and dtype checked). */
+bool rt_gen_params_from_ckpt(RtGen *gen, const RtCkpt *c, IrError *err);
+/* Extends prompt[0..n) (n >= 1) by up to o->max_new tokens; *out gets the
+ * new tokens only (malloc'd), *nout their count. */
+bool rt_gen_run(RtGen *gen, RtSampler *s, const int32_t *prompt, size_t n,
+                const RtGenOptions *o, int32_t **out, size_t *nout, IrError *err);
+
+/* rt_decode.c: the KV-cached decode step of a model graph (see there):
+ * inputs idx [B,1], gen.pos i32[1] and the caches kv.k.L / kv.v.L
+ * [B,H,S,hd] (state, written back by outputs of the same names); output
+ * logits [B,1,V].  NULL + err (the reason) when the model lacks the
+ * attention pattern. */
+IrGraph *rt_decode_graph(const IrGraph *model, int *nlayers, IrError *err);
+
+/* Copies every param of dst's graph from a checkpoint: names, shapes and
+ * dtypes must match (the error names the tensor and the checkpoint). */
+bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, IrError *err);
+/* Copies every param of dst's graph from src by name. */
+bool rt_exec_params_copy(RtExec *dst, const IrGraph *g, RtExec *src, IrError *err);
+
+/* ---------------------------------------------------------------- rt_train.c */
+
+typedef enum RtSchedule { RT_LR_CONSTANT, RT_LR_COSINE } RtSchedule;
+
+typedef struct RtTrainOptions {
+    const char *model_path;    /* NULL with resume: the checkpoint's model */
+    const FeSet *sets;
+    int nsets;
+    const char *data_path;     /* NULL with resume: the checkpoint's data file */
+    RtTokKind tokenizer;
+    const char *bpe_dir;       /* NULL: the data cache */
+    int64_t batch, ctx, stride;    /* ctx 0: context_length; stride 0: ctx */
+    double train_frac;         /* 0.9: the book's split */
+    int64_t epochs, steps;     /* steps > 0 wins; else epochs */
+    double lr, min_lr;         /* peak and floor of the schedule */
+    int64_t warmup;            /* linear warmup steps from lr / warmup */
+    RtSchedule schedule;
+    double beta1, beta2, eps, weight_decay, clip;
+    bool decay_all;            /* true: decay every param (PyTorch, the book) */
+    uint64_t seed;             /* init, shuffle, dropout */
+    int64_t eval_every, eval_batches;  /* eval_every 0: at the end only */
+    int64_t sample_every;      /* 0: at the end of each epoch when prompt is set */
+    const char *prompt;
+    int sample_tokens;
+    int64_t save_every;        /* 0: at the end only */
+    int64_t log_every;         /* progress line every N steps (and at evals) */
+    const char *out_dir;       /* checkpoint, CSV and plot go here by default */
+    const char *ckpt_path, *csv_path, *plot_path;  /* NULL: OUT/ckpt.safetensors, ... */
+    const char *resume;        /* a checkpoint to continue from */
+    const char *passes;        /* pipeline after the train-step passes; NULL: default */
+    int threads;               /* 0: the runtime decides */
+    bool quiet;                /* no progress lines */
+    FILE *out;                 /* progress; NULL: stdout */
+} RtTrainOptions;
+
+/* The book's chapter 5 settings where it has one: batch 2, train_frac
+ * 0.9, AdamW lr 4e-4 (constant), weight decay 0.1, betas (0.9, 0.999),
+ * eps 1e-8, no clipping, decay of every param, eval every 5 steps over 5
+ * batches, 1 epoch, seed 123, 50 sample tokens. */
+RtTrainOptions rt_train_defaults(void);
+
+/* One row of the log: the book's train_model_simple records these at
+ * every evaluation.  step is the book's global_step (0 after the first
+ * update); val is NaN when there is no validation split. */
+typedef struct RtEvalPoint {
+    int64_t step, epoch, tokens;
+    double train, val, lr, seconds;
+} RtEvalPoint;
+
+typedef struct RtTrain RtTrain;
+
+/* The settings recorded in a training checkpoint (train.options and the
+ * tokenizer) copied into o: what `gradc train --resume` starts from, before
+ * its flags.  Leaves o as is and fills err when there are none. */
+bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err);
+
+/* Loads the model and data, compiles the programs, initialises the weights
+ * (or restores a checkpoint).  Prints what it did on o->out. */
+RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err);
+void rt_train_free(RtTrain *t);
+/* Trains to the end (steps or epochs), evaluating, sampling, logging and
+ * saving as asked.  Returns false + err on failure. */
+bool rt_train_run(RtTrain *t, IrError *err);
+/* One update on the next batch; *loss is its mean loss. */
+bool rt_train_step(RtTrain *t, double *loss, IrError *err);
+/* Mean loss over up to n batches of the train (val = false) or validation
+ * split, with dropout off. */
+bool rt_train_eval(RtTrain *t, bool val, int64_t n, double *loss, IrError *err);
+bool rt_train_save(RtTrain *t, const char *path, IrError *err);
+/* The learning rate of update number `step` (0-based) under o. */
+double rt_train_lr(const RtTrainOptions *o, int64_t step, int64_t total);
+int64_t rt_train_total_steps(const RtTrain *t);
+const RtEvalPoint *rt_train_history(const RtTrain *t, int *n);
+
+/* The model file with its `base` chain merged (docs/graph-format.md), as
+ * one JSON text: what a checkpoint stores so that it loads on its own.
+ * malloc'd; NULL + err. */
+char *rt_model_flatten(const char *path, IrError *err);
+
+#endif

@@ -1,0 +1,54 @@
+/* rt_train_int.h — what rt_train.c (the loop) and rt_train_io.c (checkpoints,
+ * CSV, plot, model files) share.  Not a public header. */
+#ifndef GRADC_RT_TRAIN_INT_H
+#define GRADC_RT_TRAIN_INT_H
+
+#include "runtime/rt_train.h"
+
+/* The checkpoint format this code writes and reads (docs/training.md). */
+#define RT_TRAIN_FORMAT "gradc.train.v1"
+
+struct RtTrain {
+    RtTrainOptions o;          /* strings borrowed from the caller, except: */
+    char *model_json;          /* the flattened model file */
+    char *model_name;          /* its path, or the checkpoint's record of it */
+    char *data_path;           /* o.data_path, or the checkpoint's record */
+    FeSet *sets;               /* the --set values in force (owned copies) */
+    int nsets;
+    FILE *out;
+    FeModel *model;            /* the forward graph and its config */
+    RtTokenizer *tok;
+    RtTextData data;
+    uint64_t data_hash;        /* rt_ckpt_hash of the data file */
+    IrGraph *train_g, *eval_g;
+    RtExec *train_ex, *eval_ex;
+    RtGen *gen;
+    const char *tok_name;      /* the token input ("idx") */
+    int64_t binding[IR_MAX_SYMS];
+    int64_t B, T, stride, V;
+    int32_t *x, *y;            /* one batch: (B, T) each */
+    /* position: the next update is number `step` (0-based), on batch
+     * `batch` of epoch `epoch` (0-based) */
+    int64_t step, epoch, batch, tokens;
+    int64_t total;             /* the step to stop at */
+    double seconds;            /* wall time of earlier runs (resume) */
+    double t_start, t_train;   /* this run: start, time inside updates */
+    int64_t tokens_at_start, step_at_start;
+    RtEvalPoint *hist;
+    int nhist, caphist;
+    char ckpt_path[4096], csv_path[4096], plot_path[4096];
+};
+
+/* rt_train_io.c */
+bool rt_train_restore(RtTrain *t, const RtCkpt *c, IrError *err);
+bool rt_train_check_resume(RtTrain *t, const RtCkpt *c, IrError *err);
+bool rt_train_write_csv(RtTrain *t, IrError *err);
+bool rt_train_write_plot(RtTrain *t, IrError *err);
+void rt_train_add_point(RtTrain *t, const RtEvalPoint *p);
+/* "{\"k\":\"v\",...}" of the --set values; malloc'd */
+char *rt_train_sets_json(const RtTrain *t);
+/* Parses model.sets of a checkpoint into t->sets (before the caller's). */
+bool rt_train_sets_from(RtTrain *t, const char *json, const char *path, IrError *err);
+double rt_train_now(void);
+
+#endif

@@ -1,0 +1,518 @@
+/* rt_train_io.c — what a training run writes and reads back: checkpoints,
+ * the CSV log, the loss plot, and the model file folded into one JSON text.
+ *
+ * A training checkpoint (format "gradc.train.v1", docs/training.md) is a
+ * safetensors file (rt_ckpt.h) holding
+ *   tensors   every param P of the model (f32, its own name), every state
+ *             input of the train step (the AdamW moments adam.m.P and
+ *             adam.v.P), and for a char tokenizer its vocabulary as
+ *             tokenizer.char_vocab (u8, the characters in id order);
+ *   metadata  format; model.json (the model file with its base files
+ *             merged), model.path, model.sets (the --set values, a JSON
+ *             object); tokenizer; data.path and data.hash; the position
+ *             (step, epoch, batch, tokens, elapsed_s); rng (the seed, and
+ *             what the random streams are keyed by); train.options (every
+ *             setting, JSON); train.history (the eval points, JSON).
+ * So a checkpoint runs on its own: `gradc generate CKPT` needs nothing else,
+ * and `gradc train --resume CKPT` only the data file, whose hash must match.
+ */
+#define _GNU_SOURCE
+#include "runtime/rt_train_int.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double rt_train_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---------------------------------------------------------------- model file */
+
+static void put(cJSON *obj, const cJSON *item)
+{
+    cJSON *copy = cJSON_Duplicate(item, 1);
+    if (cJSON_GetObjectItemCaseSensitive(obj, item->string))
+        cJSON_ReplaceItemInObjectCaseSensitive(obj, item->string, copy);
+    else
+        cJSON_AddItemToObject(obj, item->string, copy);
+}
+
+/* The frontend's rule (frontend/fe_load.c): a derived file's top-level keys
+ * replace the base's, except object sections, which merge entry by entry. */
+static void merge(cJSON *dst, const cJSON *src)
+{
+    for (const cJSON *c = src->child; c; c = c->next) {
+        cJSON *d = cJSON_GetObjectItemCaseSensitive(dst, c->string);
+        if (!strcmp(c->string, "base"))
+            continue;
+        if (cJSON_IsObject(d) && cJSON_IsObject(c))
+            for (const cJSON *e = c->child; e; e = e->next)
+                put(d, e);
+        else
+            put(dst, c);
+    }
+}
+
+static char *sibling(const char *file, const char *name)
+{
+    const char *slash = strrchr(file, '/');
+    char *p;
+    if (name[0] == '/' || !slash)
+        return strdup(name);
+    if (asprintf(&p, "%.*s/%s", (int)(slash - file), file, name) < 0)
+        return NULL;
+    return p;
+}
+
+static cJSON *load_doc(const char *path, int depth, IrError *err)
+{
+    size_t len;
+    char *text = depth < 16 ? rt_file_read(path, &len, err) : NULL;
+    cJSON *doc = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!doc) {
+        if (!err->set || depth >= 16)
+            ir_error(err, "model file '%s' is not valid JSON (or nests bases too deep)", path);
+        return NULL;
+    }
+    const cJSON *base = cJSON_GetObjectItemCaseSensitive(doc, "base");
+    if (!cJSON_IsString(base))
+        return doc;
+    char *bpath = sibling(path, base->valuestring);
+    cJSON *merged = bpath ? load_doc(bpath, depth + 1, err) : NULL;
+    free(bpath);
+    if (merged)
+        merge(merged, doc);
+    cJSON_Delete(doc);
+    return merged;
+}
+
+char *rt_model_flatten(const char *path, IrError *err)
+{
+    cJSON *doc = load_doc(path, 0, err);
+    if (!doc)
+        return NULL;
+    cJSON_DeleteItemFromObjectCaseSensitive(doc, "base");
+    char *s = cJSON_PrintUnformatted(doc);
+    cJSON_Delete(doc);
+    return s;
+}
+
+/* ---------------------------------------------------------------- --set */
+
+char *rt_train_sets_json(const RtTrain *t)
+{
+    cJSON *o = cJSON_CreateObject();
+    for (int i = 0; i < t->nsets; i++) {
+        cJSON_DeleteItemFromObjectCaseSensitive(o, t->sets[i].key);   /* the last one wins */
+        cJSON_AddStringToObject(o, t->sets[i].key, t->sets[i].value);
+    }
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+bool rt_train_sets_from(RtTrain *t, const char *json, const char *path, IrError *err)
+{
+    cJSON *o = json ? cJSON_Parse(json) : NULL;
+    if (json && !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        ir_error(err, "checkpoint '%s': metadata model.sets is not a JSON object", path);
+        return false;
+    }
+    for (const cJSON *e = o ? o->child : NULL; e && t->nsets < 64; e = e->next)
+        if (cJSON_IsString(e))
+            t->sets[t->nsets++] = (FeSet){strdup(e->string), strdup(e->valuestring)};
+    cJSON_Delete(o);
+    return true;
+}
+
+/* ---------------------------------------------------------------- save */
+
+static bool is_state(const IrGraph *g, const IrNode *n)
+{
+    if (n->op != OP_INPUT || !n->name)
+        return false;
+    for (int o = 0; o < g->nout; o++)
+        if (!strcmp(g->outs[o].name, n->name))
+            return true;
+    return false;
+}
+
+static void add_node(RtCkptWriter *w, const IrNode *n, const void *data)
+{
+    int64_t shape[IR_MAX_RANK];
+    for (int d = 0; d < n->shape.rank; d++)
+        IR_ASSERT(ir_dim_is_const(n->shape.d[d], &shape[d]));
+    RtDType dt = n->dtype == DT_F32 ? RT_DT_F32 : n->dtype == DT_I32 ? RT_DT_I32 : RT_DT_BOOL;
+    rt_ckpt_add(w, n->name, dt, n->shape.rank, shape, data);
+}
+
+/* Every param and every state input of the train step. */
+static void add_weights(RtTrain *t, RtCkptWriter *w)
+{
+    const IrGraph *g = t->train_g;
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = g->nodes[i];
+        if (n->op == OP_PARAM)
+            add_node(w, n, rt_exec_param(t->train_ex, n->name));
+        else if (is_state(g, n))
+            add_node(w, n, rt_exec_input(t->train_ex, n->name));
+    }
+}
+
+static char *options_json(const RtTrain *t)
+{
+    const RtTrainOptions *o = &t->o;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+    cJSON_AddNumberToObject(j, "ctx", (double)t->T);
+    cJSON_AddNumberToObject(j, "stride", (double)t->stride);
+    cJSON_AddNumberToObject(j, "train_frac", o->train_frac);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    cJSON_AddStringToObject(j, "tokenizer", rt_tok_kind_name(o->tokenizer));
+    cJSON_AddNumberToObject(j, "epochs", (double)o->epochs);
+    cJSON_AddNumberToObject(j, "steps", (double)t->total);
+    cJSON_AddNumberToObject(j, "lr", o->lr);
+    cJSON_AddNumberToObject(j, "min_lr", o->min_lr);
+    cJSON_AddNumberToObject(j, "warmup", (double)o->warmup);
+    cJSON_AddStringToObject(j, "schedule", o->schedule == RT_LR_COSINE ? "cosine" : "constant");
+    cJSON_AddNumberToObject(j, "beta1", o->beta1);
+    cJSON_AddNumberToObject(j, "beta2", o->beta2);
+    cJSON_AddNumberToObject(j, "eps", o->eps);
+    cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
+    cJSON_AddNumberToObject(j, "clip", o->clip);
+    cJSON_AddBoolToObject(j, "decay_all", o->decay_all);
+    cJSON_AddNumberToObject(j, "eval_every", (double)o->eval_every);
+    cJSON_AddNumberToObject(j, "eval_batches", (double)o->eval_batches);
+    char *s = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return s;
+}
+
+static char *history_json(const RtTrain *t)
+{
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; i < t->nhist; i++) {
+        const RtEvalPoint *p = &t->hist[i];
+        double v[7] = {(double)p->step, (double)p->epoch, (double)p->tokens, p->train, p->val,
+                       p->lr, p->seconds};
+        cJSON *row = cJSON_CreateArray();
+        for (int k = 0; k < 7; k++)
+            cJSON_AddItemToArray(row, isfinite(v[k]) ? cJSON_CreateNumber(v[k])
+                                                     : cJSON_CreateNull());
+        cJSON_AddItemToArray(a, row);
+    }
+    char *s = cJSON_PrintUnformatted(a);
+    cJSON_Delete(a);
+    return s;
+}
+
+static void meta_owned(RtCkptWriter *w, const char *key, char *value)
+{
+    rt_ckpt_meta(w, key, value);
+    free(value);
+}
+
+static void add_meta(RtTrain *t, RtCkptWriter *w)
+{
+    double elapsed = t->seconds + rt_train_now() - t->t_start;
+    rt_ckpt_meta(w, "format", RT_TRAIN_FORMAT);
+    rt_ckpt_meta(w, "model.json", t->model_json);
+    rt_ckpt_meta(w, "model.path", t->model_name);
+    meta_owned(w, "model.sets", rt_train_sets_json(t));
+    rt_ckpt_meta(w, "tokenizer", rt_tok_kind_name(t->o.tokenizer));
+    rt_ckpt_meta(w, "data.path", t->data_path);
+    rt_ckpt_metaf(w, "data.hash", "%016llx", (unsigned long long)t->data_hash);
+    rt_ckpt_metaf(w, "step", "%lld", (long long)t->step);
+    rt_ckpt_metaf(w, "epoch", "%lld", (long long)t->epoch);
+    rt_ckpt_metaf(w, "batch", "%lld", (long long)t->batch);
+    rt_ckpt_metaf(w, "tokens", "%lld", (long long)t->tokens);
+    rt_ckpt_metaf(w, "elapsed_s", "%.3f", elapsed);
+    rt_ckpt_metaf(w, "rng", "{\"seed\":%llu,\"shuffle\":\"(seed, epoch)\",\"dropout\":"
+                  "\"(seed attribute, step, element)\",\"step\":%lld}",
+                  (unsigned long long)t->o.seed, (long long)t->step);
+    meta_owned(w, "train.options", options_json(t));
+    meta_owned(w, "train.history", history_json(t));
+}
+
+bool rt_train_save(RtTrain *t, const char *path, IrError *err)
+{
+    RtCkptWriter *w = rt_ckpt_writer_new();
+    size_t vlen = 0;
+    char *vocab = t->tok->kind == RT_TOK_CHAR ? rt_chartok_save(t->tok->chr, &vlen) : NULL;
+    add_weights(t, w);
+    if (vocab)
+        rt_ckpt_add(w, "tokenizer.char_vocab", RT_DT_U8, 1, (int64_t[]){(int64_t)vlen}, vocab);
+    add_meta(t, w);
+    bool ok = rt_ckpt_write(w, path, err);
+    rt_ckpt_writer_free(w);
+    free(vocab);
+    if (ok && !t->o.quiet)
+        fprintf(t->out, "saved %s (step %lld)\n", path, (long long)t->step);
+    return ok;
+}
+
+/* ---------------------------------------------------------------- restore */
+
+static bool meta_int(const RtCkpt *c, const char *key, int64_t *v, IrError *err)
+{
+    const char *s = rt_ckpt_meta_get(c, key);
+    char *end;
+    errno = 0;
+    long long x = s ? strtoll(s, &end, 10) : 0;
+    if (s && *s && !*end && !errno && x >= 0) {
+        *v = x;
+        return true;
+    }
+    ir_error(err, "checkpoint '%s': metadata '%s' is %s%s%s, expected a count", c->path, key,
+             s ? "'" : "missing", s ? s : "", s ? "'" : "");
+    ir_error_hint(err, "the checkpoint is damaged or was not written by gradc train");
+    return false;
+}
+
+bool rt_train_check_resume(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    const char *f = rt_ckpt_meta_get(c, "format");
+    if (f && !strcmp(f, RT_TRAIN_FORMAT))
+        return true;
+    ir_error(err, "'%s' is not a gradc training checkpoint (format '%s', expected '%s')",
+             c->path, f ? f : "none", RT_TRAIN_FORMAT);
+    ir_error_hint(err, "--resume takes a checkpoint written by gradc train");
+    return false;
+}
+
+static void opt_num(const cJSON *j, const char *key, double *v)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (cJSON_IsNumber(e))
+        *v = e->valuedouble;
+}
+
+static void opt_int(const cJSON *j, const char *key, int64_t *v)
+{
+    double d = (double)*v;
+    opt_num(j, key, &d);
+    *v = (int64_t)d;
+}
+
+bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err)
+{
+    cJSON *j = cJSON_Parse(rt_ckpt_meta_get(c, "train.options") ?: "");
+    if (!cJSON_IsObject(j)) {
+        cJSON_Delete(j);
+        ir_error(err, "checkpoint '%s' records no training settings (train.options)", c->path);
+        ir_error_hint(err, "--resume takes a checkpoint written by gradc train");
+        return false;
+    }
+    int64_t seed = (int64_t)o->seed;
+    opt_int(j, "batch", &o->batch), opt_int(j, "ctx", &o->ctx), opt_int(j, "stride", &o->stride);
+    opt_int(j, "seed", &seed), opt_int(j, "epochs", &o->epochs), opt_int(j, "steps", &o->steps);
+    opt_int(j, "warmup", &o->warmup), opt_int(j, "eval_every", &o->eval_every);
+    opt_int(j, "eval_batches", &o->eval_batches);
+    opt_num(j, "train_frac", &o->train_frac), opt_num(j, "lr", &o->lr);
+    opt_num(j, "min_lr", &o->min_lr), opt_num(j, "beta1", &o->beta1);
+    opt_num(j, "beta2", &o->beta2), opt_num(j, "eps", &o->eps);
+    opt_num(j, "weight_decay", &o->weight_decay), opt_num(j, "clip", &o->clip);
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "schedule");
+    if (cJSON_IsString(e))
+        o->schedule = strcmp(e->valuestring, "cosine") ? RT_LR_CONSTANT : RT_LR_COSINE;
+    e = cJSON_GetObjectItemCaseSensitive(j, "decay_all");
+    o->decay_all = cJSON_IsBool(e) ? cJSON_IsTrue(e) : o->decay_all;
+    e = cJSON_GetObjectItemCaseSensitive(j, "tokenizer");
+    if (cJSON_IsString(e))
+        rt_tok_kind_parse(e->valuestring, &o->tokenizer);
+    o->seed = (uint64_t)seed;
+    cJSON_Delete(j);
+    return true;
+}
+
+static bool restore_state(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    const IrGraph *g = t->train_g;
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = g->nodes[i];
+        if (!is_state(g, n))
+            continue;
+        const RtCkptTensor *ten = rt_ckpt_find(c, n->name);
+        int64_t numel = ir_node_numel_const(n);
+        if (!ten || ten->dtype != RT_DT_F32 || ten->numel != numel) {
+            ir_error(err, "checkpoint '%s' has no optimizer state '%s' of %lld f32 values",
+                     c->path, n->name, (long long)numel);
+            ir_error_hint(err, "resume from a checkpoint of `gradc train` with the same model "
+                          "and optimizer settings");
+            return false;
+        }
+        memcpy(rt_exec_input(t->train_ex, n->name), ten->data, (size_t)ten->bytes);
+    }
+    return true;
+}
+
+/* A setting that decides which batches a step sees must not change. */
+static bool same(const RtCkpt *c, const char *what, double ours, double theirs, IrError *err)
+{
+    if (ours == theirs)
+        return true;
+    ir_error(err, "checkpoint '%s' was trained with %s %g, this run has %g", c->path, what,
+             theirs, ours);
+    ir_error_hint(err, "resume with the checkpoint's settings (leave out the flag: --resume "
+                  "takes them from the checkpoint)");
+    return false;
+}
+
+static bool check_settings(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    cJSON *j = cJSON_Parse(rt_ckpt_meta_get(c, "train.options") ?: "");
+    double v[5] = {NAN, NAN, NAN, NAN, NAN};
+    const char *k[5] = {"batch", "ctx", "stride", "train_frac", "seed"};
+    for (int i = 0; i < 5; i++) {
+        const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, k[i]);
+        v[i] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+    }
+    const cJSON *tk = cJSON_GetObjectItemCaseSensitive(j, "tokenizer");
+    bool tok_ok = cJSON_IsString(tk) && !strcmp(tk->valuestring, rt_tok_kind_name(t->o.tokenizer));
+    cJSON_Delete(j);
+    double ours[5] = {(double)t->o.batch, (double)t->T, (double)t->stride, t->o.train_frac,
+                      (double)t->o.seed};
+    for (int i = 0; i < 5; i++)
+        if (!same(c, k[i], ours[i], v[i], err))
+            return false;
+    if (!tok_ok) {
+        ir_error(err, "checkpoint '%s' was trained with another tokenizer", c->path);
+        ir_error_hint(err, "leave out --tokenizer when resuming");
+    }
+    return tok_ok;
+}
+
+static bool check_data(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    char ours[32];
+    snprintf(ours, sizeof ours, "%016llx", (unsigned long long)t->data_hash);
+    const char *theirs = rt_ckpt_meta_get(c, "data.hash");
+    if (theirs && !strcmp(ours, theirs))
+        return true;
+    ir_error(err, "'%s' is not the text checkpoint '%s' was trained on (%s)", t->data_path,
+             c->path, theirs ? "its hash differs" : "the checkpoint records none");
+    ir_error_hint(err, "resume on the same --data file (the checkpoint names it in data.path); "
+                  "for another text, start a new run");
+    return false;
+}
+
+static void restore_history(RtTrain *t, const RtCkpt *c)
+{
+    cJSON *a = cJSON_Parse(rt_ckpt_meta_get(c, "train.history") ?: "[]");
+    for (const cJSON *row = a ? a->child : NULL; row; row = row->next) {
+        double v[7];
+        for (int k = 0; k < 7; k++) {
+            const cJSON *e = cJSON_GetArrayItem(row, k);
+            v[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+        }
+        RtEvalPoint p = {(int64_t)v[0], (int64_t)v[1], (int64_t)v[2], v[3], v[4], v[5], v[6]};
+        rt_train_add_point(t, &p);
+    }
+    cJSON_Delete(a);
+}
+
+static bool restore_position(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    const char *el = rt_ckpt_meta_get(c, "elapsed_s");
+    if (!meta_int(c, "step", &t->step, err) || !meta_int(c, "epoch", &t->epoch, err) ||
+        !meta_int(c, "batch", &t->batch, err) || !meta_int(c, "tokens", &t->tokens, err))
+        return false;
+    t->seconds = el ? atof(el) : 0;
+    if (t->batch < rt_loader_batches(t->data.train))
+        return true;
+    ir_error(err, "checkpoint '%s': batch %lld is past the %lld batches of an epoch", c->path,
+             (long long)t->batch, (long long)rt_loader_batches(t->data.train));
+    return false;
+}
+
+bool rt_train_restore(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    if (!check_settings(t, c, err) || !check_data(t, c, err) ||
+        !rt_exec_params_from_ckpt(t->train_ex, t->train_g, c, err) ||
+        !restore_state(t, c, err) || !restore_position(t, c, err))
+        return false;
+    restore_history(t, c);
+    if (!t->o.quiet)
+        fprintf(t->out, "resumed from %s at step %lld (epoch %lld, batch %lld)\n", c->path,
+                (long long)t->step, (long long)t->epoch + 1, (long long)t->batch);
+    return true;
+}
+
+/* ---------------------------------------------------------------- log and plot */
+
+void rt_train_add_point(RtTrain *t, const RtEvalPoint *p)
+{
+    if (t->nhist == t->caphist) {
+        t->caphist = t->caphist ? 2 * t->caphist : 64;
+        t->hist = realloc(t->hist, sizeof *t->hist * (size_t)t->caphist);
+    }
+    t->hist[t->nhist++] = *p;
+}
+
+static FILE *open_tmp(const char *path, char *tmp, const char *what, IrError *err)
+{
+    snprintf(tmp, 4200, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        ir_error(err, "cannot write the %s '%s': %s", what, tmp, strerror(errno));
+        ir_error_hint(err, "check that the folder exists and is writable");
+    }
+    return f;
+}
+
+static bool close_tmp(FILE *f, const char *tmp, const char *path, IrError *err)
+{
+    bool ok = !ferror(f);
+    ok = fclose(f) == 0 && ok && rename(tmp, path) == 0;
+    if (!ok) {
+        ir_error(err, "cannot write '%s': %s", path, strerror(errno));
+        unlink(tmp);
+    }
+    return ok;
+}
+
+bool rt_train_write_csv(RtTrain *t, IrError *err)
+{
+    char tmp[4200];
+    FILE *f = open_tmp(t->csv_path, tmp, "CSV log", err);
+    if (!f)
+        return false;
+    fprintf(f, "step,epoch,tokens_seen,train_loss,val_loss,lr,elapsed_s\n");
+    for (int i = 0; i < t->nhist; i++) {
+        const RtEvalPoint *p = &t->hist[i];
+        fprintf(f, "%lld,%lld,%lld,%.6f,", (long long)p->step, (long long)p->epoch,
+                (long long)p->tokens, p->train);
+        if (isfinite(p->val))
+            fprintf(f, "%.6f", p->val);
+        fprintf(f, ",%.6g,%.1f\n", p->lr, p->seconds);
+    }
+    return close_tmp(f, tmp, t->csv_path, err);
+}
+
+bool rt_train_write_plot(RtTrain *t, IrError *err)
+{
+    int n = t->nhist;
+    double *x = malloc(sizeof *x * (size_t)(3 * n + 1)), *tr = x + n, *va = x + 2 * n;
+    for (int i = 0; i < n; i++)
+        x[i] = (double)t->hist[i].tokens, tr[i] = t->hist[i].train, va[i] = t->hist[i].val;
+    RtSeries s[2] = {{"Training loss", "#1f77b4", x, tr, n, false},
+                     {"Validation loss", "#ff7f0e", x, va, n, true}};
+    char title[300];
+    const char *base = strrchr(t->data_path, '/') ? strrchr(t->data_path, '/') + 1 : t->data_path;
+    snprintf(title, sizeof title, "%s on %s", t->model->graph->name, base);
+    RtPlot p = {title, "Tokens seen", "Loss", s, t->data.val ? 2 : 1};
+    bool ok = rt_plot_svg(&p, t->plot_path, err);
+    free(x);
+    return ok;
+}
