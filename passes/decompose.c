@@ -223,7 +223,8 @@ static IrNode *dx_gelu(Dx *d)
     IrNode *c3 = bin(d, OP_MUL, bin(d, OP_MUL, c, x, "cx"), x, "cx2");
     IrNode *u = bin(d, OP_ADD, x, c3, "inner");
     IrNode *v = bin(d, OP_MUL, u, scalar(d, sqrt(2.0 / M_PI), DT_F32), "scaled");
-    IrNode *w = bin(d, OP_ADD, un(d, OP_TANH, v, "tanh"), scalar(d, 1.0, DT_F32), "onep");
+    IrNode *th = un(d, OP_TANH, v, "tanh");
+    IrNode *w = bin(d, OP_ADD, th, scalar(d, 1.0, DT_F32), "onep");
     IrNode *h = bin(d, OP_MUL, x, scalar(d, 0.5, DT_F32), "half");
     return bin(d, OP_MUL, h, w, NULL);
 }
@@ -254,14 +255,19 @@ static IrNode *dx_causal_mask(Dx *d)
     return where(d, mask, scalar(d, -INFINITY, DT_F32), x, NULL);
 }
 
-/* mean(x, axes, keepdim) = sum(x, axes, keepdim) / count. */
+/* mean(x, axes, keepdim) = sum(x, axes, keepdim) / count; the sum lists
+ * its axes normalised (ascending, non-negative) and keepdim explicitly. */
 static IrNode *dx_mean(Dx *d)
 {
     IrNode *x = d->n->in[0];
     bool mask[IR_MAX_RANK];
+    int axes[IR_MAX_RANK], n = 0;
     node_axes(d, mask);
-    IrNode *s = ir_op1(d->g, OP_SUM, x, d->n->attr, d->n->nattr);
-    named(d, s, "sum");
+    for (int i = 0; i < x->shape.rank; i++)
+        if (mask[i])
+            axes[n++] = i;
+    bool keep = ir_node_int(d->n, ATTR_KEEPDIM, 0) != 0;
+    IrNode *s = named(d, ir_reduce(d->g, OP_SUM, x, axes, n, keep), "sum");
     IrNode *cnt = size_of(d, masked_dims(&x->shape, mask), DT_F32, "count");
     return bin(d, OP_DIV, s, cnt, NULL);
 }
@@ -295,7 +301,8 @@ static IrNode *dx_cross_entropy(Dx *d)
     IrShape ks = x->shape;
     ks.d[ax] = ir_dim_const(1);
     IrNode *tk = reshape(d, t, ks, "targets");
-    IrNode *loss = bin(d, OP_SUB, xent_lse(d, x, ax), xent_pick(d, x, tk, ax), "rowloss");
+    IrNode *lse = xent_lse(d, x, ax);
+    IrNode *loss = bin(d, OP_SUB, lse, xent_pick(d, x, tk, ax), "rowloss");
     double ign = (double)ir_node_int(d->n, ATTR_IGNORE_INDEX, -100);
     IrNode *skip = bin(d, OP_EQ, tk, scalar(d, ign, DT_I32), "ignored");
     IrNode *zero = scalar(d, 0.0, DT_F32);
