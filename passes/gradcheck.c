@@ -27,6 +27,11 @@
  * uniformly, so a gradient that autodiff wrongly leaves at zero can
  * still be seen.
  *
+ * Cost.  Each evaluation reruns only the param's cone, the nodes that
+ * depend on it (the rest are inputs holding the values of the bwd run),
+ * and the evaluations are spread over threads, each with its own
+ * interpreter.  The results do not depend on the number of threads.
+ *
  * Blame.  When params fail, the one nearest the loss is taken, and every
  * op on a path from it to the loss is checked on its own (gc_check_node)
  * with the operand values of the failing run; the first op whose rule
@@ -395,7 +400,8 @@ double gc_check_node(const IrGraph *g, const IrNode *n, const int64_t *binding,
 typedef struct Gc {
     const GcOptions *o;
     IrGraph *fwd, *bwd;
-    IrInterp *itb;      /* bwd: the autodiff gradients; each worker runs its own fwd */
+    IrInterp *itb;      /* bwd: the gradients, and every forward value */
+    IrGraph **cone;     /* by fwd node index: the cone of each trainable param */
     IrTensor **val;     /* by fwd node index: the values of inputs and params */
     IrRng rng;
     IrError *err;
@@ -448,8 +454,67 @@ typedef struct FdPool {
     pthread_mutex_t lock;
 } FdPool;
 
-/* A worker owns an interpreter of fwd and a private copy of the param it
- * is perturbing, so workers share nothing but the job counter. */
+static const IrNode *output_node(const IrGraph *g, const char *name)
+{
+    for (int i = 0; i < g->nout; i++)
+        if (!strcmp(g->outs[i].name, name))
+            return g->outs[i].node;
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- cones */
+
+/* The cone of a param: the part of fwd that depends on it, with every
+ * other operand an input "cone.N" that holds the value of fwd node N at
+ * the checked point (read from the bwd run).  Perturbing the param then
+ * re-evaluates only its cone: a param of the last block does not rerun
+ * the blocks before it.  NULL when the loss does not depend on the param
+ * (its finite differences are 0). */
+static IrNode *cone_operand(IrGraph *c, IrNode **map, const IrNode *m)
+{
+    if (!map[m->index]) {
+        char name[32];
+        snprintf(name, sizeof name, "cone.%d", m->index);
+        map[m->index] = ir_input(c, name, m->dtype, m->shape);
+    }
+    return map[m->index];
+}
+
+static IrGraph *build_cone(const Gc *s, const IrNode *p, const IrNode *loss)
+{
+    const IrGraph *f = s->fwd;
+    IrGraph *c = ir_graph_new("cone");
+    IrNode **map = calloc(f->nnodes, sizeof *map);
+    bool *down = calloc(f->nnodes, sizeof *down);
+    for (int i = 0; i < f->nsym; i++)
+        ir_graph_sym(c, f->sym[i]);
+    map[p->index] = ir_param(c, p->name, p->shape, "zeros", 0, true);
+    down[p->index] = true;
+    for (int i = p->index + 1; i < f->nnodes; i++) {
+        const IrNode *n = f->nodes[i];
+        IrNode *in[IR_MAX_IN];
+        for (int j = 0; j < n->nin; j++)
+            down[i] |= down[n->in[j]->index];
+        for (int j = 0; down[i] && j < n->nin; j++)
+            in[j] = down[n->in[j]->index] ? map[n->in[j]->index] : cone_operand(c, map, n->in[j]);
+        if (down[i])
+            map[i] = ir_node_new(c, n->op, in, n->nin, n->attr, n->nattr, &n->dtype, &n->shape,
+                                 NULL);
+        IR_ASSERT(!down[i] || map[i]);
+    }
+    if (down[loss->index])
+        ir_graph_add_output(c, "loss", map[loss->index]);
+    bool used = down[loss->index];
+    free(map);
+    free(down);
+    if (!used)
+        ir_graph_free(c);
+    return used ? c : NULL;
+}
+
+/* A worker owns an interpreter of the cone of the param it is perturbing
+ * and a private copy of that param, so workers share nothing but the job
+ * counter (the cones and the bwd values are only read). */
 typedef struct Worker {
     FdPool *pool;
     IrInterp *it;
@@ -459,47 +524,52 @@ typedef struct Worker {
     pthread_t tid;
 } Worker;
 
-static bool worker_init(Worker *w)
+static bool set_cone_inputs(Worker *w, const IrGraph *c)
 {
     Gc *s = w->pool->s;
-    w->own_node = -1;
-    w->it = ir_interp_new(s->fwd, s->o->binding, s->o->seed, &w->err);
-    for (int i = 0; w->it && i < s->fwd->nnodes; i++)
-        if (s->val[i] && !ir_interp_set(w->it, s->fwd->nodes[i]->name, s->val[i], &w->err))
+    for (int i = 0; i < c->nnodes; i++) {
+        const IrNode *n = c->nodes[i];
+        if (n->op != OP_INPUT)
+            continue;
+        const IrNode *src = s->bwd->nodes[atoi(n->name + 5)];
+        if (!ir_interp_set(w->it, n->name, ir_interp_value(s->itb, src), &w->err))
             return false;
-    return w->it != NULL;
+    }
+    return true;
 }
 
-/* Makes `node` the perturbed param, putting the previous one back. */
+/* Makes `node` the perturbed param: an interpreter of its cone. */
 static bool worker_switch(Worker *w, int node)
 {
     Gc *s = w->pool->s;
     if (w->own_node == node)
         return true;
-    if (w->own_node >= 0 &&
-        !ir_interp_set(w->it, s->fwd->nodes[w->own_node]->name, s->val[w->own_node], &w->err))
-        return false;
+    ir_interp_free(w->it);
     ir_tensor_free(w->own);
+    w->it = NULL;
     w->own = tensor_copy(s->val[node]);
     w->own_node = node;
-    return true;
+    const IrGraph *c = s->cone[node];
+    return !c || ((w->it = ir_interp_new(c, s->o->binding, s->o->seed, &w->err)) &&
+                  set_cone_inputs(w, c));
 }
 
 static bool worker_job(Worker *w, FdJob *j)
 {
     Gc *s = w->pool->s;
-    Probe p = {w->it, s->fwd->nodes[j->node]->name, NULL, &w->err};
     if (!worker_switch(w, j->node))
         return false;
-    p.val = w->own;
-    return fd_elem(&p, j->elem, s->o->h, &j->fd);
+    Probe p = {w->it, s->fwd->nodes[j->node]->name, w->own, &w->err};
+    j->fd = 0;
+    return !w->it || fd_elem(&p, j->elem, s->o->h, &j->fd);
 }
 
 static void *worker_main(void *arg)
 {
     Worker *w = arg;
     FdPool *pool = w->pool;
-    bool ok = worker_init(w);
+    bool ok = true;
+    w->own_node = -1;
     for (int k; ok && !pool->failed && (k = atomic_fetch_add(&pool->next, 1)) < pool->njobs;)
         ok = worker_job(w, &pool->jobs[k]);
     if (!ok) {
@@ -601,9 +671,19 @@ static void list_params(Gc *s, GcReport *r)
     }
 }
 
+static void build_cones(Gc *s)
+{
+    const IrNode *loss = output_node(s->fwd, "loss");
+    s->cone = calloc(s->fwd->nnodes, sizeof *s->cone);
+    for (int i = 0; i < s->fwd->nnodes; i++)
+        if (pass_param_trainable(s->fwd->nodes[i], &s->o->train))
+            s->cone[i] = build_cone(s, s->fwd->nodes[i], loss);
+}
+
 static bool check_params(Gc *s, GcReport *r)
 {
     list_params(s, r);
+    build_cones(s);
     int *first = malloc((r->nparams + 1) * sizeof *first), njobs;
     FdJob *jobs = plan_jobs(s, r, first, &njobs);
     bool ok = run_jobs(s, jobs, njobs);
@@ -666,10 +746,7 @@ static void blame(Gc *s, GcReport *r)
         if (r->params[i].worst > s->o->tol)
             last = &r->params[i];
     const IrNode *p = ir_graph_find(s->fwd, OP_PARAM, last->name);
-    const IrNode *loss = NULL;
-    for (int i = 0; i < s->fwd->nout; i++)
-        if (!strcmp(s->fwd->outs[i].name, "loss"))
-            loss = s->fwd->outs[i].node;
+    const IrNode *loss = output_node(s->fwd, "loss");
     bool *on = path_nodes(s->fwd, p, loss);
     for (int i = p->index + 1; i < s->fwd->nnodes; i++) {
         const IrNode *n = s->fwd->nodes[i];
@@ -691,6 +768,9 @@ static void blame(Gc *s, GcReport *r)
 
 static void gc_free(Gc *s)
 {
+    for (int i = 0; s->cone && i < s->fwd->nnodes; i++)
+        ir_graph_free(s->cone[i]);
+    free(s->cone);
     for (int i = 0; s->val && i < s->fwd->nnodes; i++)
         ir_tensor_free(s->val[i]);
     free(s->val);
