@@ -259,14 +259,15 @@ typedef struct NodeCheck {
     IrInterp *it, *itb;
     IrTensor *val[IR_MAX_IN + 1];
     bool diff[IR_MAX_IN];
+    unsigned wrt;            /* the operands to check, one bit each */
 } NodeCheck;
 
-static IrNode *operand_for(IrGraph *m, const IrNode *n, int j, bool *diff)
+static IrNode *operand_for(IrGraph *m, const IrNode *n, int j, unsigned wrt, bool *diff)
 {
     const IrNode *x = n->in[j];
     char name[16];
     snprintf(name, sizeof name, "x%d", j);
-    *diff = x->dtype == DT_F32 && !pass_autodiff_nondiff_reason(n->op, j);
+    *diff = x->dtype == DT_F32 && !pass_autodiff_nondiff_reason(n->op, j) && (wrt >> j & 1);
     if (*diff)
         return ir_param(m, name, x->shape, "zeros", 0, true);
     return ir_input(m, name, x->dtype, x->shape);
@@ -297,7 +298,7 @@ static bool build_node_graphs(NodeCheck *c, const IrGraph *g, const IrNode *n,
     for (int i = 0; i < g->nsym; i++)
         ir_graph_sym(c->m, g->sym[i]);
     for (int j = 0; j < n->nin; j++)
-        in[j] = operand_for(c->m, n, j, &c->diff[j]);
+        in[j] = operand_for(c->m, n, j, c->wrt, &c->diff[j]);
     IrNode *y = ir_node_new(c->m, n->op, in, n->nin, n->attr, n->nattr, &n->dtype, &n->shape, err);
     if (!y)
         return false;
@@ -305,6 +306,8 @@ static bool build_node_graphs(NodeCheck *c, const IrGraph *g, const IrNode *n,
     PassCtx ctx = pass_ctx_default(err);
     ctx.train = o->train;
     ctx.train.nfreeze = 0;
+    if (o->train.broken_rule && strcmp(o->train.broken_rule, ir_op_name(n->op)))
+        ctx.train.broken_rule = NULL; /* break n's rule, not the probe's */
     if (!pass_train_forward(c->m, &ctx))
         return false;
     c->mb = ir_graph_clone(c->m);
@@ -376,13 +379,14 @@ static void node_check_free(NodeCheck *c)
     ir_graph_free(c->mb);
 }
 
-double gc_check_node(const IrGraph *g, const IrNode *n, const int64_t *binding,
-                     const IrTensor *const *vals, const GcOptions *o, IrError *err)
+double gc_check_node_wrt(const IrGraph *g, const IrNode *n, unsigned wrt, const int64_t *binding,
+                         const IrTensor *const *vals, const GcOptions *o, IrError *err)
 {
     if (n->dtype != DT_F32 || ir_ops[n->op].kind == OPK_SOURCE)
         return 0;
     NodeCheck c;
     memset(&c, 0, sizeof c);
+    c.wrt = wrt;
     IrRng r;
     ir_rng_init(&r, o->seed ^ 0x5eedull);
     double worst = -1;
@@ -393,6 +397,12 @@ double gc_check_node(const IrGraph *g, const IrNode *n, const int64_t *binding,
         worst = compare_node(&c, n, o, &r, err);
     node_check_free(&c);
     return worst;
+}
+
+double gc_check_node(const IrGraph *g, const IrNode *n, const int64_t *binding,
+                     const IrTensor *const *vals, const GcOptions *o, IrError *err)
+{
+    return gc_check_node_wrt(g, n, ~0u, binding, vals, o, err);
 }
 
 /* ---------------------------------------------------------------- the whole model */
@@ -727,16 +737,21 @@ static const IrNode *first_consumer(const IrGraph *g, const IrNode *p)
     return NULL;
 }
 
-/* Checks the rule of fwd node n on the operand values of the failing run. */
-static double blame_node(Gc *s, const IrNode *n)
+/* Checks the rule of fwd node n on the operand values of the failing run,
+ * for the operands on the path (a constant operand of the model is not
+ * differentiated there, and may be multiplied by -inf). */
+static double blame_node(Gc *s, const IrNode *n, const bool *on)
 {
     const IrTensor *vals[IR_MAX_IN];
-    for (int j = 0; j < n->nin; j++)
+    unsigned wrt = 0;
+    for (int j = 0; j < n->nin; j++) {
         vals[j] = ir_interp_value(s->itb, s->bwd->nodes[n->in[j]->index]);
+        wrt |= (unsigned)on[n->in[j]->index] << j;
+    }
     GcOptions o = *s->o;
     o.log = NULL;
     IrError err = {0};
-    return gc_check_node(s->fwd, n, o.binding, vals, &o, &err);
+    return gc_check_node_wrt(s->fwd, n, wrt, o.binding, vals, &o, &err);
 }
 
 static void blame(Gc *s, GcReport *r)
@@ -750,7 +765,7 @@ static void blame(Gc *s, GcReport *r)
     bool *on = path_nodes(s->fwd, p, loss);
     for (int i = p->index + 1; i < s->fwd->nnodes; i++) {
         const IrNode *n = s->fwd->nodes[i];
-        double e = on[i] ? blame_node(s, n) : 0;
+        double e = on[i] ? blame_node(s, n, on) : 0;
         if (e > s->o->tol) {
             snprintf(r->suspect, sizeof r->suspect, "the gradient rule of '%s' (node %%%d, on "
                      "the path from %s to the loss) fails the op-by-op check with error %.2e",

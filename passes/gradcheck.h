@@ -67,5 +67,8 @@ void gc_report_free(GcReport *r);
  * elements of the float operands (0 when n has none), or -1 with err. */
 double gc_check_node(const IrGraph *g, const IrNode *n, const int64_t *binding,
                      const IrTensor *const *vals, const GcOptions *o, IrError *err);
+/* The same for the operands whose bit is set in wrt (bit j: operand j). */
+double gc_check_node_wrt(const IrGraph *g, const IrNode *n, unsigned wrt, const int64_t *binding,
+                         const IrTensor *const *vals, const GcOptions *o, IrError *err);
 
 #endif
