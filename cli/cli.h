@@ -147,6 +147,8 @@ int cmd_dot(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_oracle(int argc, char **argv);   /* oracle-step: tests/oracle/ */
 int cmd_gradcheck(int argc, char **argv);

@@ -11,6 +11,8 @@
 
 extern const char cmd_check_usage[], cmd_dump_usage[], cmd_opt_usage[], cmd_dot_usage[];
 extern const char cmd_run_usage[], cmd_verify_usage[], cmd_bench_usage[];
+extern const char cmd_train_usage[];
+extern const char cmd_generate_usage[];
 extern const char cmd_tokenize_usage[];
 extern const char cmd_oracle_usage[];
 extern const char cmd_gradcheck_usage[];
@@ -27,6 +29,10 @@ const CliCommand cli_commands[] = {
     {"verify", "compiled graph vs the reference interpreter: worst errors", cmd_verify_usage,
      cmd_verify},
     {"bench", "tokens/s, per-kernel times, GFLOP/s and peak RSS", cmd_bench_usage, cmd_bench},
+    {"train", "pretrain a model on a text file: progress, val loss, checkpoints, plot",
+     cmd_train_usage, cmd_train},
+    {"generate", "sample text from a checkpoint (greedy, temperature, top-k)",
+     cmd_generate_usage, cmd_generate},
     {"tokenize", "text to GPT-2 BPE or char token ids, and back", cmd_tokenize_usage,
      cmd_tokenize},
     {"oracle-step", "diagnostic: forward and train steps on weights from a safetensors file",

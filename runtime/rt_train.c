@@ -221,6 +221,20 @@ static IrGraph *eval_graph(const IrGraph *model, IrError *err)
     return g;
 }
 
+/* Keys every dropout's random stream by the run's seed too (the frontend
+ * numbers them 0, 1, ...), so that --seed changes the masks as it changes
+ * the init; the backward dropouts copy these attributes. */
+static void seed_dropouts(IrGraph *g, uint64_t seed)
+{
+    for (int i = 0; i < g->nnodes; i++) {
+        IrNode *n = g->nodes[i];
+        if (n->op != OP_DROPOUT)
+            continue;
+        uint64_t s = ir_splitmix64(seed ^ ir_splitmix64((uint64_t)ir_node_int(n, ATTR_SEED, 0)));
+        ir_node_set_attr(g, n, ir_attr_int(ATTR_SEED, (int64_t)(s >> 1)));
+    }
+}
+
 static bool need_passes(IrError *err)
 {
     if (pass_lookup("autodiff") && pass_lookup("optimizer"))
@@ -236,6 +250,7 @@ static bool build_graphs(RtTrain *t, IrError *err)
         return false;
     PassCtx ctx = train_ctx(&t->o, err);
     t->train_g = ir_graph_clone(t->model->graph);
+    seed_dropouts(t->train_g, t->o.seed);
     if (!pass_run_pipeline(t->train_g, "autodiff,optimizer", &ctx) ||
         !run_pipeline(t->train_g, t->o.passes, &ctx))
         return false;

@@ -1,0 +1,263 @@
+/* cmd_generate.c — `gradc generate`: sample text from a checkpoint.
+ *
+ * A training checkpoint carries its model file, --set values and tokenizer
+ * (rt_train_io.c), so this command needs nothing but the checkpoint (and,
+ * for the GPT-2 tokenizer, the BPE files).  It compiles the KV-cached decode
+ * step of the model (rt_decode.c) unless --no-kv-cache, copies the weights
+ * in, and streams the continuation of --prompt to stdout token by token.
+ */
+#include "cli.h"
+#include "runtime/rt_train.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+const char cmd_generate_usage[] =
+    "usage: gradc generate CKPT --prompt TEXT [--max-new N] [--temperature T]\n"
+    "                      [--top-k K] [--seed S] [--no-kv-cache] [--bpe-dir DIR]\n"
+    "                      [--set k=v ...] [--threads N] [--stats]\n"
+    "\n"
+    "Continues TEXT with a model trained by `gradc train` and prints the prompt\n"
+    "and the new text.  Each new token is chosen from the logits as the book's\n"
+    "generate() does: keep the top K, divide by T, softmax, draw; T = 0 is greedy.\n"
+    "Generation stops after N tokens or at <|endoftext|>.  The same seed gives the\n"
+    "same text.  Each token costs one decode step over a cache of the earlier\n"
+    "keys and values (O(T) per token, not a whole forward pass).\n"
+    "\n"
+    "flags:\n"
+    "  --prompt TEXT     the text to continue (required)\n"
+    "  --max-new N       tokens to add (default 50)\n"
+    "  --temperature T   0 (default): greedy; higher: more random\n"
+    "  --top-k K         sample among the K most likely tokens (default 0: all)\n"
+    "  --seed S          seed of the draws (default 123)\n"
+    "  --no-kv-cache     recompute the whole window for every token\n"
+    "  --bpe-dir DIR     encoder.json + vocab.bpe (default: the data cache)\n"
+    "  --set k=v         override the checkpoint's model config (repeatable)\n"
+    "  --threads N       threads (default: $GRADC_THREADS, else the CPUs)\n"
+    "  --stats           print tokens/s and whether the KV cache was used to stderr\n"
+    "\n"
+    "example:\n"
+    "  gradc generate runs/gpt-mini/ckpt.safetensors --prompt 'Call me' \\\n"
+    "      --max-new 60 --temperature 0.8 --top-k 40 --seed 1\n"
+    "\n"
+    "exit codes: 0 success, 1 user error, 2 internal error\n";
+
+typedef struct GenArgs {
+    const char *ckpt, *prompt, *bpe_dir;
+    long long max_new, top_k, seed, threads;
+    double temperature;
+    bool no_kv, stats;
+    CliModelArgs model;
+} GenArgs;
+
+static int take_temperature(const char *v, GenArgs *a)
+{
+    char *end;
+    if (!v)
+        return 1;
+    errno = 0;
+    a->temperature = strtod(v, &end);
+    if (!*v || *end || errno || !isfinite(a->temperature) || a->temperature < 0)
+        return cli_usage_error("generate", "--temperature expects a number >= 0, got '%s'", v);
+    return 0;
+}
+
+static int take_flag(char **argv, int argc, int *i, GenArgs *a)
+{
+    const char *v;
+    int r;
+    if ((r = cli_int_flag("generate", argv, argc, i, "--max-new", 0, &a->max_new)) >= 0 ||
+        (r = cli_int_flag("generate", argv, argc, i, "--top-k", 0, &a->top_k)) >= 0 ||
+        (r = cli_int_flag("generate", argv, argc, i, "--seed", 0, &a->seed)) >= 0 ||
+        (r = cli_int_flag("generate", argv, argc, i, "--threads", 1, &a->threads)) >= 0)
+        return r;
+    if (cli_flag_value(argv, argc, i, "--prompt", &v))
+        return v ? (a->prompt = v, 0) : 1;
+    if (cli_flag_value(argv, argc, i, "--bpe-dir", &v))
+        return v ? (a->bpe_dir = v, 0) : 1;
+    if (cli_flag_value(argv, argc, i, "--temperature", &v))
+        return take_temperature(v, a);
+    if (!strcmp(argv[*i], "--no-kv-cache"))
+        return a->no_kv = true, 0;
+    if (!strcmp(argv[*i], "--stats"))
+        return a->stats = true, 0;
+    return -1;
+}
+
+/* -1 to go on, else an exit code. */
+static int parse_args(int argc, char **argv, GenArgs *a)
+{
+    for (int i = 1; i < argc; i++) {
+        int r;
+        if (cli_is_help(argv[i]))
+            return cli_help("generate");
+        if (cli_take_set(argv, argc, &i, &a->model)) {
+            if (a->model.bad)
+                return 1;
+        } else if ((r = take_flag(argv, argc, &i, a)) >= 0) {
+            if (r)
+                return r;
+        } else if (argv[i][0] == '-' && argv[i][1]) {
+            return cli_usage_error("generate", "unknown flag '%s'", argv[i]);
+        } else if (a->ckpt) {
+            return cli_usage_error("generate", "one checkpoint at a time");
+        } else {
+            a->ckpt = argv[i];
+        }
+    }
+    if (!a->ckpt)
+        return cli_usage_error("generate", "missing CKPT (a checkpoint of gradc train)");
+    return a->prompt ? -1 : cli_usage_error("generate", "missing --prompt TEXT");
+}
+
+/* ---------------------------------------------------------------- the model */
+
+typedef struct Gen {
+    RtCkpt *c;
+    FeModel *model;
+    FeSet sets[CLI_MAX_SETS * 2];
+    int nsets;
+    RtTokenizer *tok;
+    RtGen *gen;
+} Gen;
+
+static bool no_model(const RtCkpt *c, IrError *err)
+{
+    ir_error(err, "checkpoint '%s' holds no model file (metadata model.json)", c->path);
+    ir_error_hint(err, "generate from a checkpoint written by `gradc train`");
+    return false;
+}
+
+/* The checkpoint's --set values (model.sets, a JSON object of strings),
+ * then the command line's, which win. */
+static void collect_sets(Gen *g, const GenArgs *a)
+{
+    cJSON *o = cJSON_Parse(rt_ckpt_meta_get(g->c, "model.sets") ?: "{}");
+    for (const cJSON *e = o ? o->child : NULL; e && g->nsets < CLI_MAX_SETS; e = e->next)
+        if (cJSON_IsString(e))
+            g->sets[g->nsets++] = (FeSet){strdup(e->string), strdup(e->valuestring)};
+    cJSON_Delete(o);
+    for (int i = 0; i < a->model.nsets; i++)
+        g->sets[g->nsets++] = (FeSet){strdup(a->model.sets[i].key),
+                                      strdup(a->model.sets[i].value)};
+}
+
+static bool load_tokenizer(Gen *g, const GenArgs *a, IrError *err)
+{
+    const char *kind = rt_ckpt_meta_get(g->c, "tokenizer");
+    const RtCkptTensor *v = rt_ckpt_find(g->c, "tokenizer.char_vocab");
+    if (kind && !strcmp(kind, "char")) {
+        if (!v) {
+            ir_error(err, "checkpoint '%s' has a char tokenizer but no tokenizer.char_vocab",
+                     g->c->path);
+            return false;
+        }
+        g->tok = rt_tokenizer_char_vocab(v->data, (size_t)v->bytes, err);
+    } else {
+        g->tok = rt_tokenizer_gpt2(a->bpe_dir, err);
+    }
+    return g->tok != NULL;
+}
+
+static bool load(Gen *g, const GenArgs *a, IrError *err)
+{
+    if (!(g->c = rt_ckpt_read(a->ckpt, err)))
+        return false;
+    const char *json = rt_ckpt_meta_get(g->c, "model.json");
+    const char *name = rt_ckpt_meta_get(g->c, "model.path");
+    if (!json)
+        return no_model(g->c, err);
+    collect_sets(g, a);
+    FeOptions fo = {g->sets, g->nsets};
+    if (!(g->model = fe_load_string(json, name ? name : a->ckpt, &fo, err)) ||
+        !load_tokenizer(g, a, err))
+        return false;
+    double ctx;
+    int64_t window = fe_config(g->model, "context_length", &ctx) ? (int64_t)ctx : 256;
+    RtExecOptions eo = {.nthreads = (int)a->threads};
+    g->gen = rt_gen_new(g->model->graph, window, !a->no_kv, &eo, err);
+    return g->gen && rt_gen_params_from_ckpt(g->gen, g->c, err);
+}
+
+static void unload(Gen *g)
+{
+    rt_gen_free(g->gen);
+    rt_tokenizer_free(g->tok);
+    if (g->model)
+        fe_model_free(g->model);
+    rt_ckpt_free(g->c);
+    for (int i = 0; i < g->nsets; i++)
+        free((char *)g->sets[i].key), free((char *)g->sets[i].value);
+}
+
+/* ---------------------------------------------------------------- output */
+
+typedef struct Stream {
+    const RtTokenizer *tok;
+    int32_t eot;
+} Stream;
+
+/* Prints each token as it comes (bytes of a character split over two
+ * tokens simply arrive in two writes). */
+static void print_token(void *ctx, int32_t id)
+{
+    const Stream *s = ctx;
+    if (id == s->eot)
+        return;
+    size_t len;
+    char *text = rt_tokenizer_decode(s->tok, &id, 1, &len, NULL);
+    if (text)
+        fwrite(text, 1, len, stdout);
+    free(text);
+    fflush(stdout);
+}
+
+static bool generate(Gen *g, const GenArgs *a, IrError *err)
+{
+    int32_t *ids, *out = NULL;
+    size_t n, nout = 0;
+    if (!rt_tokenizer_encode(g->tok, a->prompt, strlen(a->prompt), true, &ids, &n, err))
+        return false;
+    if (n == 0) {
+        free(ids);
+        ir_error(err, "--prompt is empty");
+        ir_error_hint(err, "give at least one character of text to continue");
+        return false;
+    }
+    RtSampler s;
+    rt_sampler_init(&s, a->temperature, (int)a->top_k, (uint64_t)a->seed);
+    Stream st = {g->tok, rt_tokenizer_eot(g->tok)};
+    RtGenOptions go = {(int)a->max_new, st.eot, print_token, &st};
+    fputs(a->prompt, stdout);
+    double t0 = cli_now_ms();
+    bool ok = rt_gen_run(g->gen, &s, ids, n, &go, &out, &nout, err);
+    double ms = cli_now_ms() - t0;
+    putchar('\n');
+    if (ok && a->stats)
+        fprintf(stderr, "generate: %zu prompt + %zu new tokens in %.0f ms (%.1f tokens/s), "
+                "%s\n", n, nout, ms, ms > 0 ? 1e3 * (double)(n + nout) / ms : 0,
+                rt_gen_has_kv(g->gen) ? "KV-cached decode step" : "full forward per token");
+    free(ids);
+    free(out);
+    return ok;
+}
+
+int cmd_generate(int argc, char **argv)
+{
+    GenArgs a = {.max_new = 50, .seed = 123};
+    int r = parse_args(argc, argv, &a);
+    if (r >= 0)
+        return r;
+    IrError err = {0};
+    Gen g = {0};
+    bool ok = load(&g, &a, &err) && generate(&g, &a, &err);
+    unload(&g);
+    if (ok)
+        return 0;
+    ir_error_print(&err, stderr);
+    return strncmp(err.msg, "internal", 8) ? 1 : 2;
+}
