@@ -2,9 +2,11 @@
  *
  * A stage is a point of the compile pipeline (DESIGN.md): `graph` is the
  * frontend's graph as built, `opt` is that graph after the default pass
- * pipeline; `llvm` and `asm` compile that graph at a binding (--batch,
+ * pipeline, `grad` the train-step graph (passes autodiff and optimizer:
+ * loss, gradients, AdamW update; docs/autodiff.md); `llvm` and `asm`
+ * compile the `opt` graph at a binding (--batch,
  * --seq) and print the kernels' optimized LLVM IR or machine code
- * (cli_dump_kernels in cmd_run.c).  The other stages (grad, kernels,
+ * (cli_dump_kernels in cmd_run.c).  The other stages (kernels,
  * sched) are listed so that the help shows the whole pipeline, and asking
  * for one before it exists is a clear user error rather than a silent
  * fallback.  --passes runs extra passes after the stage, so any point in
@@ -34,7 +36,7 @@ const char cmd_dump_usage[] =
     "stages:\n"
     "  graph     the frontend's graph, before any pass (the default)\n"
     "  opt       after the default pass pipeline\n"
-    "  grad      train-step graph after autodiff and the optimizer (not yet available)\n"
+    "  grad      the train-step graph: after the autodiff and optimizer passes\n"
     "  kernels   after fusion (not yet available)\n"
     "  sched     after scheduling and memory planning (not yet available)\n"
     "  llvm      optimized LLVM IR of the kernels, after the default pipeline,\n"
@@ -65,7 +67,7 @@ typedef struct DumpStage {
 } DumpStage;
 
 static const DumpStage stages[] = {
-    {"graph", true},    {"grad", false}, {"opt", true},  {"kernels", false},
+    {"graph", true},    {"grad", true},  {"opt", true},  {"kernels", false},
     {"sched", false},   {"llvm", true},  {"asm", true},
 };
 static const int nstages = sizeof stages / sizeof stages[0];
@@ -189,7 +191,7 @@ static int check_stage(const char *name)
         return -1;
     IrError err = {0};
     ir_error(&err, "stage '%s' is not yet available in this version of gradc", name);
-    ir_error_hint(&err, "available stages: graph, opt, llvm, asm");
+    ir_error_hint(&err, "available stages: graph, grad, opt, llvm, asm");
     return cli_fail(&err);
 }
 
@@ -209,7 +211,9 @@ static int parse_args(int argc, char **argv, DumpArgs *a)
 
 static const char *stage_pipeline(const char *stage)
 {
-    return strcmp(stage, "graph") ? pass_default_pipeline : "";
+    if (!strcmp(stage, "graph"))
+        return "";
+    return strcmp(stage, "grad") ? pass_default_pipeline : "autodiff,optimizer";
 }
 
 static int pass_failed(const PassCtx *ctx)
