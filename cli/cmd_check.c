@@ -9,6 +9,7 @@
  * which defaults to the config key context_length.
  */
 #include "cli.h"
+#include "passes/pass.h"
 #include "ir/cost.h"
 
 #include <stdio.h>
@@ -31,6 +32,7 @@ const char cmd_check_usage[] =
     "\n"
     "output (gpt2-small):\n"
     "  params: 163,009,536 (trainable 163,009,536)   elements of all parameters\n"
+    "  optimizer state: 1,304,076,288 bytes (...)    AdamW m and v (f32) of the trainable ones\n"
     "  forward FLOPs/token: ...                      matmul 2*M*N*K, see ir/cost.h\n"
     "  memory estimate: ...                          params + every activation, no reuse\n"
     "\n"
@@ -144,6 +146,12 @@ static void print_params(const IrGraph *g, bool list)
         print_param_list(g);
     printf("param tensors: %d\n", ps.tensors);
     printf("param bytes: %.1f MiB (f32)\n", mib(ps.bytes));
+    int64_t trainable, state;
+    PassCtx ctx = pass_ctx_default(NULL);
+    pass_train_stats(g, &ctx.train, &trainable, &state);
+    if (state >= 0)
+        printf("optimizer state: %s bytes (%.1f MiB: AdamW m and v, f32, per trainable param)\n",
+               commas(state, a, sizeof a), mib(state));
 }
 
 /* B takes --batch; every other symbol takes the sequence length. */
