@@ -8,10 +8,6 @@
 #include "pass.h"
 
 const PassInfo pass_registry[] = {
-    {"decompose", "rewrite composite ops (softmax, layernorm, gelu, cross_entropy, ...) into "
-     "primitives", pass_decompose},
-    {"simplify", "algebraic identities, constant folding, movement chains, broadcast folding, "
-     "exact strength reductions", pass_simplify},
     {"cse", "merge nodes that compute the same value (same op, operands, attributes, type)",
      pass_cse},
     {"dce", "remove nodes that no output depends on (inputs and params stay)", pass_dce},
@@ -19,6 +15,10 @@ const PassInfo pass_registry[] = {
      "param", pass_autodiff},
     {"optimizer", "append the AdamW update of every param with a grad.P output (lr, step inputs; "
      "adam.m/v state)", pass_optimizer},
+    {"decompose", "rewrite composite ops (softmax, layernorm, gelu, cross_entropy, ...) into "
+     "primitives", pass_decompose},
+    {"simplify", "algebraic identities, constant folding, movement chains, broadcast folding, "
+     "exact strength reductions", pass_simplify},
 };
 
 const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
