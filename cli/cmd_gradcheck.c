@@ -203,7 +203,7 @@ static void print_header(const IrGraph *g, const GcArgs *a, const int64_t *bindi
     printf(", seed %lld, %lld samples per parameter, tolerance %g\n", a->seed, a->samples,
            a->tol);
     printf("error = |ad - fd| / max(|ad|, |fd|, 1e-3), worst over the checked elements\n");
-    printf("  %-44s %10s %5s   %s\n", "parameter", "elements", "checked", "worst error");
+    printf("  %-44s %10s %7s   %s\n", "parameter", "elements", "checked", "worst error");
     fflush(stdout);
 }
 

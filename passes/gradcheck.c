@@ -665,7 +665,7 @@ static void score_param(Gc *s, GcParam *res, const FdJob *jobs, int n)
         }
     }
     if (s->o->log)
-        fprintf(s->o->log, "  %-44s %10lld %5d   %.2e%s\n", res->name, (long long)res->numel,
+        fprintf(s->o->log, "  %-44s %10lld %7d   %.2e%s\n", res->name, (long long)res->numel,
                 res->checked, res->worst, res->worst > s->o->tol ? "   FAIL" : "");
 }
 
