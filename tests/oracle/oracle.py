@@ -19,12 +19,15 @@ Two checks (tests/oracle/README.md has the tolerances and why):
 
 The error of a tensor a against the reference b is
 
-    err(a, b) = max_i |a_i - b_i| / max_i |b_i|
+    err(a, b) = max_i |a_i - b_i| / max(max_i |b_i|, least)
 
 (relative to the tensor's largest magnitude, so that elements near zero do
-not dominate; the same formula as `gradc verify`).  Exit status: 0 every
-check passed, 1 a check failed, 3 gradc could not run (a missing feature or a
-crash, reported as MISSING with gradc's message).
+not dominate, as `gradc verify` does; least is 0, except for gradients:
+1e-3 of the largest gradient of the model, see least_of).  A tensor passes when
+err(gradc, PyTorch f32) <= TOL[check], or when gradc is as accurate as
+PyTorch itself: err(gradc, PyTorch f64) <= 2 err(PyTorch f32, PyTorch f64).
+Exit status: 0 every check passed, 1 a check failed, 3 gradc could not run
+(a missing feature or a crash, reported as MISSING with gradc's message).
 """
 import argparse
 import math
@@ -47,16 +50,27 @@ IGNORE_INDEX = -100
 EXIT_MISSING = 3
 
 
-def err(a, b):
-    """max|a - b| / max|b|; infinite when a has a NaN or Inf that b lacks."""
+def err(a, b, least=0.0):
+    """max|a - b| / max(max|b|, least); infinite when a has a NaN or Inf
+    that b lacks or the shapes differ."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.shape != b.shape:
         return math.inf
     diff = np.abs(a - b)
     if not np.all(np.isfinite(diff)):
         return math.inf
-    scale = np.max(np.abs(b)) if b.size else 0.0
-    return float(np.max(diff) / scale) if scale > 0 else float(np.max(diff, initial=0.0))
+    scale = max(float(np.max(np.abs(b), initial=0.0)), least)
+    return float(np.max(diff, initial=0.0) / scale) if scale > 0 else float(np.max(diff, initial=0.0))
+
+
+def least_of(tensors):
+    """The smallest scale a tensor of a check is judged against: 1e-3 of the
+    largest magnitude among all of them.  A gradient that is zero in exact
+    arithmetic (the key bias's: softmax ignores a constant added to a row of
+    scores) holds only rounding noise, and relative to itself any two
+    float32 runs differ by 100%."""
+    return 1e-3 * max(float(np.max(np.abs(np.asarray(t, np.float64)), initial=0.0))
+                      for t in tensors)
 
 
 # ---------------------------------------------------------------- weights and batch
@@ -161,52 +175,68 @@ def missing(text, what):
 # ---------------------------------------------------------------- the model check
 
 class Table:
-    """Collects (check, name, err, noise floor) rows and the worst per check."""
+    """Collects one row per tensor: err against PyTorch float32 and, with the
+    float64 run, the noise floor (PyTorch float32 against float64) and
+    gradc's own error against float64.  A tensor passes when err <= TOL, or
+    when gradc is as accurate as PyTorch itself: its error against float64
+    is at most FLOOR_FACTOR times PyTorch float32's (README.md: AdamW's
+    updates of near-zero gradients are ill-conditioned in any float32
+    implementation)."""
+
+    FLOOR_FACTOR = 2.0
 
     def __init__(self):
         self.rows, self.failed = [], []
 
-    def add(self, check, name, e, floor):
-        tol = TOL[check]
-        ok = e <= tol
-        self.rows.append((check, name, e, floor, ok))
-        if not ok:
-            self.failed.append(f"{check} {name}: err {e:.3g} > {tol:g}")
+    def add(self, check, name, res, ref, ref64, least=0.0):
+        e = err(res, ref, least)
+        floor = e64 = None
+        if ref64 is not None:
+            floor, e64 = err(ref, ref64, least), err(res, ref64, least)
+        if e <= TOL[check]:
+            verdict = "ok"
+        elif e64 is not None and e64 <= self.FLOOR_FACTOR * floor:
+            verdict = "ok (floor)"
+        else:
+            verdict = "FAIL"
+            self.failed.append(f"{check} {name}: err {e:.3g} > {TOL[check]:g}")
+        self.rows.append((check, name, e, floor, e64, verdict))
+
+    def worst(self, check):
+        rows = [r for r in self.rows if r[0] == check]
+        return max(rows, key=lambda r: r[2]) if rows else None
 
     def print(self, verbose):
-        print(f"  {'check':<10} {'tensor':<44} {'err':>10} {'f32 floor':>10}  tol")
+        print(f"  {'check':<10} {'tensor':<48} {'err':>9} {'floor':>9} {'vs f64':>9}  tol")
         for check in TOL:
             rows = [r for r in self.rows if r[0] == check]
-            if not rows:
-                continue
-            shown = rows if verbose else [max(rows, key=lambda r: r[2])]
-            for c, name, e, floor, ok in shown:
+            shown = rows if verbose else [self.worst(check)] if rows else []
+            for c, name, e, floor, e64, verdict in shown:
                 label = name if verbose or len(rows) == 1 else f"{name} (worst of {len(rows)})"
                 fl = "-" if floor is None else f"{floor:.3g}"
-                print(f"  {c:<10} {label:<44} {e:>10.3g} {fl:>10}  {TOL[c]:g} "
-                      f"{'ok' if ok else 'FAIL'}")
+                ef = "-" if e64 is None else f"{e64:.3g}"
+                print(f"  {c:<10} {label:<48} {e:>9.3g} {fl:>9} {ef:>9}  {TOL[c]:g} {verdict}")
 
 
 def compare(res, ref, ref64, names, steps):
     """The table of every check whose gradc result is in res (a forward-only
     run has logits only)."""
     t = Table()
-    floor = (lambda f: None) if ref64 is None else (lambda f: f())
-    t.add("logits", "logits", err(res["logits"], ref["logits"]),
-          floor(lambda: err(ref["logits"], ref64["logits"])))
+    r64 = ref64 or {}
+    t.add("logits", "logits", res["logits"], ref["logits"], r64.get("logits"))
     if "loss.1" not in res:
         return t
-    t.add("loss", "loss", err(res["loss.1"], ref["loss"]),
-          floor(lambda: err(ref["loss"], ref64["loss"])))
+    t.add("loss", "loss", res["loss.1"], ref["loss"], r64.get("loss"))
+    least = least_of(ref["grad"].values())
     for n in names:
-        t.add("grad", f"grad.{n}", err(res[f"grad.{n}"], ref["grad"][n]),
-              floor(lambda: err(ref["grad"][n], ref64["grad"][n])))
+        t.add("grad", f"grad.{n}", res[f"grad.{n}"], ref["grad"][n],
+              r64["grad"][n] if r64 else None, least)
     for s in range(steps):
-        t.add("step loss", f"loss.{s + 1}", err(res[f"loss.{s + 1}"], ref["step_losses"][s]),
-              floor(lambda: err(ref["step_losses"][s], ref64["step_losses"][s])))
+        t.add("step loss", f"loss.{s + 1}", res[f"loss.{s + 1}"], ref["step_losses"][s],
+              r64["step_losses"][s] if r64 else None)
     for n in names:
-        t.add("after", f"after.{n}", err(res[f"after.{n}"], ref["after"][n]),
-              floor(lambda: err(ref["after"][n], ref64["after"][n])))
+        t.add("after", f"after.{n}", res[f"after.{n}"], ref["after"][n],
+              r64["after"][n] if r64 else None)
     return t
 
 

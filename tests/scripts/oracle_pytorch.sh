@@ -2,8 +2,8 @@
 # gradc against PyTorch (tests/oracle/README.md): the same weights and the
 # same batch must give the same logits, loss, gradients and AdamW updates
 # within the stated tolerances, for models/gpt-mini.json and a 2-layer
-# GPT-2-shaped model (d=768, 12 heads); dropout is checked by its
-# statistics.
+# GPT-2-shaped model (d=768, 12 heads), and gpt-char shrunk to 2 layers;
+# dropout is checked by its statistics.
 #
 # Exit 77 (skipped) only when PyTorch cannot be imported.  When gradc lacks
 # something the check needs (the train step, say), the test FAILS with a
@@ -39,6 +39,9 @@ check() { # NAME ARGS...: one oracle run; its output, then a status line
 check "dropout statistics" --dropout
 check "gpt-mini" --model "$root/models/gpt-mini.json" --set drop_rate=0 --batch 2 --seq 32
 check "gpt2-small 2 layers" --model "$root/models/gpt2-small.json" --set n_layers=2 \
+    --set drop_rate=0 --batch 2 --seq 32
+# qkv biases and tied embeddings (one param, two uses), which the two above lack
+check "gpt-char 2 layers" --model "$root/models/gpt-char.json" --set n_layers=2 \
     --set drop_rate=0 --batch 2 --seq 32
 
 echo "$failed failed, $missing could not run"
