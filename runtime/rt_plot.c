@@ -77,16 +77,18 @@ static double py(const Frame *f, double y)
     return PH - PB - (y - f->y.lo) / (f->y.hi - f->y.lo) * (PH - PT - PB);
 }
 
-/* 12000 -> "12k", 1500000 -> "1.5M", 2.5 -> "2.5" */
-static void fmt_tick(double v, char *buf, size_t cap)
+/* One unit for every tick of an axis, from its largest value: 12000 ->
+ * "12k" (and 2000 -> "2k" beside it), 1500000 -> "1.5M", 2.5 -> "2.5". */
+static void fmt_tick(double v, const Range *r, char *buf, size_t cap)
 {
-    double a = fabs(v);
-    if (a >= 1e6)
+    double top = fmax(fabs(r->lo), fabs(r->hi));
+    v = fabs(v) < 1e-9 * r->step ? 0.0 : v;
+    if (top >= 1e6)
         snprintf(buf, cap, "%gM", v / 1e6);
-    else if (a >= 1e4)
+    else if (top >= 1e4)
         snprintf(buf, cap, "%gk", v / 1e3);
     else
-        snprintf(buf, cap, "%g", fabs(v) < 1e-12 ? 0.0 : v);
+        snprintf(buf, cap, "%g", v);
 }
 
 static void xml_puts(FILE *f, const char *s)
@@ -117,7 +119,7 @@ static void draw_x_ticks(FILE *f, const Frame *fr)
                 PT, x, PH - PB);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>\n", x,
                 PH - PB, x, PH - PB + 5);
-        fmt_tick(v, lab, sizeof lab);
+        fmt_tick(v, &fr->x, lab, sizeof lab);
         svg_text(f, x, PH - PB + 19, "middle", "", lab);
     }
 }
@@ -131,7 +133,7 @@ static void draw_y_ticks(FILE *f, const Frame *fr)
                 y, PW - PR, y);
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" class=\"axis\"/>\n",
                 PL - 5, y, PL, y);
-        fmt_tick(v, lab, sizeof lab);
+        fmt_tick(v, &fr->y, lab, sizeof lab);
         svg_text(f, PL - 8, y + 4, "end", "", lab);
     }
 }
