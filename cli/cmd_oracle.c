@@ -12,7 +12,8 @@
  *               on the same batch from the file's weights and zero AdamW
  *               state, with lr = the file's `lr`[s-1] and step = s:
  *                 loss.s       the loss of step s (s = 1..N)
- *                 grad.P       every gradient of step 1 (before any update)
+ *                 grad.P       every gradient of step 1 (before any update),
+ *                 grad_norm    and their global norm (when clipping)
  *                 after.P      every param after step N (the write-back)
  *
  * Input file: every param of the graph by name (f32, the graph's shape),
@@ -435,11 +436,12 @@ static const IrOutput *find_output(const IrGraph *g, const char *name)
     return NULL;
 }
 
-/* grad.P outputs of step 1, under their own names. */
+/* grad.P outputs of step 1 (and grad_norm, with clipping), under their
+ * own names. */
 static void put_grads(Oracle *o, const IrGraph *g, const RtExec *ex, const int64_t *b)
 {
     for (int k = 0; k < g->nout; k++)
-        if (!strncmp(g->outs[k].name, "grad.", 5))
+        if (!strncmp(g->outs[k].name, "grad.", 5) || !strcmp(g->outs[k].name, "grad_norm"))
             put_output(o, ex, &g->outs[k], g->outs[k].name, b);
 }
 

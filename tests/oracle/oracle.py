@@ -45,7 +45,8 @@ import gpt_torch  # noqa: E402
 import safetensors_io as st  # noqa: E402
 
 # Tolerances on err(gradc, PyTorch float32); README.md explains the choice.
-TOL = {"logits": 1e-5, "loss": 1e-5, "grad": 1e-4, "step loss": 1e-5, "after": 1e-4}
+TOL = {"logits": 1e-5, "loss": 1e-5, "grad": 1e-4, "grad norm": 1e-5, "step loss": 1e-5,
+       "after": 1e-4}
 IGNORE_INDEX = -100
 EXIT_MISSING = 3
 
@@ -231,6 +232,9 @@ def compare(res, ref, ref64, names, steps):
     for n in names:
         t.add("grad", f"grad.{n}", res[f"grad.{n}"], ref["grad"][n],
               r64["grad"][n] if r64 else None, least)
+    if "grad_norm" in res:   # an output of the train step when it clips
+        t.add("grad norm", "grad_norm", res["grad_norm"], ref["grad_norm"],
+              r64.get("grad_norm"))
     for s in range(steps):
         t.add("step loss", f"loss.{s + 1}", res[f"loss.{s + 1}"], ref["step_losses"][s],
               r64["step_losses"][s] if r64 else None)
