@@ -26,5 +26,10 @@ const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
 /* What `gradc dump --stage=opt` runs.  Later issues grow it to the full
  * train-step pipeline, in this order:
  *     autodiff,decompose,simplify,cse,dce,fuse,schedule,memplan
- * (autodiff and the optimizer first, fusion and memory planning last). */
+ * (autodiff and the optimizer first, fusion and memory planning last).
+ * decompose and simplify join it together with fuse: without fusion every
+ * primitive of a decomposed composite is a kernel of its own (gpt-mini
+ * forward, 2 layers: 60 kernels and 1.7 ms with cse,dce; 144 kernels and
+ * 6.5 ms with decompose,simplify,cse,dce), while codegen lowers the
+ * composites whole. */
 const char *const pass_default_pipeline = "cse,dce";

@@ -120,19 +120,38 @@ static double f32_value(uint64_t *s, int64_t k, bool specials)
     return (unif(s) - 0.5) * 6.0;
 }
 
+/* An i32 element: targets are sometimes ignore_index, a step is >= 1 (AdamW's
+ * bias correction divides by 1 - beta^step). */
+static double i32_value(const IrNode *n, uint64_t *s, int64_t k, const Fill *f)
+{
+    if (!strcmp(n->name, "targets") && f->ignore_every > 0 && k % f->ignore_every == 0)
+        return -100;
+    if (!strcmp(n->name, "step"))
+        return 1 + floor(unif(s) * 9);
+    return floor(unif(s) * f->int_hi);
+}
+
+/* f32 elements: AdamW's second moments (adam.v.*) are >= 0, lr is small. */
+static double f32_input(const IrNode *n, uint64_t *s, int64_t k, const Fill *f)
+{
+    double v = f32_value(s, k, f->specials);
+    if (!strncmp(n->name, "adam.v.", 7))
+        return fabs(v);
+    return !strcmp(n->name, "lr") ? 1e-3 * fabs(v) : v;
+}
+
 static void fill_tensor(const IrNode *n, IrTensor *t, const Fill *f)
 {
     uint64_t s = 1469598103934665603ull;
     for (const char *p = n->name; *p; p++)
         s = (s ^ (unsigned char)*p) * 1099511628211ull;
-    bool targets = !strcmp(n->name, "targets") && f->ignore_every > 0;
     for (int64_t k = 0; k < t->numel; k++) {
         if (t->dtype == DT_F32)
-            t->data[k] = f32_value(&s, k, f->specials);
+            t->data[k] = f32_input(n, &s, k, f);
         else if (t->dtype == DT_BOOL)
             t->data[k] = unif(&s) < 0.5;
         else
-            t->data[k] = targets && k % f->ignore_every == 0 ? -100 : floor(unif(&s) * f->int_hi);
+            t->data[k] = i32_value(n, &s, k, f);
     }
 }
 
@@ -195,6 +214,21 @@ static int64_t diff_output(IrInterp *a, IrInterp *b, const char *name, const cha
     return bad;
 }
 
+/* Non-finite elements over all outputs of a run (models must have none, or
+ * the comparison would only be NaN against NaN). */
+static int64_t count_nonfinite(const IrGraph *g, IrInterp *it)
+{
+    int64_t bad = 0;
+    for (int i = 0; i < g->nout; i++) {
+        const IrTensor *t = ir_interp_output(it, g->outs[i].name);
+        for (int64_t k = 0; t && k < t->numel; k++)
+            bad += !isfinite(t->data[k]);
+    }
+    return bad;
+}
+
+static bool require_finite; /* set while checking models */
+
 /* A copy of g after `pipeline` gives g's outputs; after decompose, no
  * composite is left.  Returns the copy's node count (-1 on failure). */
 static int check_same(const IrGraph *g, const char *pipeline, const int64_t *bind,
@@ -209,6 +243,8 @@ static int check_same(const IrGraph *g, const char *pipeline, const int64_t *bin
         CHECK(count_kind(h, OPK_COMPOSITE) == 0);
     IrInterp *a = eval(g, bind, f), *b = ok ? eval(h, bind, f) : NULL;
     CHECK(a && b);
+    if (a && require_finite)
+        CHECK(count_nonfinite(g, a) == 0);
     for (int i = 0; a && b && i < g->nout; i++)
         CHECK(diff_output(a, b, g->outs[i].name, label) == 0);
     int n = ok ? h->nnodes : -1;
@@ -812,6 +848,7 @@ static void check_model(const char *path)
     Fill f = {(int64_t)vocab, 5, false};
     IrGraph *g = ir_graph_clone(m->graph);
     IrGraph *t = train_step(g);
+    require_finite = true;
     add_loss(g);
     int before = g->nnodes, after = check_same(g, "decompose,simplify,cse,dce", bind, &f, path);
     printf("  %s: forward+loss %d nodes, after decompose,simplify,cse,dce %d\n", path, before,
@@ -821,6 +858,7 @@ static void check_model(const char *path)
         check_all(t, bind, &f, path);
         printf("  %s: train step checked (%d nodes)\n", path, t->nnodes);
     }
+    require_finite = false;
     ir_graph_free(t);
     ir_graph_free(g);
     fe_model_free(m);
