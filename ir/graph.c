@@ -70,8 +70,8 @@ const char *ir_op_nearest(const char *name)
 const char *ir_opkind_name(IrOpKind k)
 {
     static const char *names[] = {"source", "elementwise", "reduction", "movement", "opaque",
-                                  "composite"};
-    return k <= OPK_COMPOSITE ? names[k] : "?";
+                                  "composite", "fused"};
+    return k <= OPK_FUSED ? names[k] : "?";
 }
 
 /* ---------------------------------------------------------------- dtypes */

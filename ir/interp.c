@@ -15,7 +15,9 @@
  * or param.  ir_interp_run evaluates the nodes in graph order; inputs must
  * have been set, params that were not set are initialised once from their
  * init attribute (rng.h) and then kept, every other node is recomputed.
- * All values stay readable (ir_interp_value) until ir_interp_free.
+ * All values stay readable (ir_interp_value) until ir_interp_free.  A
+ * fused node (passes/fuse.c) is evaluated by a nested interpreter over its
+ * body, made at its first run and kept with the parent.
  *
  * Dtypes.  Every value is a double.  f32 values are not rounded (cast to
  * f32 does round, through float).  i32 values are integers held exactly;
@@ -40,6 +42,7 @@ struct IrInterp {
     uint64_t seed;
     IrTensor **val; /* val[i]: the value of g->nodes[i] */
     bool *pinned;   /* set by ir_interp_set, or an initialised param: kept by runs */
+    IrInterp **sub; /* sub[i]: the interpreter of fused node i's body (made at its first run) */
 };
 
 typedef bool (*InterpFn)(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err);
@@ -762,6 +765,50 @@ static bool ir_interp_cross_entropy(IrInterp *it, const IrNode *n, IrTensor *out
     return true;
 }
 
+/* ================================================================ fused kernels */
+
+/* The interpreter of n's body, made at n's first evaluation and kept. */
+static IrInterp *fused_sub(IrInterp *it, const IrNode *n, IrError *err)
+{
+    if (!it->sub)
+        it->sub = calloc(it->g->nnodes, sizeof *it->sub);
+    if (!it->sub) {
+        node_fail(err, n, "out of memory");
+        return NULL;
+    }
+    if (!it->sub[n->index]) {
+        IrError e = {0};
+        it->sub[n->index] = ir_interp_new(n->body, it->binding, it->seed, &e);
+        if (!it->sub[n->index])
+            node_fail(err, n, "body: %s", e.msg);
+    }
+    return it->sub[n->index];
+}
+
+/* fused(x...) { body }: the body evaluated on the operands' values, in
+ * its own interpreter (the body's input k is operand k); the value is
+ * the body's one output. */
+static bool ir_interp_fused(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err)
+{
+    IrInterp *sub = fused_sub(it, n, err);
+    if (!sub)
+        return false;
+    const IrGraph *b = n->body;
+    for (int i = 0, k = 0; i < b->nnodes; i++) {
+        if (b->nodes[i]->op != OP_INPUT)
+            continue;
+        const IrTensor *x = arg(it, n, k++);
+        memcpy(sub->val[i]->data, x->data, x->numel * sizeof(double));
+        sub->pinned[i] = true;
+    }
+    IrError e = {0};
+    if (!ir_interp_run(sub, &e))
+        return node_fail(err, n, "body: %s", e.msg);
+    const IrTensor *y = sub->val[b->outs[0].node->index];
+    memcpy(out->data, y->data, out->numel * sizeof(double));
+    return true;
+}
+
 /* ================================================================ dispatch */
 
 static const InterpFn interp_fns[OP_COUNT] = {
@@ -856,6 +903,9 @@ void ir_interp_free(IrInterp *it)
         return;
     for (int i = 0; it->val && i < it->g->nnodes; i++)
         ir_tensor_free(it->val[i]);
+    for (int i = 0; it->sub && i < it->g->nnodes; i++)
+        ir_interp_free(it->sub[i]);
+    free(it->sub);
     free(it->val);
     free(it->pinned);
     free(it);

@@ -368,6 +368,49 @@ static bool ir_shape_xent(const IrGraph *g, IrNode *n, IrError *err)
     return true;
 }
 
+/* The body's input nodes, in order, against the operands: same count,
+ * same types (the parser reports this at the '{'; this rule covers the
+ * graphs passes build and the verifier). */
+static bool check_fused_inputs(const IrGraph *g, const IrNode *n, IrError *err)
+{
+    int k = 0;
+    for (int i = 0; i < n->body->nnodes; i++) {
+        const IrNode *x = n->body->nodes[i];
+        if (x->op != OP_INPUT)
+            continue;
+        if (k < n->nin && (x->dtype != n->in[k]->dtype || !ir_shape_eq(&x->shape, &n->in[k]->shape))) {
+            char sa[128], sb[128];
+            ir_error(err, "fused: body input %d is %s%s but operand %d is %s%s", k,
+                     ir_dtype_name(x->dtype), SHP(x, sa), k, ir_dtype_name(n->in[k]->dtype),
+                     SHP(n->in[k], sb));
+            return false;
+        }
+        k++;
+    }
+    if (k == n->nin)
+        return true;
+    ir_error(err, "fused: the body has %d inputs for %d operands", k, n->nin);
+    return false;
+}
+
+/* fused: the type of the body's one output.  Without a body yet (the
+ * parser reads it after the node line) the written type stands, and the
+ * verifier checks it once the body is there. */
+static bool ir_shape_fused(const IrGraph *g, IrNode *n, IrError *err)
+{
+    if (!n->body)
+        return ir_shape_given(g, n, err);
+    if (!check_fused_inputs(g, n, err))
+        return false;
+    if (n->body->nout != 1) {
+        ir_error(err, "fused: the body must return one value, it returns %d", n->body->nout);
+        return false;
+    }
+    n->shape = n->body->outs[0].node->shape;
+    n->dtype = n->body->outs[0].node->dtype;
+    return true;
+}
+
 /* ---------------------------------------------------------------- dtypes */
 
 static bool dt_fail(IrNode *n, int i, const char *want, IrError *err)
@@ -456,6 +499,12 @@ static bool ir_dtype_scatter(const IrGraph *g, IrNode *n, IrError *err)
         return dt_fail(n, 2, "f32", err);
     n->dtype = DT_F32;
     return true;
+}
+
+/* fused: set by the shape rule from the body (or given, without one). */
+static bool ir_dtype_fused(const IrGraph *g, IrNode *n, IrError *err)
+{
+    return ir_dtype_given(g, n, err);
 }
 
 /* ---------------------------------------------------------------- dispatch */

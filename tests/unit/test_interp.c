@@ -1174,6 +1174,59 @@ TEST(dot_unnamed_nodes_join_blocks)
     fx_free(&f);
 }
 
+/* ---------------------------------------------------------------- fused */
+
+/* A body with its own inputs: b = x (f32[2,2]), w (f32[2]); returns
+ * sum(b * b, axis 1, keepdim) * w + b. */
+static IrGraph *fused_body(const IrGraph *g)
+{
+    IrGraph *b = ir_graph_new("body");
+    for (int i = 0; i < g->nsym; i++)
+        ir_graph_sym(b, g->sym[i]);
+    IrNode *x = ir_input(b, "x", DT_F32, SH(2, 2)), *w = ir_input(b, "w", DT_F32, SH(2));
+    IrNode *sq = ir_reduce(b, OP_SUM, ir_binary(b, OP_MUL, x, x), (int[]){1}, 1, true);
+    ir_graph_add_output(b, "out", ir_binary(b, OP_ADD, ir_binary(b, OP_MUL, sq, w), x));
+    return b;
+}
+
+TEST(fused)
+{
+    Fx f = fx_new();
+    IrNode *x = in_f32(&f, "x", SH(2, 2)), *w = in_f32(&f, "w", SH(2));
+    IrDType dt = DT_F32;
+    IrShape s = SH(2, 2);
+    IrNode *k = node(&f, OP_FUSED, (IrNode *[]){x, w}, 2, NULL, 0, &dt, &s);
+    k->body = fused_body(f.g);
+    IrNode *twice = node(&f, OP_FUSED, (IrNode *[]){x, w}, 2, NULL, 0, &dt, &s);
+    twice->body = fused_body(f.g);
+    ir_graph_add_output(f.g, "y", ir_binary(f.g, OP_SUB, k, twice));
+    if (!fx_start(&f, NULL))
+        goto out;
+    fx_put(&f, "x", (double[]){1, 2, 3, -4});
+    fx_put(&f, "w", (double[]){10, -1});
+    for (int run = 0; run < 2; run++) { /* the body's interpreter is kept between runs */
+        if (!fx_run(&f))
+            goto out;
+        /* row sums of squares: 1 + 4 = 5, 9 + 16 = 25; times w = [10, -1]:
+         * [50, -5] and [250, -25]; plus x: [51, -3] and [253, -29]. */
+        EXPECT(f, k, 0, 51, -3, 253, -29);
+        EXPECT(f, twice, 0, 51, -3, 253, -29);
+    }
+    fx_put(&f, "x", (double[]){0, 1, 0, 0});
+    if (fx_run(&f)) /* 1 * [10, -1] + [0, 1] = [10, 0]; zeros stay zero */
+        EXPECT(f, k, 0, 10, 0, 0, 0);
+out:
+    fx_free(&f);
+    /* a body whose input types do not match the operands is an error */
+    Fx g = fx_new();
+    IrNode *a = in_f32(&g, "a", SH(2, 2));
+    IrNode *bad = node(&g, OP_FUSED, &a, 1, NULL, 0, &dt, &s);
+    bad->body = fused_body(g.g);
+    IrError err = {0};
+    CHECK(!ir_verify(g.g, &err) && strstr(err.msg, "body has 2 inputs for 1 operands"));
+    fx_free(&g);
+}
+
 /* ---------------------------------------------------------------- coverage */
 
 TEST(every_op_checked)
@@ -1211,6 +1264,7 @@ int main(void)
     RUN(gelu);
     RUN(causal_mask);
     RUN(cross_entropy);
+    RUN(fused);
     RUN(symbolic_binding);
     RUN(missing_input);
     RUN(too_large);
