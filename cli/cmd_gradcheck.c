@@ -216,7 +216,8 @@ static int verdict(const GcReport *r, const GcArgs *a)
     }
     const GcParam *w = &r->params[r->worst];
     if (!r->failed) {
-        printf("ok: %d parameters, worst error %.2e (%s)\n", r->nparams, w->worst, w->name);
+        printf("ok: %d parameter%s, worst error %.2e (%s)\n", r->nparams,
+               r->nparams == 1 ? "" : "s", w->worst, w->name);
         return 0;
     }
     printf("FAIL: %d of %d parameters exceed the tolerance %g\n", r->failed, r->nparams, a->tol);
@@ -228,33 +229,46 @@ static int verdict(const GcReport *r, const GcArgs *a)
     return cli_fail(&err);
 }
 
+/* Loads the model, binds its symbols and runs the check. */
+static int gradcheck(const GcArgs *a, IrError *err)
+{
+    FeModel *model = NULL;
+    IrGraph *g = cli_load(a->in, &a->model, &model, err);
+    int64_t binding[IR_MAX_SYMS] = {0};
+    double ctx;
+    if (g && model && fe_config(model, "context_length", &ctx) && a->seq > ctx) {
+        ir_error(err, "gradcheck: --seq %lld exceeds the model's context_length %g", a->seq, ctx);
+        ir_error_hint(err, "use --seq %g or less (the default is 8)", ctx);
+    }
+    if (!g || err->set || !bind_all(g, a, binding, err)) {
+        cli_unload(g, model);
+        return cli_fail(err);
+    }
+    GcOptions o = gc_options_default();
+    o.binding = binding;
+    o.seed = (uint64_t)a->seed;
+    o.tol = a->tol;
+    o.samples = (int)(a->samples > 4096 ? 4096 : a->samples);
+    o.jobs = (int)(a->jobs > 64 ? 64 : a->jobs);
+    o.train = a->train;
+    o.log = stdout;
+    print_header(g, a, binding);
+    GcReport rep;
+    int r = gc_check_model(g, &o, &rep, err) ? verdict(&rep, a) : cli_fail(err);
+    gc_report_free(&rep);
+    cli_unload(g, model);
+    return r;
+}
+
 int cmd_gradcheck(int argc, char **argv)
 {
     IrError err = {0};
     GcArgs a = {.batch = 2, .seq = 8, .samples = 4, .tol = 1e-6,
                 .train = pass_ctx_default(&err).train};
     int r = parse_args(argc, argv, &a);
-    if (r >= 0)
-        return r;
-    FeModel *model = NULL;
-    IrGraph *g = cli_load(a.in, &a.model, &model, &err);
-    int64_t binding[IR_MAX_SYMS] = {0};
-    if (!g || !bind_all(g, &a, binding, &err)) {
-        cli_unload(g, model);
-        return cli_fail(&err);
-    }
-    GcOptions o = gc_options_default();
-    o.binding = binding;
-    o.seed = (uint64_t)a.seed;
-    o.tol = a.tol;
-    o.samples = (int)(a.samples > 4096 ? 4096 : a.samples);
-    o.jobs = (int)(a.jobs > 64 ? 64 : a.jobs);
-    o.train = a.train;
-    o.log = stdout;
-    print_header(g, &a, binding);
-    GcReport rep;
-    r = gc_check_model(g, &o, &rep, &err) ? verdict(&rep, &a) : cli_fail(&err);
-    gc_report_free(&rep);
-    cli_unload(g, model);
+    if (r < 0)
+        r = gradcheck(&a, &err);
+    for (int i = 0; i < a.nbind; i++)
+        free((char *)a.bind_name[i]);
     return r;
 }

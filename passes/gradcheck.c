@@ -744,9 +744,10 @@ static double blame_node(Gc *s, const IrNode *n, const bool *on)
 {
     const IrTensor *vals[IR_MAX_IN];
     unsigned wrt = 0;
-    for (int j = 0; j < n->nin; j++) {
+    for (int j = 0; j < n->nin && j < IR_MAX_IN; j++) {
         vals[j] = ir_interp_value(s->itb, s->bwd->nodes[n->in[j]->index]);
-        wrt |= (unsigned)on[n->in[j]->index] << j;
+        if (on[n->in[j]->index])
+            wrt |= 1u << j;
     }
     GcOptions o = *s->o;
     o.log = NULL;
