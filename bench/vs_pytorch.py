@@ -10,8 +10,9 @@ For every config and every OpenBLAS core type it runs, alternating, R times:
 
 each in its own process, with the same thread count on both sides, and
 prints per config the median tokens/s of each, the ratios gradc / PyTorch,
-GFLOP/s (the same matmul FLOP count for both sides), peak RSS and gradc's
-compile time, cold (first run, empty cache) and cached.  Runs alternate so
+GFLOP/s (the same matmul FLOP count for both sides) and peak RSS, and at the
+end gradc's compile time per config, cold (first run, empty cache) and
+cached (the later runs).  Runs alternate so
 that the noise of this shared machine hits every side alike: read ratios,
 not absolute figures.
 
@@ -50,10 +51,10 @@ CONFIGS = {
     "gpt-mini": ("models/gpt-mini.json", [], 8, 128, 1, 3),
     "gpt-char": ("models/gpt-char.json", [], 8, 256, 1, 3),
 }
-# --quick: the small models at smaller batches, fewer steps.
+# --quick: the small models at small batches, few steps.
 QUICK = {
-    "gpt-mini": ("models/gpt-mini.json", [], 4, 64, 1, 2),
-    "gpt-char": ("models/gpt-char.json", [], 4, 128, 1, 2),
+    "gpt-mini": ("models/gpt-mini.json", [], 2, 64, 1, 2),
+    "gpt-char": ("models/gpt-char.json", [], 2, 64, 1, 2),
 }
 SIDES = ("gradc", "torch default", "torch tuned")
 
@@ -147,8 +148,7 @@ def summarize(name, cfg, res):
         errs = [r["error"] for r in res[s] if "error" in r]
         row[s + " error"] = errs[0] if errs else None
     g = [r for r in res["gradc"] if "error" not in r]
-    row["compile cold"] = next((r["compile_ms"] for r in g if not r["cache_hit"]), None)
-    row["compile cached"] = median([r for r in g if r["cache_hit"]], "compile_ms")
+    row["compiles"] = [(r["compile_ms"], r["cache_hit"]) for r in g]
     row["gradc core"] = g[0]["blas_core"] if g else None
     t = [r for r in res["torch tuned"] + res["torch default"] if "error" not in r]
     row["torch core"] = t[0]["blas_core"] if t else None
@@ -171,21 +171,33 @@ def print_table(rows, coretype):
     print(f"\n== OpenBLAS core type: {coretype or 'environment default'} (gradc: "
           f"{rows[0]['gradc core'] or '?'}, PyTorch: {rows[0]['torch core'] or '?'})")
     hdr = (f"{'config':<18} {'B':>2} {'T':>4} | {'gradc':>8} {'pt dflt':>8} {'pt tuned':>8} | "
-           f"{'vs dflt':>7} {'vs tuned':>8} | {'GFLOP/s g/pt':>13} | {'RSS MiB g/pt':>13} | "
-           f"{'compile ms cold/cached':>22}")
+           f"{'vs dflt':>7} {'vs tuned':>8} | {'GFLOP/s gradc/pt tuned':>22} | "
+           f"{'peak RSS MiB gradc/pt dflt/pt tuned':>35}")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
         g, d, t = r["gradc"], r["torch default"], r["torch tuned"]
-        gf = f"{num(r['gradc gflops'])}/{num(r['torch tuned gflops'])}"
-        rss = f"{num(r['gradc rss'], '{:.0f}')}/{num(r['torch tuned rss'], '{:.0f}')}"
-        comp = f"{num(r['compile cold'], '{:.0f}')}/{num(r['compile cached'], '{:.0f}')}"
+        gf = f"{num(r['gradc gflops'])} / {num(r['torch tuned gflops'])}"
+        rss = " / ".join(num(r[s + " rss"], "{:.0f}") for s in SIDES)
         print(f"{r['config']:<18} {r['B']:>2} {r['T']:>4} | {num(g):>8} {num(d):>8} {num(t):>8} | "
-              f"{ratio(g, d):>7} {ratio(g, t):>8} | {gf:>13} | {rss:>13} | {comp:>22}")
+              f"{ratio(g, d):>7} {ratio(g, t):>8} | {gf:>22} | {rss:>35}")
     for r in rows:
         for s in SIDES:
             if r[s + " error"]:
                 print(f"MISSING {s} on {r['config']}: " + " / ".join(r[s + " error"]))
+
+
+def print_compiles(out, names):
+    """gradc's compile time per config: the first run (empty cache) and the
+    median of the later ones (cache hits), over every core type."""
+    print("\ngradc compile (cg_program_compile of the train step, ms): cold / cached")
+    for n in names:
+        runs = [c for rows in out.values() for r in rows if r["config"] == n
+                for c in r["compiles"]]
+        cold = [ms for ms, hit in runs if not hit]
+        hits = [ms for ms, hit in runs if hit]
+        print(f"  {n:<18} {num(cold[0] if cold else None, '{:.0f}'):>8} / "
+              f"{num(statistics.median(hits) if hits else None, '{:.0f}')}")
 
 
 def main():
@@ -229,6 +241,7 @@ def main():
             out[core] = rows
     finally:
         shutil.rmtree(cache, ignore_errors=True)
+    print_compiles(out, names)
     print(f"\ntotal {time.time() - t0:.0f} s.  ratios: gradc tokens/s / PyTorch tokens/s; "
           "GFLOP/s: 3 x matmul FLOPs of the model per token (same count for both sides)")
     if args.json:
