@@ -1,16 +1,17 @@
 /* cmd_dump.c — `gradc dump`: the IR of a model or .gir file at a stage.
  *
  * A stage is a point of the compile pipeline (DESIGN.md): `graph` is the
- * frontend's graph as built, `opt` is that graph after the default pass
- * pipeline, `grad` the train-step graph (passes autodiff and optimizer:
- * loss, gradients, AdamW update; docs/autodiff.md); `llvm` and `asm`
- * compile the `opt` graph at a binding (--batch,
+ * frontend's graph as built, `grad` the train-step graph (passes autodiff
+ * and optimizer: loss, gradients, AdamW update; docs/autodiff.md), `opt`
+ * the graph after the default pass pipeline up to fusion (the clean
+ * primitive graph), `kernels` after the whole default pipeline (fused
+ * kernels with their bodies; --explain says why each fused or not);
+ * `llvm` and `asm` compile the `kernels` graph at a binding (--batch,
  * --seq) and print the kernels' optimized LLVM IR or machine code
- * (cli_dump_kernels in cmd_run.c).  The other stages (kernels,
- * sched) are listed so that the help shows the whole pipeline, and asking
- * for one before it exists is a clear user error rather than a silent
- * fallback.  --passes runs extra passes after the stage, so any point in
- * between can be shown.
+ * (cli_dump_kernels in cmd_run.c).  The `sched` stage is listed so that
+ * the help shows the whole pipeline, and asking for it before it exists
+ * is a clear user error rather than a silent fallback.  --passes runs
+ * extra passes after the stage, so any point in between can be shown.
  *
  * Output goes to stdout, or with -o FILE to FILE atomically: the text is
  * written to FILE.tmp, synced, and renamed over FILE, so a failed or
@@ -27,7 +28,7 @@
 
 const char cmd_dump_usage[] =
     "usage: gradc dump MODEL.json|FILE.gir|- [--set k=v ...] [--stage=STAGE] [--passes=LIST]\n"
-    "                  [--print-after=P|all] [--print-before=P|all] [-o FILE]\n"
+    "                  [--print-after=P|all] [--print-before=P|all] [--explain] [-o FILE]\n"
     "                  [--batch B] [--seq T] [--bind NAME=V ...] [--no-cache]\n"
     "\n"
     "Prints the IR of a model (through the JSON frontend) or of an IR text file\n"
@@ -37,7 +38,7 @@ const char cmd_dump_usage[] =
     "  graph     the frontend's graph, before any pass (the default)\n"
     "  opt       after the default pass pipeline\n"
     "  grad      the train-step graph: after the autodiff and optimizer passes\n"
-    "  kernels   after fusion (not yet available)\n"
+    "  kernels   after the whole default pipeline: fused kernels with their bodies\n"
     "  sched     after scheduling and memory planning (not yet available)\n"
     "  llvm      optimized LLVM IR of the kernels, after the default pipeline,\n"
     "            compiled at --batch/--seq (default B=2, T=64)\n"
@@ -49,6 +50,7 @@ const char cmd_dump_usage[] =
     "  --passes=LIST      comma-separated passes to run after the stage\n"
     "  --print-after=P    also print the IR after pass P, or after every pass (all)\n"
     "  --print-before=P   also print the IR before pass P, or before every pass (all)\n"
+    "  --explain          print each fusion made and refused, as // fuse: lines\n"
     "  -o FILE            write the IR to FILE (atomically) instead of stdout\n"
     "  --batch B, --seq T, --bind NAME=V, --no-cache\n"
     "                     the binding and cache of the llvm and asm stages (see gradc run)\n"
@@ -67,7 +69,7 @@ typedef struct DumpStage {
 } DumpStage;
 
 static const DumpStage stages[] = {
-    {"graph", true},    {"grad", true},  {"opt", true},  {"kernels", false},
+    {"graph", true},    {"grad", true},  {"opt", true},  {"kernels", true},
     {"sched", false},   {"llvm", true},  {"asm", true},
 };
 static const int nstages = sizeof stages / sizeof stages[0];
@@ -160,6 +162,8 @@ static int take_arg(char **argv, int argc, int *i, DumpArgs *a)
         return store(&a->ctx.print_after, v);
     if (cli_flag_value(argv, argc, i, "--print-before", &v))
         return store(&a->ctx.print_before, v);
+    if (!strcmp(arg, "--explain"))
+        return a->ctx.explain = true, -1;
     if (cli_flag_value(argv, argc, i, "-o", &v))
         return store(&a->out, v);
     int r = cli_exec_flag("dump", argv, argc, i, &a->x);
@@ -191,7 +195,7 @@ static int check_stage(const char *name)
         return -1;
     IrError err = {0};
     ir_error(&err, "stage '%s' is not yet available in this version of gradc", name);
-    ir_error_hint(&err, "available stages: graph, grad, opt, llvm, asm");
+    ir_error_hint(&err, "available stages: graph, grad, opt, kernels, llvm, asm");
     return cli_fail(&err);
 }
 
@@ -209,11 +213,37 @@ static int parse_args(int argc, char **argv, DumpArgs *a)
 
 /* ---------------------------------------------------------------- the command */
 
+/* The default pipeline up to (not including) fuse: the primitive graph. */
+static const char *opt_pipeline(void)
+{
+    static char buf[256];
+    const char *p = strstr(pass_default_pipeline, "fuse");
+    size_t n = p ? (size_t)(p - pass_default_pipeline) : strlen(pass_default_pipeline);
+    while (n && pass_default_pipeline[n - 1] == ',')
+        n--;
+    snprintf(buf, sizeof buf, "%.*s", (int)n, pass_default_pipeline);
+    return buf;
+}
+
+/* The primitive graph, then fuse (whether or not the default pipeline
+ * fuses yet). */
+static const char *kernels_pipeline(void)
+{
+    static char buf[300];
+    const char *opt = opt_pipeline();
+    snprintf(buf, sizeof buf, "%s%sfuse", opt, *opt ? "," : "");
+    return buf;
+}
+
 static const char *stage_pipeline(const char *stage)
 {
     if (!strcmp(stage, "graph"))
         return "";
-    return strcmp(stage, "grad") ? pass_default_pipeline : "autodiff,optimizer";
+    if (!strcmp(stage, "grad"))
+        return "autodiff,optimizer";
+    if (!strcmp(stage, "opt"))
+        return opt_pipeline();
+    return strcmp(stage, "kernels") ? pass_default_pipeline : kernels_pipeline();
 }
 
 static int pass_failed(const PassCtx *ctx)

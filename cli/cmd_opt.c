@@ -21,7 +21,7 @@
 
 const char cmd_opt_usage[] =
     "usage: gradc opt FILE.gir|- [--passes=LIST] [--print-after=P|all] [--print-before=P|all]\n"
-    "                 [--no-verify] [-o FILE]\n"
+    "                 [--no-verify] [--explain] [-o FILE]\n"
     "\n"
     "Parses IR text (a .gir file, or - for stdin), runs the passes of LIST in order\n"
     "and prints the resulting IR.  Without --passes it prints its input re-printed,\n"
@@ -32,6 +32,7 @@ const char cmd_opt_usage[] =
     "  --print-after=P    print the IR after pass P, or after every pass (all)\n"
     "  --print-before=P   print the IR before pass P, or before every pass (all)\n"
     "  --no-verify        do not run the verifier after each pass\n"
+    "  --explain          print each fusion made and refused (fuse) as // fuse: lines\n"
     "  -o FILE            write the result to FILE (atomically) instead of stdout\n"
     "\n"
     "The --print-* dumps go to stdout, each after a header line\n"
@@ -64,6 +65,10 @@ static int take_arg(char **argv, int argc, int *i, OptArgs *a)
         return cli_help("opt");
     if (!strcmp(arg, "--no-verify")) {
         a->ctx.verify = false;
+        return -1;
+    }
+    if (!strcmp(arg, "--explain")) {
+        a->ctx.explain = true;
         return -1;
     }
     if (cli_flag_value(argv, argc, i, "--passes", &v))

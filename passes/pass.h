@@ -87,6 +87,11 @@ bool pass_decompose_has_rule(IrOp op);
  * broadcast folding and exact strength reductions, to a fixed point. */
 bool pass_simplify(IrGraph *g, PassCtx *ctx);
 
+/* fuse.c (+ fuse_rules.c, fuse_emit.c, fuse_layout.c): primitives into
+ * kernels, fused nodes with bodies (docs/passes.md, fuse); with
+ * ctx->explain every kernel and refusal is a `// fuse:` line on ctx->out. */
+bool pass_fuse(IrGraph *g, PassCtx *ctx);
+
 /* autodiff.c, grad_rules.c, optimizer.c: the train-step graph (docs/autodiff.md).
  * pass_autodiff adds the loss (if the graph has no scalar output "loss") and
  * an output "grad.P" for every trainable param P; pass_optimizer consumes

@@ -19,6 +19,8 @@ const PassInfo pass_registry[] = {
      "primitives", pass_decompose},
     {"simplify", "algebraic identities, constant folding, movement chains, broadcast folding, "
      "exact strength reductions", pass_simplify},
+    {"fuse", "group primitives into kernels (elementwise, row, reduce, matmul with epilogue); "
+     "fused nodes with bodies", pass_fuse},
 };
 
 const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
