@@ -160,7 +160,8 @@ void rt_ckpt_add(RtCkptWriter *w, const char *name, RtDType dt, int rank, const 
     }
     RtCkptTensor *t = &w->t[w->n++];
     *t = (RtCkptTensor){.name = strdup(name), .dtype = dt, .rank = rank, .data = data};
-    memcpy(t->shape, shape, sizeof *shape * (size_t)rank);
+    if (rank > 0)
+        memcpy(t->shape, shape, sizeof *shape * (size_t)rank);
     t->numel = shape_numel(rank, shape);
     t->bytes = t->numel * (int64_t)rt_dtype_size(dt);
 }
@@ -342,7 +343,7 @@ static bool map_file(RtCkpt *c, IrError *err)
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         ir_error(err, "cannot open checkpoint '%s': %s", c->path, strerror(errno));
-        ir_error_hint(err, "check the path (checkpoints are written by `gradc train --save`)");
+        ir_error_hint(err, "check the path (gradc train writes OUT/ckpt.safetensors, or --ckpt PATH)");
         if (fd >= 0)
             close(fd);
         return false;
