@@ -10,7 +10,11 @@
  *     m     = beta1 * m + (1 - beta1) * g
  *     v     = beta2 * v + (1 - beta2) * g^2
  *     bc1   = 1 - exp(step * log(beta1)),  bc2 = 1 - exp(step * log(beta2))
- *     P     = P - lr * wd * P - lr * (m / bc1) / (sqrt(v / bc2) + eps)
+ *     P     = P * (1 - lr * wd) - (m / (sqrt(v) / sqrt(bc2) + eps)) * (lr / bc1)
+ *
+ * in the order of PyTorch's single-tensor AdamW (decay first, then
+ * addcdiv with step_size = lr / bc1), which also keeps the full-size
+ * temporaries few: the scalars are computed once for all params.
  *
  * Runtime inputs: `lr` (f32[]) and `step` (i32[], 1-based), so schedules
  * need no recompile.  State: inputs `adam.m.P` and `adam.v.P`, and outputs
@@ -29,10 +33,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The scalars shared by every param's update (f32[] nodes). */
 typedef struct Opt {
     IrGraph *g;
     const PassTrainOpts *o;
-    IrNode *lr, *bc1, *bc2, *clip_scale;
+    IrNode *lr;
+    IrNode *step_size;   /* lr / (1 - beta1^step) */
+    IrNode *sqrt_bc2;    /* sqrt(1 - beta2^step) */
+    IrNode *decay;       /* 1 - lr * weight_decay */
+    IrNode *clip_scale;  /* min(1, clip / (norm + 1e-6)), or NULL */
 } Opt;
 
 static IrNode *scal(IrGraph *g, double v)
@@ -128,12 +137,9 @@ static void update_param(Opt *s, IrNode *p, IrNode *gr)
     IrNode *m = add(g, mul(g, scal(g, o->beta1), m0), mul(g, scal(g, 1 - o->beta1), gr));
     IrNode *v = add(g, mul(g, scal(g, o->beta2), v0),
                     mul(g, scal(g, 1 - o->beta2), mul(g, gr, gr)));
-    IrNode *den = add(g, ir_unary(g, OP_SQRT, dvd(g, v, s->bc2)), scal(g, o->eps));
-    IrNode *step = mul(g, s->lr, dvd(g, dvd(g, m, s->bc1), den));
-    IrNode *pd = p;
-    if (decays(s, p))
-        pd = sub(g, p, mul(g, mul(g, s->lr, scal(g, o->weight_decay)), p));
-    ir_graph_add_output(g, p->name, sub(g, pd, step));
+    IrNode *den = add(g, dvd(g, ir_unary(g, OP_SQRT, v), s->sqrt_bc2), scal(g, o->eps));
+    IrNode *pd = decays(s, p) ? mul(g, p, s->decay) : p;
+    ir_graph_add_output(g, p->name, sub(g, pd, mul(g, dvd(g, m, den), s->step_size)));
     add_named_output(g, "adam.m.", p->name, m);
     add_named_output(g, "adam.v.", p->name, v);
 }
@@ -189,8 +195,9 @@ bool pass_optimizer(IrGraph *g, PassCtx *ctx)
         IrError e = {0};
         if (step->dtype != DT_F32)
             step = ir_node_new(g, OP_CAST, &step, 1, NULL, 0, &f32, NULL, &e);
-        s.bc1 = bias_correction(g, step, ctx->train.beta1);
-        s.bc2 = bias_correction(g, step, ctx->train.beta2);
+        s.step_size = dvd(g, s.lr, bias_correction(g, step, ctx->train.beta1));
+        s.sqrt_bc2 = ir_unary(g, OP_SQRT, bias_correction(g, step, ctx->train.beta2));
+        s.decay = sub(g, scal(g, 1), mul(g, s.lr, scal(g, ctx->train.weight_decay)));
         if (ctx->train.clip_norm > 0)
             s.clip_scale = clip_scale(&s, grads, n);
         for (int i = 0; i < n; i++)
