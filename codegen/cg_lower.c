@@ -127,6 +127,7 @@ static LowerFn lower_fn(IrOp op)
     case OP_GELU:          return cg_lower_gelu;
     case OP_CAUSAL_MASK:   return cg_lower_causal_mask;
     case OP_CROSS_ENTROPY: return cg_lower_cross_entropy;
+    case OP_FUSED:         return cg_lower_fused;
     default:               return NULL;
     }
 }
@@ -139,8 +140,9 @@ bool cg_op_lowered(IrOp op)
 static bool lower_node(CgLower *L, const IrNode *n)
 {
     LowerFn f = lower_fn(n->op);
-    if (n->body)
-        return cg_fail(L, n, "no lowering for fused kernels yet");
+    if (n->body && n->op != OP_FUSED)
+        return cg_fail(L, n, "a body on a %s node: only fused nodes are lowered from "
+                       "their bodies", ir_op_name(n->op));
     if (!f)
         return cg_fail(L, n, "no lowering for op %s", ir_op_name(n->op));
     return f(L, n);

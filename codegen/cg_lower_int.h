@@ -25,6 +25,7 @@
  *   cg_lower_elem.c     strided maps: elementwise, movement, const, iota, dropout
  *   cg_lower_reduce.c   sum/max/mean, softmax, log_softmax, layernorm, cross_entropy
  *   cg_lower_matmul.c   matmul (cblas_sgemm), gather, scatter_add
+ *   cg_lower_fused*.c   fused nodes: one kernel per body (cg_fused_int.h)
  */
 #ifndef GRADC_CG_LOWER_INT_H
 #define GRADC_CG_LOWER_INT_H
@@ -160,5 +161,10 @@ bool cg_lower_cross_entropy(CgLower *L, const IrNode *n);
 bool cg_lower_matmul(CgLower *L, const IrNode *n);
 bool cg_lower_gather(CgLower *L, const IrNode *n);
 bool cg_lower_scatter_add(CgLower *L, const IrNode *n);
+
+/* ---------------------------------------------------------------- cg_lower_fused.c */
+
+/* A fused node (passes/fuse.c): one kernel for it and its siblings. */
+bool cg_lower_fused(CgLower *L, const IrNode *n);
 
 #endif

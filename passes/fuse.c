@@ -256,8 +256,7 @@ static void push_candidate(Fuse *F, int gi, int x)
         return;
     fuse_set_state(F, gi, x, S_PENDING);
     heap_push(F, x);
-    if (!fuse_is_free(F->node[x]))
-        F->gs[gi].ncount++;
+    F->front[F->nfront++] = x;
 }
 
 static void push_operands(Fuse *F, int gi, int p)
@@ -276,7 +275,7 @@ static void reserve_operands(Fuse *F, int gi, int h)
         int x = n->in[j]->index;
         if (fuse_state(F, gi, x) == S_NONE) {
             fuse_set_state(F, gi, x, S_PENDING);
-            F->gs[gi].ncount++;
+            F->front[F->nfront++] = x;
         }
     }
 }
@@ -306,7 +305,6 @@ static void absorb(Fuse *F, int gi, int p)
     bool red;
     bool out = fuse_outside_readers(F, gi, p, &first, &red) > 0;
     add_member(F, gi, p);
-    G->ncount--;
     if (out)
         G->out[G->nout++] = p;
     if (n->op == OP_MATMUL) {
@@ -323,8 +321,6 @@ static void absorb(Fuse *F, int gi, int p)
 
 static void inline_node(Fuse *F, int gi, int p)
 {
-    if (!fuse_is_free(F->node[p]))
-        F->gs[gi].ncount--;
     add_inline(F, gi, p);
     push_operands(F, gi, p);
 }
@@ -380,10 +376,9 @@ static void place_view(Fuse *F, int gi, int o)
     } else {
         for (const IrNode *v = F->node[o]; v->index != leaf; v = v->in[0])
             add_inline(F, gi, v->index);
-        F->gs[gi].ncount--;
         if (ls == S_NONE) {
             fuse_set_state(F, gi, leaf, S_INPUT);
-            F->gs[gi].ncount++;
+            F->front[F->nfront++] = leaf;
         }
     }
     const IrNode *x = F->node[leaf];
@@ -487,6 +482,7 @@ static void init_output_view(Fuse *F, int gi, int head)
 static void form_group(Fuse *F, int root, int view_head)
 {
     int gi = new_group(F, root);
+    F->nfront = 0;
     add_member(F, gi, root);
     if (view_head >= 0)
         init_output_view(F, gi, view_head);
@@ -562,6 +558,7 @@ static void fuse_init(Fuse *F, IrGraph *g, PassCtx *ctx)
     F->state = xcalloc(n, sizeof *F->state);
     F->stamp = xcalloc(n, sizeof *F->stamp);
     F->heap = xcalloc(n, sizeof *F->heap);
+    F->front = xcalloc(n, sizeof *F->front);
     F->seen = xcalloc(n, sizeof *F->seen);
     F->dfs = xcalloc(n, sizeof *F->dfs);
     for (int i = 0; i < F->n; i++) {
@@ -593,6 +590,7 @@ static void fuse_free(Fuse *F)
     free(F->state);
     free(F->stamp);
     free(F->heap);
+    free(F->front);
     free(F->seen);
     free(F->dfs);
 }

@@ -14,7 +14,7 @@
 #include "fuse.h"
 #include "pass.h"
 
-#define FUSE_MAX_OUTS 4
+#define FUSE_MAX_OUTS 6
 
 /* Why a node stays out of a kernel (docs/passes.md, fuse). */
 typedef enum FuseReason {
@@ -55,7 +55,6 @@ typedef struct FuseGroup {
     int *inl, ninl, capinl;      /* inlined copies: consts, iotas, index and scalar cones, views */
     int in[IR_MAX_IN], nin;      /* buffers read (ascending) */
     int out[FUSE_MAX_OUTS], nout;/* values written: the root first */
-    int ncount;                  /* inputs, pending ones included, while forming */
     FuseRefusal *ref;
     int nref, capref;
     bool trivial;                /* one node and nothing inlined: stays as it is */
@@ -76,6 +75,7 @@ typedef struct Fuse {
     unsigned char *state;        /* S_* in the group being formed */
     int *stamp;                  /* which group state[i] belongs to */
     int *heap, nheap;            /* candidates of the group being formed, max first */
+    int *front, nfront;          /* nodes it reads or may read (pending or input) */
     int *seen, seen_stamp;       /* scratch of the depth-first searches */
     int *dfs;                    /* their stack */
     FuseGroup *gs;

@@ -14,9 +14,9 @@
  *   anything else   movement and opaque ops stay out.
  *
  * A p that other kernels read too becomes an extra output (a sibling), if
- * the kernel is not a reduce kernel, if p covers the space (or, in a row
- * kernel, one value per row), if the kernel has outputs to spare and if no
- * path from p's other readers leads back into the kernel.  Every kernel
+ * the kernel is not a reduce kernel, if p covers the space (or holds one
+ * value per row of it), if the kernel has outputs to spare and if no path
+ * from p's other readers leads back into the kernel.  Every kernel
  * must also stay within IR_MAX_IN buffers read.
  */
 #include "fuse_int.h"
@@ -86,19 +86,41 @@ static void shape_text(const Fuse *F, const IrShape *s, char *buf, size_t cap)
 
 /* ---------------------------------------------------------------- inputs */
 
+/* The buffers node x stands for in the kernel's inputs: none for a free
+ * node or one already counted, its operands' for a node that will be
+ * inlined, else itself. */
+static int leaves(Fuse *F, int gi, int x)
+{
+    const IrNode *n = F->node[x];
+    int s = fuse_state(F, gi, x), count = 0;
+    if (F->seen[x] == F->seen_stamp || s == S_MEMBER || s == S_INLINE || fuse_is_free(n))
+        return 0;
+    F->seen[x] = F->seen_stamp;
+    if (s == S_INPUT || !fuse_inlinable(F, x))
+        return 1;
+    for (int j = 0; j < n->nin; j++)
+        count += leaves(F, gi, n->in[j]->index);
+    return count;
+}
+
 int fuse_inputs_after(Fuse *F, int gi, int p)
 {
     const IrNode *n = F->node[p];
-    int count = F->gs[gi].ncount;
-    if (fuse_state(F, gi, p) == S_PENDING && !fuse_is_free(n))
-        count--;
+    int count = 0;
     F->seen_stamp++;
+    F->seen[p] = F->seen_stamp; /* p is taken in */
+    for (int k = 0; k < F->nfront; k++) {
+        int x = F->front[k], s = fuse_state(F, gi, x);
+        if (s == S_PENDING || s == S_INPUT)
+            count += leaves(F, gi, x);
+    }
     for (int j = 0; j < n->nin; j++) {
         int x = n->in[j]->index;
-        if (F->seen[x] == F->seen_stamp || fuse_state(F, gi, x) != S_NONE)
-            continue;
-        F->seen[x] = F->seen_stamp;
-        count += !fuse_is_free(F->node[x]) || n->op == OP_MATMUL;
+        if (n->op == OP_MATMUL && F->seen[x] != F->seen_stamp && fuse_state(F, gi, x) == S_NONE) {
+            F->seen[x] = F->seen_stamp; /* read as it is, never inlined */
+            count++;
+        } else if (fuse_state(F, gi, x) == S_NONE)
+            count += leaves(F, gi, x);
     }
     return count;
 }
@@ -160,7 +182,7 @@ static FuseReason check_output(Fuse *F, int gi, int p, const IrShape *s, FuseKin
         snprintf(detail, cap, "%s; the kernel writes %d values already", who, G->nout);
         return R_TOO_MANY_OUTPUTS;
     }
-    if (!ir_shape_eq(&n->shape, s) && !(kind == G_ROW && row_shaped(&n->shape, s))) {
+    if (!ir_shape_eq(&n->shape, s) && !row_shaped(&n->shape, s)) {
         shape_text(F, &n->shape, a, sizeof a);
         shape_text(F, s, b, sizeof b);
         snprintf(detail, cap, "%s, but an output %s does not cover the space %s", who, a, b);
@@ -244,13 +266,13 @@ static FuseReason check_matmul(Fuse *F, int gi, int p, char *detail, size_t cap)
     int first;
     bool red;
     char a[128], b[128];
-    if (G->kind == G_REDUCE) {
-        snprintf(detail, cap, "a reduce kernel does not take a matmul");
-        return R_SHAPE_BREAK;
-    }
     if (fuse_outside_readers(F, gi, p, &first, &red)) {
         reader_text(first, detail, cap);
         return R_MATMUL_OUTPUT_NEEDED;
+    }
+    if (G->kind == G_REDUCE) {
+        snprintf(detail, cap, "a reduce kernel does not take a matmul");
+        return R_SHAPE_BREAK;
     }
     if (G->head >= 0) {
         snprintf(detail, cap, "the kernel has the matmul %%%d", G->head);

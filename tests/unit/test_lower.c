@@ -23,6 +23,7 @@
  */
 #include "codegen/cg_lower.h"
 #include "frontend/fe.h"
+#include "passes/pass.h"
 #include "testlib.h"
 
 #include <cblas.h>
@@ -35,7 +36,6 @@
  * and a test here.  Listed by name so that this file compiles before and
  * after the op exists. */
 static const char *const not_yet_lowered[] = {
-    "fused", /* codegen/cg_lower_fused.c is on its way */
     NULL,
 };
 
@@ -999,6 +999,113 @@ TEST(model_gpt_mini)
     fe_model_free(m);
 }
 
+/* ---------------------------------------------------------------- fused kernels */
+
+/* IR text through a pipeline ending in fuse, then JIT against the
+ * interpreter node by node (fused nodes included, siblings too). */
+static void fused_case(const char *text, const char *pipeline, const int64_t *bind,
+                       const Gen *gens, double rtol)
+{
+    IrError err = {0};
+    IrGraph *g = ir_parse(text, "fused_case", &err);
+    PassCtx ctx = pass_ctx_default(&err);
+    bool ok = g && pass_run_pipeline(g, pipeline, &ctx);
+    if (!ok)
+        fprintf(stderr, "  fused case: %s %s\n", err.where, err.msg);
+    CHECK(ok);
+    if (!ok) {
+        ir_graph_free(g);
+        return;
+    }
+    int fused = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        fused += g->nodes[i]->op == OP_FUSED;
+    CHECK(fused > 0);
+    verify(g, bind, gens, rtol);
+}
+
+/* Elementwise (flat and rows), row kernels (softmax, layernorm with its
+ * statistics as sibling outputs, a no-keepdim row sum), reduce kernels
+ * (inner, outer, with siblings, i32, max), dropout, matmuls with an
+ * epilogue, with strided views in and out. */
+TEST(fused)
+{
+    static const char *const cases[] = {
+        "graph ew(B) {\n %x = input : f32[B,17] @x\n %b = input : f32[17] @b\n"
+        " %y = add %x, %b : f32[B,17]\n %e = exp %y : f32[B,17]\n %c = const {value=0.5} : f32[]\n"
+        " %z = mul %e, %c : f32[B,17]\n %t = tanh %z : f32[B,17]\n %u = mul %x, %x : f32[B,17]\n"
+        " %r = input : f32[B,1] @r\n %v = sub %u, %r : f32[B,17]\n %w = relu %v : f32[B,17]\n"
+        " return t=%t, w=%w\n}\n",
+        "graph row(B) {\n %x = input : f32[B,3,1000] @x\n %g = input : f32[1000] @g\n"
+        " %h = input : f32[1000] @h\n %s = softmax %x {axis=-1} : f32[B,3,1000]\n"
+        " %l = layernorm %x, %g, %h {eps=1e-05} : f32[B,3,1000]\n"
+        " %n = sum %x {axes=[2], keepdim=0} : f32[B,3]\n %ls = log_softmax %x {axis=-1} : f32[B,3,1000]\n"
+        " return s=%s, l=%l, n=%n, ls=%ls\n}\n",
+        "graph stats(B) {\n %x = input : f32[B,5,77] @x\n %s = sum %x {axes=[2], keepdim=1} : f32[B,5,1]\n"
+        " %c = const {value=0.012987012987012988} : f32[]\n %m = mul %s, %c : f32[B,5,1]\n"
+        " %d = sub %x, %m : f32[B,5,77]\n %q = mul %d, %d : f32[B,5,77]\n"
+        " %v = sum %q {axes=[2], keepdim=1} : f32[B,5,1]\n %e = const {value=1e-05} : f32[]\n"
+        " %ve = add %v, %e : f32[B,5,1]\n %r = rsqrt %ve : f32[B,5,1]\n %xh = mul %d, %r : f32[B,5,77]\n"
+        " %k = input : i32[] @step\n %dr = dropout %xh, %k {p=0.25, seed=7} : f32[B,5,77]\n"
+        " return xhat=%xh, rstd=%r, drop=%dr\n}\n",
+        "graph red(B) {\n %dy = input : f32[B,7,300] @dy\n %xh = input : f32[B,7,300] @xh\n"
+        " %p = mul %dy, %xh : f32[B,7,300]\n %dg = sum %p {axes=[0,1], keepdim=0} : f32[300]\n"
+        " %db = sum %dy {axes=[0,1], keepdim=0} : f32[300]\n %e = exp %xh : f32[B,7,300]\n"
+        " %all = sum %e {axes=[], keepdim=0} : f32[]\n %mx = max %p {axes=[0], keepdim=1} : f32[1,7,300]\n"
+        " %i = input : i32[B,7,300] @i\n %j = mul %i, %i : i32[B,7,300]\n"
+        " %is = sum %j {axes=[0,2], keepdim=0} : i32[7]\n %mi = max %p {axes=[1,2], keepdim=0} : f32[B]\n"
+        " return dg=%dg, db=%db, all=%all, mx=%mx, is=%is, mi=%mi\n}\n",
+        "graph mm(B, T) {\n %x = input : f32[B,T,64] @x\n %w = input : f32[96,64] @w\n"
+        " %bias = input : f32[96] @bias\n %h = matmul %x, %w {tb=1} : f32[B,T,96]\n"
+        " %hb = add %h, %bias : f32[B,T,96]\n %g = gelu %hb : f32[B,T,96]\n"
+        " %q = input : f32[B,T,64] @q\n %k = input : f32[B,T,64] @k\n %v = input : f32[B,T,64] @v\n"
+        " %qh = reshape %q : f32[B,T,4,16]\n %qt = transpose %qh {perm=[0,2,1,3]} : f32[B,4,T,16]\n"
+        " %kh = reshape %k : f32[B,T,4,16]\n %kt = transpose %kh {perm=[0,2,1,3]} : f32[B,4,T,16]\n"
+        " %vh = reshape %v : f32[B,T,4,16]\n %vt = transpose %vh {perm=[0,2,1,3]} : f32[B,4,T,16]\n"
+        " %s = matmul %qt, %kt {tb=1} : f32[B,4,T,T]\n %cm = causal_mask %s : f32[B,4,T,T]\n"
+        " %sm = softmax %cm {axis=-1} : f32[B,4,T,T]\n %o = matmul %sm, %vt : f32[B,4,T,16]\n"
+        " %ot = transpose %o {perm=[0,2,1,3]} : f32[B,T,4,16]\n %of = reshape %ot : f32[B,T,64]\n"
+        " %dw = matmul %of, %x {ta=1} : f32[B,64,64]\n"
+        " return g=%g, of=%of, dw=%dw, h=%hb\n}\n",
+    };
+    const char *pipe = "decompose,simplify,cse,dce,fuse";
+    Gen gens[] = {{"step", 1, 9, 0}, {"i", -50, 50, 0}, {0}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        fused_case(cases[c], pipe, (int64_t[]){3, 11}, gens, 1e-5);
+        fused_case(cases[c], pipe, (int64_t[]){1, 1}, gens, 1e-5);
+    }
+}
+
+/* The gpt-mini train step (shrunk), fused, against the interpreter. */
+TEST(model_gpt_mini_fused)
+{
+    FeSet sets[] = {{"n_layers", "2"}, {"vocab_size", "300"}, {"context_length", "16"}};
+    FeOptions fo = {sets, 3};
+    IrError err = {0};
+    FeModel *m = fe_load_file("models/gpt-mini.json", &fo, &err);
+    if (!m) {
+        printf("  skipped: %s\n", err.msg);
+        return;
+    }
+    int64_t bind[IR_MAX_SYMS];
+    for (int i = 0; i < m->graph->nsym; i++)
+        bind[i] = !strcmp(m->graph->sym[i], "B") ? 2 : 11;
+    Gen gens[] = {{"idx", 0, 300, 0}, {"targets", 0, 300, 0}, {"step", 1, 5, 0},
+                  {"lr", 1e-4, 1e-3, 0}, {0}};
+    for (int train = 0; train < 2; train++) {
+        IrGraph *g = ir_graph_clone(m->graph);
+        PassCtx ctx = pass_ctx_default(&err);
+        const char *pipe = train ? "autodiff,optimizer,decompose,simplify,cse,dce,fuse"
+                                 : "decompose,simplify,cse,dce,fuse";
+        bool ok = (!train || pass_lookup("autodiff")) && pass_run_pipeline(g, pipe, &ctx);
+        if (ok)
+            verify(g, bind, gens, 1e-4);
+        else
+            ir_graph_free(g);
+    }
+    fe_model_free(m);
+}
+
 /* ---------------------------------------------------------------- asm, cache, errors */
 
 /* The asm of an elementwise kernel uses zmm registers (AVX-512 hosts). */
@@ -1098,7 +1205,7 @@ TEST(errors)
     y->body = ir_graph_new("body");
     IrError e3 = {0};
     CHECK(cg_program_compile(g, (int64_t[]){4}, NULL, &e3) == NULL &&
-          strstr(e3.msg, "no lowering for fused"));
+          strstr(e3.msg, "only fused nodes are lowered from their bodies"));
     ir_graph_free(y->body);
     y->body = NULL;
     IrNode *z = ir_unary(g, OP_NEG, x);
@@ -1200,6 +1307,8 @@ int main(void)
     RUN(const_and_iota);
     RUN(symbolic_binding);
     RUN(model_gpt_mini);
+    RUN(fused);
+    RUN(model_gpt_mini_fused);
     RUN(elementwise_asm_has_zmm);
     RUN(cache_hit_and_miss);
     RUN(errors);
