@@ -469,6 +469,8 @@ bool rt_train_step(RtTrain *t, double *loss, IrError *err)
               rt_exec_run(t->train_ex, err) && read_loss(t->train_ex, t->step, loss, err);
     if (!ok)
         return false;
+    const float *gn = rt_exec_output(t->train_ex, "grad_norm", NULL);
+    t->gnorm = gn ? *gn : NAN;
     t->tokens += rows * t->T;
     t->step++;
     if (++t->batch == rt_loader_batches(t->data.train))
@@ -540,6 +542,8 @@ static void progress(RtTrain *t, double loss, const RtEvalPoint *p)
             (long long)done_epoch(t), (long long)t->tokens, loss);
     if (p)
         fprintf(t->out, " | train %.3f | val %.3f", p->train, p->val);
+    if (isfinite(t->gnorm))
+        fprintf(t->out, " | gnorm %.3g", t->gnorm);
     fprintf(t->out, " | lr %.2e | %.0f tok/s | ETA %s\n",
             rt_train_lr(&t->o, t->step - 1, t->total), tps, eta);
     fflush(t->out);

@@ -32,6 +32,7 @@ struct RtTrain {
     int64_t step, epoch, batch, tokens;
     int64_t total;             /* the step to stop at */
     double seconds;            /* wall time of earlier runs (resume) */
+    double gnorm;              /* the last update's gradient norm (with --clip), else NaN */
     double t_start, t_train;   /* this run: start, time inside updates */
     int64_t tokens_at_start, step_at_start;
     RtEvalPoint *hist;
