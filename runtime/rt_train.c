@@ -540,8 +540,10 @@ static void progress(RtTrain *t, double loss, const RtEvalPoint *p)
                  sizeof eta);
     fprintf(t->out, "step %5lld | epoch %2lld | tokens %8lld | loss %.3f", (long long)t->step - 1,
             (long long)done_epoch(t), (long long)t->tokens, loss);
-    if (p)
+    if (p && isfinite(p->val))
         fprintf(t->out, " | train %.3f | val %.3f", p->train, p->val);
+    else if (p)
+        fprintf(t->out, " | train %.3f | val -", p->train);
     if (isfinite(t->gnorm))
         fprintf(t->out, " | gnorm %.3g", t->gnorm);
     fprintf(t->out, " | lr %.2e | %.0f tok/s | ETA %s\n",
@@ -643,7 +645,7 @@ bool rt_train_run(RtTrain *t, IrError *err)
     if (t->o.eval_every == 0 && t->step > t->step_at_start && !evaluate(t, &p, err))
         return false;
     if (t->o.eval_every == 0 && !t->o.quiet && t->step > t->step_at_start)
-        fprintf(t->out, "final: train %.3f | val %.3f\n", p.train, p.val);
+        fprintf(t->out, "final: train %.3f | val %.3f\n", p.train, p.val);   /* val: nan without a split */
     if (!rt_train_save(t, t->ckpt_path, err))
         return false;
     if (!t->o.quiet)
