@@ -195,6 +195,31 @@ static void print_kernels(const RtExec *ex, const IrGraph *g, long long steps, d
     free(order);
 }
 
+/* Kernel time per op, largest first: where a step goes, in one line. */
+static void print_by_op(const RtExec *ex, const IrGraph *g, long long steps)
+{
+    const CgProgram *p = rt_exec_program(ex);
+    double ms[OP_COUNT] = {0};
+    int count[OP_COUNT] = {0}, order[OP_COUNT], n = 0;
+    for (int i = 0; i < p->nnodes; i++)
+        if (p->nodes[i].kind == CG_KERNEL) {
+            ms[g->nodes[i]->op] += rt_exec_kernel_ns(ex)[i] / 1e6 / (double)steps;
+            count[g->nodes[i]->op]++;
+        }
+    for (int op = 0; op < OP_COUNT; op++) {
+        int k = count[op] ? n++ : -1;
+        for (; k > 0 && ms[order[k - 1]] < ms[op]; k--)
+            order[k] = order[k - 1];
+        if (k >= 0)
+            order[k] = op;
+    }
+    printf("time by op, ms per step:");
+    for (int k = 0; k < n; k++)
+        printf("%s %s %.3f (%d)", k ? "," : "", ir_op_name((IrOp)order[k]), ms[order[k]],
+               count[order[k]]);
+    printf("\n");
+}
+
 static double kernel_ms(const RtExec *ex)
 {
     const CgProgram *p = rt_exec_program(ex);
@@ -221,6 +246,7 @@ static void print_summary(const RtExec *ex, const BenchArgs *a, const int64_t *b
            (long long)tokens);
     printf("GFLOP/s: %.2f (%.4g GFLOP/step)\n", st->flops / step_ms / 1e6, st->flops / 1e9);
     printf("peak RSS: %.1f MiB\n", ru.ru_maxrss / 1024.0);
+    print_by_op(ex, g, a->steps);
     print_kernels(ex, g, a->steps, step_ms);
 }
 

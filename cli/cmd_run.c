@@ -398,10 +398,13 @@ void cli_print_exec(const RtExec *ex, FILE *f)
     fprintf(f, "compile: %.1f ms (%s), %d kernels\n", st->compile_ms,
             st->cache_hit ? "cache hit" : "compiled", st->nkernels);
     fprintf(f, "memory: arena %.2f MiB planned (%.2f MiB without reuse), params %.2f MiB, "
-            "state %.2f MiB, inputs %.2f MiB\n",
+            "state %.2f MiB, inputs %.2f MiB",
             st->peak_bytes / 1048576.0, st->naive_bytes / 1048576.0,
             st->param_bytes / 1048576.0, st->state_bytes / 1048576.0,
             st->input_bytes / 1048576.0);
+    if (st->pinned_bytes)
+        fprintf(f, "; %.2f MiB of updates written in place", st->pinned_bytes / 1048576.0);
+    fprintf(f, "\n");
     fprintf(f, "threads: %d (OpenBLAS core %s)\n", st->nthreads,
             st->blas_core ? st->blas_core : "?");
 }

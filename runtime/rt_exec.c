@@ -30,8 +30,13 @@
 #include <time.h>
 
 /* Below this much work (elements or flops) a parallel kernel runs on the
- * calling thread: waking the pool costs more than it saves. */
-#define RT_PAR_MIN_WORK 16384
+ * calling thread.  Handing half a range to another core costs 1-5 us when
+ * the worker spins and 20-40 us when it must be woken (after a matmul) on
+ * this kind of 2-vCPU virtual machine; an elementwise kernel over 64K
+ * elements takes about 25 us, so splitting it saves less than it costs,
+ * while one over 256K (~100 us) gains clearly.  GRADC_PAR_MIN_WORK
+ * overrides the threshold (0: split every parallel kernel). */
+#define RT_PAR_MIN_WORK 262144
 /* A serial kernel with at least this many flops (a matmul) puts the pool
  * to sleep first, so that OpenBLAS has the cores to itself. */
 #define RT_BLAS_MIN_FLOPS 1e6
@@ -54,11 +59,14 @@ struct RtExec {
     SrcBlock *block;           /* [nnodes] */
     int64_t *src_off;          /* [nnodes] offset of a source in its slab */
     bool *input_set;           /* [nnodes] plain inputs set at least once */
+    bool *pinned;              /* [nnodes] kernel roots written into a source's buffer */
+    int *pin_to;               /* [nnodes] that source, or -1 */
     char *param_slab, *state_slab, *input_slab, *arena;
     void *raw[4];              /* the allocations behind the four blocks */
     WriteBack *wb;
     int nwb;
     double *kernel_ns;         /* [nnodes] with timing */
+    double par_min_work;       /* RT_PAR_MIN_WORK or $GRADC_PAR_MIN_WORK */
     int runs;
     RtExecStats stats;
 };
@@ -90,6 +98,15 @@ static double now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* A non-negative number from the environment, else dflt. */
+static double env_number(const char *name, double dflt)
+{
+    const char *v = getenv(name);
+    char *end;
+    double x = v && *v ? strtod(v, &end) : -1;
+    return v && *v && !*end && x >= 0 ? x : dflt;
 }
 
 static bool has_output(const IrGraph *g, const char *name)
@@ -159,22 +176,76 @@ static bool layout_sources(RtExec *ex, IrError *err)
 
 /* ---------------------------------------------------------------- write-back */
 
+/* The node whose buffer node i uses (aliases resolved; rt_memplan checks
+ * that aliases point backwards). */
+static int root_of(const CgProgram *p, int i)
+{
+    while (p->nodes[i].kind == CG_ALIAS && p->nodes[i].alias_of >= 0 && p->nodes[i].alias_of < i)
+        i = p->nodes[i].alias_of;
+    return i;
+}
+
+/* True if no node after r reads s's buffer and no output is s's old value. */
+static bool last_reader(const RtExec *ex, int r, int s)
+{
+    for (int j = r + 1; j < ex->g->nnodes; j++)
+        for (int k = 0; k < ex->g->nodes[j]->nin; k++)
+            if (root_of(ex->prog, ex->g->nodes[j]->in[k]->index) == s)
+                return false;
+    for (int o = 0; o < ex->g->nout; o++)
+        if (root_of(ex->prog, ex->g->outs[o].node->index) == s)
+            return false;
+    return true;
+}
+
+/* Write-back in place: the kernel of output root r may write straight into
+ * source s's buffer when r is a plain elementwise kernel that reads s (if
+ * at all) element for element, and nothing after r reads s's old value.
+ * Then the output needs no arena space and no copy after the run: an AdamW
+ * step updates its params and moments where they lie. */
+static bool can_pin(const RtExec *ex, int r, int s)
+{
+    const IrNode *n = ex->g->nodes[r];
+    if (ex->prog->nodes[r].kind != CG_KERNEL || n->body || ex->pin_to[r] >= 0 ||
+        ir_ops[n->op].kind != OPK_ELEMWISE)
+        return false;
+    for (int k = 0; k < n->nin; k++)
+        if (root_of(ex->prog, n->in[k]->index) == s &&
+            ex->prog->nodes[n->in[k]->index].numel != ex->prog->nodes[r].numel)
+            return false; /* read broadcast: not element for element */
+    return last_reader(ex, r, s);
+}
+
+static bool check_write_back(const RtExec *ex, const IrOutput *o, int to, IrError *err)
+{
+    const CgNodeCode *a = &ex->prog->nodes[o->node->index], *b = &ex->prog->nodes[to];
+    const IrNode *dst = ex->g->nodes[to];
+    if (a->bytes == b->bytes && o->node->dtype == dst->dtype)
+        return true;
+    ir_error(err, "output '%s' writes back into %s '%s' but has a different type "
+             "(%lld bytes of %s, expected %lld bytes of %s)", o->name,
+             dst->op == OP_PARAM ? "param" : "input", o->name, (long long)a->bytes,
+             ir_dtype_name(o->node->dtype), (long long)b->bytes, ir_dtype_name(dst->dtype));
+    ir_error_hint(err, "an output named like a param or input is its new value after a "
+                  "step; rename the output otherwise");
+    return false;
+}
+
+/* Pins the output's root into `to` where safe; else records a copy. */
 static bool add_write_back(RtExec *ex, const IrOutput *o, int to, IrError *err)
 {
-    int from = o->node->index;
-    const CgNodeCode *a = &ex->prog->nodes[from], *b = &ex->prog->nodes[to];
-    const IrNode *dst = ex->g->nodes[to];
-    if (a->bytes != b->bytes || o->node->dtype != dst->dtype) {
-        ir_error(err, "output '%s' writes back into %s '%s' but has a different type "
-                 "(%lld bytes of %s, expected %lld bytes of %s)", o->name,
-                 dst->op == OP_PARAM ? "param" : "input", o->name, (long long)a->bytes,
-                 ir_dtype_name(o->node->dtype), (long long)b->bytes, ir_dtype_name(dst->dtype));
-        ir_error_hint(err, "an output named like a param or input is its new value after a "
-                      "step; rename the output otherwise");
+    if (!check_write_back(ex, o, to, err))
         return false;
+    int from = o->node->index, r = root_of(ex->prog, from);
+    if (r == to)
+        return true; /* the output is the source itself */
+    if (can_pin(ex, r, to)) {
+        ex->pin_to[r] = to;
+        ex->pinned[r] = true;
+        ex->stats.pinned_bytes += ex->prog->nodes[r].bytes;
+        return true;
     }
-    if (ex->plan.root[from] != to)
-        ex->wb[ex->nwb++] = (WriteBack){from, to, a->bytes};
+    ex->wb[ex->nwb++] = (WriteBack){from, to, ex->prog->nodes[from].bytes};
     return true;
 }
 
@@ -208,14 +279,21 @@ static bool alloc_blocks(RtExec *ex, IrError *err)
     return ex->arena != NULL;
 }
 
+/* Sources first (a pinned kernel takes its source's buffer), then kernels
+ * and aliases in order (an alias's root comes before it). */
 static void fill_slots(RtExec *ex)
 {
+    for (int i = 0; i < ex->prog->nnodes; i++)
+        if (ex->block[i] != SB_NONE)
+            ex->slots[i] = block_base(ex, ex->block[i]) + ex->src_off[i];
     for (int i = 0; i < ex->prog->nnodes; i++) {
         int r = ex->plan.root[i];
+        if (ex->block[i] != SB_NONE)
+            continue;
         if (r != i)
             ex->slots[i] = ex->slots[r];
-        else if (ex->block[i] != SB_NONE)
-            ex->slots[i] = block_base(ex, ex->block[i]) + ex->src_off[i];
+        else if (ex->pin_to[i] >= 0)
+            ex->slots[i] = ex->slots[ex->pin_to[i]];
         else
             ex->slots[i] = ex->arena + (ex->plan.offset[i] >= 0 ? ex->plan.offset[i] : 0);
     }
@@ -244,10 +322,15 @@ static RtExec *exec_alloc(const IrGraph *g, const CgProgram *p, const RtExecOpti
     ex->block = calloc(n, sizeof *ex->block);
     ex->src_off = calloc(n, sizeof *ex->src_off);
     ex->input_set = calloc(n, sizeof *ex->input_set);
+    ex->pinned = calloc(n, sizeof *ex->pinned);
+    ex->pin_to = malloc(n * sizeof *ex->pin_to);
+    for (size_t i = 0; i < n; i++)
+        ex->pin_to[i] = -1;
     if (opt && opt->timing)
         ex->kernel_ns = calloc(n, sizeof *ex->kernel_ns);
     ex->stats.nthreads = opt && opt->nthreads > 0 ? opt->nthreads : rt_default_threads();
     ex->stats.blas_core = openblas_get_corename();
+    ex->par_min_work = env_number("GRADC_PAR_MIN_WORK", RT_PAR_MIN_WORK);
     return ex;
 }
 
@@ -257,9 +340,8 @@ static bool exec_setup(RtExec *ex, IrError *err)
         ir_error(err, "internal: the program was compiled for another graph");
         return false;
     }
-    if (!layout_sources(ex, err) || !rt_memplan(ex->g, ex->prog, NULL, &ex->plan, err))
-        return false;
-    if (!find_write_backs(ex, err) || !alloc_blocks(ex, err))
+    if (!layout_sources(ex, err) || !find_write_backs(ex, err) ||
+        !rt_memplan(ex->g, ex->prog, ex->pinned, &ex->plan, err) || !alloc_blocks(ex, err))
         return false;
     fill_slots(ex);
     count_kernels(ex);
@@ -313,6 +395,8 @@ void rt_exec_free(RtExec *ex)
     free(ex->block);
     free(ex->src_off);
     free(ex->input_set);
+    free(ex->pinned);
+    free(ex->pin_to);
     free(ex->wb);
     free(ex->kernel_ns);
     if (ex->owned)
@@ -447,7 +531,7 @@ static bool check_inputs(const RtExec *ex, IrError *err)
 static void run_kernel(RtExec *ex, const CgNodeCode *c)
 {
     double work = c->flops > (double)c->numel ? c->flops : (double)c->numel;
-    if (c->parallel && work >= RT_PAR_MIN_WORK) {
+    if (c->parallel && work >= ex->par_min_work) {
         rt_pool_run(ex->pool, c->fn, ex->slots, c->extent);
         return;
     }

@@ -14,7 +14,11 @@
  *
  * After a run, every output named like a param or an input is copied into
  * that param's or input's buffer: that is how a train-step graph updates its
- * weights and optimizer state ("write-back").
+ * weights and optimizer state ("write-back").  Where it is safe — the
+ * output comes from an elementwise kernel, and nothing after that kernel
+ * reads the old value — the kernel writes straight into the slab instead
+ * ("pinned"), so an AdamW step needs neither arena space nor copies for
+ * the new params and moments.
  *
  * Threads (rt_pool.c).  The runtime owns the threading so that OpenBLAS and
  * gradc's kernels never oversubscribe the cores: nthreads is GRADC_THREADS or
@@ -130,6 +134,7 @@ typedef struct RtExecStats {
     int64_t peak_bytes;  /* arena, as planned */
     int64_t naive_bytes; /* arena without reuse */
     int64_t param_bytes, state_bytes, input_bytes;
+    int64_t pinned_bytes; /* write-back outputs computed in place in their slab */
     double flops;        /* one run, from the program's per-node estimates */
     const char *blas_core; /* openblas_get_corename() */
 } RtExecStats;

@@ -5,6 +5,14 @@
  * split into nthreads contiguous chunks, and rt_pool_run returns only when
  * every chunk is done: a barrier per kernel, so kernels run in graph order.
  *
+ * Chunks are claimed, not assigned: every thread, the caller first, takes
+ * the next unclaimed chunk from a counter until none is left.  A worker
+ * that is slow to wake (asleep after a matmul, or descheduled on a busy
+ * machine) therefore never holds the step up: the caller runs its chunks,
+ * and the job costs at most a little more than running it alone.  The
+ * counter carries the job's number in its high half, so a late worker
+ * cannot claim a chunk of a job other than the one it woke for.
+ *
  * A job is published by bumping a generation counter.  Workers wait for a
  * new generation by spinning for up to 50 us (a kernel usually follows
  * another within microseconds) and then sleep on a condition variable.
@@ -19,7 +27,8 @@
  *
  * Chunks never depend on timing: chunk t is always [extent*t/n,
  * extent*(t+1)/n) and is computed by one thread, so results do not depend
- * on which thread ran which chunk.
+ * on which thread ran which chunk.  (The lowering also makes a kernel's
+ * results independent of the split itself; see docs/codegen.md.)
  */
 #define _GNU_SOURCE
 #include "rt_exec.h"
@@ -46,7 +55,6 @@
 
 typedef struct Worker {
     RtPool *pool;
-    int index; /* 1 .. nthreads-1; chunk index */
     pthread_t thread;
 } Worker;
 
@@ -59,7 +67,8 @@ struct RtPool {
     int64_t extent;
     /* synchronization */
     _Atomic uint64_t gen;     /* bumped once per job */
-    _Atomic int pending;      /* workers still busy with the current job */
+    _Atomic uint64_t claim;   /* job number << 32 | next chunk to claim */
+    _Atomic int done;         /* chunks of the current job finished */
     _Atomic int sleepers;     /* workers waiting on `wake` */
     _Atomic bool hot;         /* workers may spin */
     _Atomic bool stop;
@@ -95,12 +104,25 @@ int rt_default_threads(void)
 
 /* ---------------------------------------------------------------- chunks */
 
-static void run_chunk(RtPool *p, int t)
+static void run_chunk(RtPool *p, int64_t t)
 {
     int64_t n = p->nthreads;
     int64_t begin = p->extent * t / n, end = p->extent * (t + 1) / n;
     if (begin < end)
         p->fn(p->slots, begin, end);
+}
+
+/* Claims and runs chunks of job `job` until none is left. */
+static void run_chunks(RtPool *p, uint32_t job)
+{
+    uint64_t c = atomic_load(&p->claim);
+    while ((uint32_t)(c >> 32) == job && (c & 0xffffffffu) < (uint64_t)p->nthreads) {
+        if (!atomic_compare_exchange_weak(&p->claim, &c, c + 1))
+            continue; /* c now holds the current value */
+        run_chunk(p, (int64_t)(c & 0xffffffffu));
+        atomic_fetch_add(&p->done, 1);
+        c = atomic_load(&p->claim);
+    }
 }
 
 /* ---------------------------------------------------------------- workers */
@@ -152,16 +174,18 @@ static void *worker_main(void *arg)
         seen = wait_job(p, seen);
         if (atomic_load(&p->stop))
             return NULL;
-        run_chunk(p, w->index);
-        atomic_fetch_sub(&p->pending, 1);
+        run_chunks(p, (uint32_t)seen);
     }
 }
 
 /* ---------------------------------------------------------------- publishing */
 
-static void publish(RtPool *p)
+/* Publishes the job in p->fn/slots/extent; returns its number. */
+static uint32_t publish(RtPool *p)
 {
-    atomic_store(&p->pending, p->nthreads - 1);
+    uint32_t job = (uint32_t)(atomic_load(&p->gen) + 1);
+    atomic_store(&p->done, 0);
+    atomic_store(&p->claim, (uint64_t)job << 32);
     atomic_store(&p->hot, true);
     atomic_fetch_add(&p->gen, 1);
     if (atomic_load(&p->sleepers) > 0) {
@@ -169,11 +193,13 @@ static void publish(RtPool *p)
         pthread_cond_broadcast(&p->wake);
         pthread_mutex_unlock(&p->mu);
     }
+    return job;
 }
 
+/* Waits for chunks that other threads claimed and still run. */
 static void wait_done(RtPool *p)
 {
-    for (unsigned i = 0; atomic_load(&p->pending) > 0; i++)
+    for (unsigned i = 0; atomic_load(&p->done) < p->nthreads; i++)
         if (i < 4096)
             cpu_relax();
         else
@@ -190,8 +216,7 @@ void rt_pool_run(RtPool *p, CgKernelFn fn, void *const *slots, int64_t extent)
     p->fn = fn;
     p->slots = slots;
     p->extent = extent;
-    publish(p);
-    run_chunk(p, 0);
+    run_chunks(p, publish(p));
     wait_done(p);
 }
 
@@ -207,7 +232,6 @@ static bool start_workers(RtPool *p, IrError *err)
     for (int i = 1; i < p->nthreads; i++) {
         Worker *w = &p->workers[i];
         w->pool = p;
-        w->index = i;
         int e = pthread_create(&w->thread, NULL, worker_main, w);
         if (e != 0) {
             ir_error(err, "cannot start thread %d of %d: %s", i, p->nthreads, strerror(e));

@@ -597,6 +597,46 @@ TEST(exec_write_back)
     }
     /* loss of the second run saw the first update: sum((1 - g)^2) */
     CHECK(((const float *)rt_exec_output(ex, "loss", NULL))[0] == 0.25f + 0 + 1 + 9);
+    /* m2 is computed in place in m's buffer (nothing reads the old m after
+     * it); w2 is copied, since the loss reads the old w after it */
+    CHECK(rt_exec_buffer(ex, m2->index) == (void *)mv);
+    CHECK(rt_exec_buffer(ex, w2->index) != (void *)wv);
+    CHECK(rt_exec_stats(ex)->pinned_bytes == 16);
+    rt_exec_free(ex);
+    fake_free(p);
+    ir_graph_free(g);
+}
+
+/* An elementwise update that is the last reader of its param runs in
+ * place; a reduction does not. */
+TEST(exec_write_back_in_place)
+{
+    IrGraph *g = ir_graph_new("inplace");
+    IrNode *w = ir_param(g, "w", shape2(4, 8), "ones", 0, true);
+    ir_param(g, "b", ir_shape_ints(1, (int64_t[]){4}), "ones", 0, true);
+    IrNode *x = ir_input(g, "x", DT_F32, shape2(4, 8));
+    IrNode *y = ir_binary(g, OP_MUL, w, x);                   /* reads w and x */
+    IrNode *w2 = ir_binary(g, OP_SUB, w, y);                  /* w - w*x: last reader of w */
+    ir_graph_add_output(g, "w", w2);
+    ir_graph_add_output(g, "b", ir_reduce(g, OP_SUM, w2, (int[]){1}, 1, false));
+    CgProgram *p = fake_program(g);
+    IrError err = {0};
+    RtExec *ex = rt_exec_new_program(g, p, NULL, &err);
+    CHECK(ex != NULL);
+    if (ex) {
+        float xv[32];
+        for (int i = 0; i < 32; i++)
+            xv[i] = 0.25f * (float)(i % 4);
+        rt_exec_init_params(ex, 3);
+        CHECK(rt_exec_set_input(ex, "x", xv, sizeof xv, &err) && rt_exec_run(ex, &err));
+        CHECK(rt_exec_buffer(ex, w2->index) == (void *)rt_exec_param(ex, "w"));
+        CHECK(rt_exec_stats(ex)->pinned_bytes == 32 * 4);
+        for (int i = 0; i < 32; i++)
+            CHECK(rt_exec_param(ex, "w")[i] == 1 - xv[i]);
+        /* b[r] = sum_c (1 - x[r, c]) = 8 - 0.25 * (0+1+2+3) * 2, copied back */
+        CHECK(rt_exec_param(ex, "b")[1] == 5.0f);
+        check_plan(rt_exec_plan(ex));
+    }
     rt_exec_free(ex);
     fake_free(p);
     ir_graph_free(g);
@@ -654,6 +694,8 @@ TEST(jit_threads_bit_identical)
 
 int main(void)
 {
+    /* split every parallel kernel, however small, so that the pool runs */
+    setenv("GRADC_PAR_MIN_WORK", "0", 1);
     RUN(pool_covers_each_index_once);
     RUN(default_threads);
     RUN(plan_chain_reuses);
@@ -666,6 +708,7 @@ int main(void)
     RUN(exec_init_params);
     RUN(exec_input_errors);
     RUN(exec_write_back);
+    RUN(exec_write_back_in_place);
     RUN(exec_write_back_type_mismatch);
     RUN(jit_threads_bit_identical);
     return test_summary();
