@@ -39,7 +39,6 @@ static const struct {
     {OP_GATHER, 1, "gather indices are integers"},
     {OP_SCATTER_ADD, 1, "scatter indices are integers"},
     {OP_CROSS_ENTROPY, 1, "cross_entropy targets are integer class ids"},
-    {OP_FUSED, -1, "fused kernels come from the fuse pass, which runs after autodiff"},
 };
 
 const char *pass_autodiff_nondiff_reason(IrOp op, int operand)
@@ -612,7 +611,8 @@ static void ad_cross_entropy(AdState *ad, IrNode *n, IrNode *g)
     ad_acc(ad, z, mul(ad, mul(ad, sub(ad, sm, onehot), valid), scale));
 }
 
-/* fused kernels are made after autodiff (nondiff[] says so); never reached. */
+/* Fused kernels are made by the fuse pass, after autodiff.  A gradient that
+ * reaches one is an error rather than a silent zero for what lies behind. */
 static void ad_fused(AdState *ad, IrNode *n, IrNode *g)
 {
     ad_fail(ad, n, "a fused kernel has no gradient rule: differentiate before the fuse pass");

@@ -345,6 +345,24 @@ TEST(cross_entropy_with_ignore_index)
     ir_graph_free(g);
 }
 
+/* A fused kernel (made after autodiff) on the path to a param is an error,
+ * not a silent zero gradient. */
+TEST(fused_kernel_is_an_error)
+{
+    IrGraph *g = graph();
+    IrNode *x = in(g, "x", S(2, 2)), *w = ir_param(g, "w", S(2, 2), "zeros", 0, true);
+    IrDType dt = DT_F32;
+    IrShape s = S(2, 2);
+    IrNode *k = ir_node_new(g, OP_FUSED, (IrNode *[]){x, w}, 2, NULL, 0, &dt, &s, NULL);
+    ir_graph_add_output(g, "loss", ir_reduce(g, OP_SUM, k, (int[]){0, 1}, 2, false));
+    IrError err = {0};
+    PassCtx ctx = pass_ctx_default(&err);
+    CHECK(!pass_autodiff(g, &ctx));
+    CHECK(strstr(err.msg, "fused") && strstr(err.msg, "before the fuse pass"));
+    covered[OP_FUSED] = true;
+    ir_graph_free(g);
+}
+
 /* Every op is either checked above or declared non-differentiable. */
 TEST(every_op_has_a_checked_rule)
 {
@@ -633,6 +651,7 @@ int main(void)
     RUN(softmax_layernorm_gelu);
     RUN(causal_mask_rule);
     RUN(cross_entropy_with_ignore_index);
+    RUN(fused_kernel_is_an_error);
     RUN(every_op_has_a_checked_rule);
     RUN(adds_loss_and_grad_outputs);
     RUN(shared_use_accumulates);
