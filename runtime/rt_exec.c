@@ -198,22 +198,53 @@ static bool last_reader(const RtExec *ex, int r, int s)
     return true;
 }
 
+/* True if a kernel reads every operand element for element or broadcast:
+ * a plain elementwise op, or a fused body of elementwise ops, sources and
+ * row-major views (no transpose, slice, reduction or matmul). */
+static bool elementwise_kernel(const IrNode *n)
+{
+    if (!n->body)
+        return ir_ops[n->op].kind == OPK_ELEMWISE;
+    for (int i = 0; i < n->body->nnodes; i++) {
+        const IrNode *b = n->body->nodes[i];
+        IrOpKind k = ir_ops[b->op].kind;
+        if (k != OPK_ELEMWISE && k != OPK_SOURCE && b->op != OP_RESHAPE && b->op != OP_BROADCAST)
+            return false;
+    }
+    return true;
+}
+
+/* Every sibling of r's group (r .. end) elementwise, of r's size. */
+static bool group_elementwise(const RtExec *ex, int r, int end)
+{
+    int first = r;
+    while (first > 0 && rt_sibling_end(ex->g, first - 1) >= r)
+        first--;
+    for (int i = first; i <= end; i++)
+        if (!elementwise_kernel(ex->g->nodes[i]) ||
+            ex->prog->nodes[i].numel != ex->prog->nodes[r].numel)
+            return false;
+    return true;
+}
+
 /* Write-back in place: the kernel of output root r may write straight into
- * source s's buffer when r is a plain elementwise kernel that reads s (if
- * at all) element for element, and nothing after r reads s's old value.
- * Then the output needs no arena space and no copy after the run: an AdamW
- * step updates its params and moments where they lie. */
+ * source s's buffer when it reads s (if at all) element for element, and
+ * nothing after it reads s's old value.  For a fused sibling the kernel
+ * that writes is the group's last.  Then the output needs no arena space
+ * and no copy after the run: an AdamW step updates its params and moments
+ * where they lie. */
 static bool can_pin(const RtExec *ex, int r, int s)
 {
     const IrNode *n = ex->g->nodes[r];
-    if (ex->prog->nodes[r].kind != CG_KERNEL || n->body || ex->pin_to[r] >= 0 ||
-        ir_ops[n->op].kind != OPK_ELEMWISE)
+    int end = rt_sibling_end(ex->g, r);
+    if (ex->prog->nodes[r].kind != CG_KERNEL || ex->pin_to[r] >= 0 ||
+        !group_elementwise(ex, r, end))
         return false;
     for (int k = 0; k < n->nin; k++)
         if (root_of(ex->prog, n->in[k]->index) == s &&
             ex->prog->nodes[n->in[k]->index].numel != ex->prog->nodes[r].numel)
             return false; /* read broadcast: not element for element */
-    return last_reader(ex, r, s);
+    return last_reader(ex, end, s);
 }
 
 static bool check_write_back(const RtExec *ex, const IrOutput *o, int to, IrError *err)

@@ -114,6 +114,9 @@ typedef struct RtMemPlan {
 bool rt_memplan(const IrGraph *g, const CgProgram *p, const bool *pinned,
                 RtMemPlan *plan, IrError *err);
 void rt_memplan_free(RtMemPlan *plan);
+/* The index of the last sibling of fused node i (the node whose kernel
+ * writes the outputs of the whole group), or i when it has none. */
+int rt_sibling_end(const IrGraph *g, int i);
 /* True if roots a and b are live at the same time (inclusive intervals). */
 bool rt_memplan_overlap_in_time(const RtMemPlan *plan, int a, int b);
 

@@ -11,6 +11,10 @@
  *   end    the largest index of a node that reads the root through any
  *          alias; n (past the last node) when any graph output reaches it,
  *          since outputs and write-back values are read after the run.
+ * Sibling fused nodes (the outputs of one multi-output kernel: adjacent,
+ * same `group`, same operands) are all written by the last sibling's
+ * kernel (codegen/cg_lower_fused.c), so each sibling's life extends at
+ * least to the last sibling's index.
  * Two buffers whose intervals meet must not overlap in memory.  Because a
  * kernel's operands are live at its own index, its result never shares
  * memory with them: no kernel works in place (the passes issue may add
@@ -55,11 +59,37 @@ static bool find_roots(const CgProgram *p, int *root, IrError *err)
     return true;
 }
 
+static bool same_operands(const IrNode *a, const IrNode *b)
+{
+    if (a->nin != b->nin)
+        return false;
+    for (int k = 0; k < a->nin; k++)
+        if (a->in[k] != b->in[k])
+            return false;
+    return true;
+}
+
+int rt_sibling_end(const IrGraph *g, int i)
+{
+    const IrNode *a = g->nodes[i];
+    if (a->op != OP_FUSED || !ir_node_attr(a, ATTR_GROUP))
+        return i;
+    int64_t grp = ir_node_int(a, ATTR_GROUP, 0);
+    while (i + 1 < g->nnodes) {
+        const IrNode *b = g->nodes[i + 1];
+        if (b->op != OP_FUSED || !ir_node_attr(b, ATTR_GROUP) ||
+            ir_node_int(b, ATTR_GROUP, 0) != grp || !same_operands(a, b))
+            break;
+        i++;
+    }
+    return i;
+}
+
 /* last[r] for every root r: readers through any alias, outputs to the end. */
 static void find_last_uses(const IrGraph *g, RtMemPlan *plan)
 {
     for (int i = 0; i < plan->n; i++)
-        plan->last[i] = i;
+        plan->last[i] = rt_sibling_end(g, i);
     for (int i = 0; i < plan->n; i++) {
         const IrNode *nd = g->nodes[i];
         for (int j = 0; j < nd->nin; j++) {
