@@ -7,7 +7,8 @@
  *   tokens/s       B*T tokens per step over the measured wall time;
  *   GFLOP/s        the program's FLOPs per step (codegen's per-node
  *                  estimates: 2*M*N*K per matmul, about one per element
- *                  elsewhere) over the same time;
+ *                  elsewhere) over the same time, and the same against
+ *                  the FLOPs of ir/cost.h (what `gradc check` prints);
  *   top kernels    the 15 with the most total time, with op, node name,
  *                  share of the step and their own GFLOP/s;
  *   peak RSS, the thread count and OpenBLAS's core type.
@@ -20,6 +21,7 @@
  */
 #include "cli.h"
 #include "codegen/cg.h"
+#include "ir/cost.h"
 #include "passes/pass.h"
 #include "runtime/rt_exec.h"
 
@@ -244,7 +246,10 @@ static void print_summary(const RtExec *ex, const BenchArgs *a, const int64_t *b
            a->warmup, step_ms, kernel_ms(ex) / (double)a->steps);
     printf("tokens/s: %.1f (%lld tokens/step)\n", (double)tokens * 1e3 / step_ms,
            (long long)tokens);
-    printf("GFLOP/s: %.2f (%.4g GFLOP/step)\n", st->flops / step_ms / 1e6, st->flops / 1e9);
+    double check_flops = (double)ir_cost_flops(g, binding);
+    printf("GFLOP/s: %.2f (%.4g GFLOP/step as compiled; %.2f GFLOP/s against the %.4g GFLOP/step "
+           "of `gradc check`'s cost model)\n", st->flops / step_ms / 1e6, st->flops / 1e9,
+           check_flops / step_ms / 1e6, check_flops / 1e9);
     printf("peak RSS: %.1f MiB\n", ru.ru_maxrss / 1024.0);
     print_by_op(ex, g, a->steps);
     print_kernels(ex, g, a->steps, step_ms);
