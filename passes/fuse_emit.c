@@ -538,8 +538,8 @@ static void explain(const Emit *E, int nin_nodes)
         kernels += u->gi >= 0 || !(fuse_is_source(n) || n->op == OP_RESHAPE);
         fused += u->gi >= 0;
     }
-    fprintf(f, "// fuse: %d nodes in, %d out; %d kernels, %d of them fused\n", nin_nodes,
-            F->g->nnodes, kernels, fused);
+    fprintf(f, "// fuse: %d nodes in, %d out; %d kernel%s, %d fused\n", nin_nodes, F->g->nnodes,
+            kernels, kernels == 1 ? "" : "s", fused);
 }
 
 /* ---------------------------------------------------------------- entry */

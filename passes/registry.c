@@ -25,13 +25,14 @@ const PassInfo pass_registry[] = {
 
 const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
 
-/* What `gradc dump --stage=opt` runs.  Later issues grow it to the full
- * train-step pipeline, in this order:
+/* What compiles run (gradc run, verify, bench, train) and, up to fuse,
+ * what `gradc dump --stage=opt` shows; --stage=kernels shows all of it.
+ * Later issues grow it to the full train-step pipeline, in this order:
  *     autodiff,decompose,simplify,cse,dce,fuse,schedule,memplan
  * (autodiff and the optimizer first, fusion and memory planning last).
- * decompose and simplify join it together with fuse: without fusion every
- * primitive of a decomposed composite is a kernel of its own (gpt-mini
- * forward, 2 layers: 60 kernels and 1.7 ms with cse,dce; 144 kernels and
- * 6.5 ms with decompose,simplify,cse,dce), while codegen lowers the
- * composites whole. */
-const char *const pass_default_pipeline = "cse,dce";
+ * decompose and simplify joined it together with fuse: without fusion
+ * every primitive of a decomposed composite is a kernel of its own (gpt-mini
+ * forward, 2 layers: 60 kernels with cse,dce, where codegen lowers the
+ * composites whole; 144 with decompose,simplify,cse,dce), and fuse rebuilds
+ * the composites' kernels and more from the primitives (26 kernels). */
+const char *const pass_default_pipeline = "decompose,simplify,cse,dce,fuse";

@@ -308,8 +308,117 @@ TEST(models_keep_their_values)
     }
 }
 
+/* ---------------------------------------------------------------- structure */
+
+/* Kernels per transformer block: the difference between gpt2-small with
+ * two blocks and with one (small dims: the structure is the same). */
+static int block_kernels(const char *pipeline)
+{
+    int k[2] = {0, 0};
+    for (int l = 0; l < 2; l++) {
+        FeSet sets[] = {{"n_layers", l ? "2" : "1"}, {"vocab_size", "61"}, {"emb_dim", "24"},
+                        {"n_heads", "2"}, {"context_length", "16"}};
+        FeOptions o = {sets, 5};
+        IrError err = {0};
+        FeModel *m = fe_load_file("models/gpt2-small.json", &o, &err);
+        if (!m) {
+            fprintf(stderr, "gpt2-small: %s\n", err.msg);
+            return -1;
+        }
+        IrGraph *g = ir_graph_clone(m->graph);
+        if (run(g, pipeline, NULL))
+            k[l] = count_kernels(g);
+        ir_graph_free(g);
+        fe_model_free(m);
+    }
+    return k[1] - k[0];
+}
+
+/* The figures of the optimization-passes issue: 8 kernels per block
+ * forward, at most 30 forward and backward, as docs/passes.md says. */
+TEST(kernels_per_block)
+{
+    int fwd = block_kernels("decompose,simplify,cse,dce,fuse");
+    printf("  gpt2-small per block: forward %d kernels\n", fwd);
+    CHECK(fwd == 8);
+    if (!pass_lookup("autodiff"))
+        return;
+    int both = block_kernels("autodiff,decompose,simplify,cse,dce,fuse");
+    int step = block_kernels("autodiff,optimizer,decompose,simplify,cse,dce,fuse");
+    printf("  gpt2-small per block: forward+backward %d kernels, train step %d\n", both, step);
+    CHECK(both > 0 && both <= 30);
+    CHECK(step > both);
+}
+
+static IrGraph *parse(const char *text)
+{
+    IrError err = {0};
+    IrGraph *g = ir_parse(text, "test", &err);
+    if (!g)
+        fprintf(stderr, "parse: %s %s\n", err.where, err.msg);
+    CHECK(g != NULL);
+    return g;
+}
+
+/* softmax then layernorm is one row kernel (four levels of reductions);
+ * the matmul after it reads it from memory, and its result, a graph
+ * output, is transposed by a kernel of its own. */
+TEST(row_kernels_and_explain)
+{
+    IrGraph *g = parse(
+        "graph g(B) {\n %x = input : f32[B,4,32] @x\n %s = softmax %x {axis=-1} : f32[B,4,32]\n"
+        " %g = input : f32[32] @g\n %h = input : f32[32] @h\n"
+        " %l = layernorm %s, %g, %h {eps=1e-05} : f32[B,4,32]\n"
+        " %w = input : f32[32,32] @w\n %m = matmul %l, %w : f32[B,4,32]\n"
+        " %t = transpose %m {perm=[0,2,1]} : f32[B,32,4]\n %u = exp %t : f32[B,32,4]\n"
+        " return u=%u, m=%m\n}\n");
+    char *ex = NULL;
+    if (!g)
+        return;
+    CHECK(run(g, "decompose,simplify,cse,dce,fuse", &ex));
+    CHECK(count_op(g, OP_FUSED) == 1 && count_op(g, OP_MATMUL) == 1);
+    CHECK(count_op(g, OP_TRANSPOSE) == 1 && count_op(g, OP_EXP) == 1);
+    CHECK(strstr(ex, "kernel %") && strstr(ex, " row: "));
+    CHECK(strstr(ex, "SHAPE_BREAK") && strstr(ex, "MATMUL_OPERAND"));
+    int64_t bind[1] = {3};
+    IrGraph *raw = parse(
+        "graph g(B) {\n %x = input : f32[B,4,32] @x\n %s = softmax %x {axis=-1} : f32[B,4,32]\n"
+        " %g = input : f32[32] @g\n %h = input : f32[32] @h\n"
+        " %l = layernorm %s, %g, %h {eps=1e-05} : f32[B,4,32]\n"
+        " %w = input : f32[32,32] @w\n %m = matmul %l, %w : f32[B,4,32]\n"
+        " %t = transpose %m {perm=[0,2,1]} : f32[B,32,4]\n %u = exp %t : f32[B,32,4]\n"
+        " return u=%u, m=%m\n}\n");
+    if (raw) {
+        CHECK(run(raw, "decompose,simplify,cse,dce", NULL));
+        ir_graph_free(check_fused(raw, bind, 4, "row kernels"));
+    }
+    free(ex);
+    ir_graph_free(raw);
+    ir_graph_free(g);
+}
+
+/* A graph already fused is left alone; fused nodes are never absorbed. */
+TEST(fused_input_is_kept)
+{
+    IrGraph *g = parse(
+        "graph g() {\n %x = input : f32[4] @x\n %y = fused %x : f32[4] {\n"
+        "  %0 = input : f32[4] @a\n  %1 = exp %0 : f32[4]\n  return out=%1\n }\n"
+        " %z = neg %y : f32[4]\n %w = neg %z : f32[4]\n return w=%w\n}\n");
+    char *ex = NULL;
+    if (!g)
+        return;
+    CHECK(run(g, "fuse", &ex));
+    CHECK(count_op(g, OP_FUSED) == 2);
+    CHECK(strstr(ex, "OPAQUE"));
+    free(ex);
+    ir_graph_free(g);
+}
+
 int main(void)
 {
     RUN(models_keep_their_values);
+    RUN(kernels_per_block);
+    RUN(row_kernels_and_explain);
+    RUN(fused_input_is_kept);
     return test_summary();
 }
