@@ -27,8 +27,9 @@
 #define FX_MAX_MAP 64
 #define FX_TILE    256 /* columns per work item of an outer reduction */
 
-/* What a body node is to the loops. */
-enum { X_INPUT, X_HEAD, X_VIEW, X_CONST, X_IOTA, X_ELEM, X_DROPOUT, X_RED };
+/* What a body node is to the loops (X_MM: a matmul, or an add of matmuls,
+ * that BLAS computes; X_HEAD: the value BLAS leaves in the primary output). */
+enum { X_INPUT, X_HEAD, X_VIEW, X_CONST, X_IOTA, X_ELEM, X_DROPOUT, X_RED, X_MM };
 
 /* The kinds of kernel (docs/codegen.md, fused kernels). */
 enum { FK_ELEM, FK_ROW, FK_REDUCE, FK_MATMUL };
@@ -58,7 +59,9 @@ typedef struct Fx {
     int out[FX_MAX_OUT];            /* node of M that sibling s writes */
     int out_map[FX_MAX_OUT];
     int kind;
-    int head, primary;              /* the matmul and the output holding it, or -1 */
+    int head, primary;              /* the matmul (or the root of a sum of matmuls) and the
+                                     * output holding it, or -1 */
+    int mm[4], nmm;                 /* the matmuls, in order (BLAS adds the later ones in) */
     int rank;                       /* the space, coalesced */
     int64_t dim[IR_MAX_RANK];
     bool red[IR_MAX_RANK];          /* reduce kernels: the reduced dims */

@@ -127,7 +127,7 @@ static int node_kind(const IrNode *n)
 {
     switch (n->op) {
     case OP_INPUT:     return X_INPUT;
-    case OP_MATMUL:    return X_HEAD;
+    case OP_MATMUL:    return X_MM;
     case OP_RESHAPE:
     case OP_TRANSPOSE: return X_VIEW;
     case OP_CONST:     return X_CONST;
@@ -150,6 +150,62 @@ static void mark_need(Fx *x, int i)
         mark_need(x, x->x[i].n->in[j]->index);
 }
 
+/* The one reader of node i in the body, or -1 (none, several, an output). */
+static int body_reader(const Fx *x, int i)
+{
+    int r = -1;
+    for (int s = 0; s < x->nsib; s++)
+        if (x->out[s] == i)
+            return -1;
+    for (int u = i + 1; u < x->M->nnodes; u++)
+        for (int j = 0; j < x->x[u].n->nin; j++)
+            if (x->x[u].n->in[j]->index == i) {
+                if (r >= 0 && r != u)
+                    return -1;
+                r = u;
+            }
+    return r;
+}
+
+/* Node i is a matmul, or an add of two such sums each read only by it. */
+static bool pure_sum(const Fx *x, int i)
+{
+    const IrNode *n = x->x[i].n;
+    if (n->op == OP_MATMUL)
+        return true;
+    if (n->op != OP_ADD || n->in[0] == n->in[1] || !ir_shape_eq(&n->in[0]->shape, &n->shape) ||
+        !ir_shape_eq(&n->in[1]->shape, &n->shape))
+        return false;
+    for (int j = 0; j < 2; j++)
+        if (body_reader(x, n->in[j]->index) != i || !pure_sum(x, n->in[j]->index))
+            return false;
+    return true;
+}
+
+/* Marks the adds and matmuls under a sum's root: BLAS computes them. */
+static int mark_sum(Fx *x, int i)
+{
+    x->x[i].kind = X_MM;
+    if (x->x[i].n->op == OP_MATMUL)
+        return 1;
+    return mark_sum(x, x->x[i].n->in[0]->index) + mark_sum(x, x->x[i].n->in[1]->index);
+}
+
+/* The value BLAS computes: the matmul, or the root of the sum of matmuls
+ * it is a term of, which becomes the head (BLAS adds the terms into one
+ * result, beta = 1). */
+static bool find_head(Fx *x)
+{
+    int root = x->mm[0];
+    for (int r = body_reader(x, root); r >= 0 && pure_sum(x, r); r = body_reader(x, r))
+        root = r;
+    if (mark_sum(x, root) != x->nmm)
+        return fx_fail(x, "matmuls that are not one sum");
+    x->head = root;
+    x->x[root].kind = X_HEAD;
+    return true;
+}
+
 static bool classify(Fx *x)
 {
     const IrGraph *M = x->M;
@@ -165,10 +221,10 @@ static bool classify(Fx *x)
             return fx_fail(x, "an op the fused lowering does not know");
         if (v->kind == X_INPUT)
             v->slot = x->nin++;
-        if (v->kind == X_HEAD && x->head >= 0)
-            return fx_fail(x, "two matmuls in one kernel");
-        if (v->kind == X_HEAD)
-            x->head = i;
+        if (v->kind == X_MM && x->nmm == 4)
+            return fx_fail(x, "more than four matmuls in one kernel");
+        if (v->kind == X_MM)
+            x->mm[x->nmm++] = i;
         if (v->kind == X_RED)
             v->acc = x->nacc++;
         if (v->kind == X_DROPOUT)
@@ -176,7 +232,9 @@ static bool classify(Fx *x)
     }
     for (int s = 0; s < x->nsib; s++)
         mark_need(x, x->out[s]);
-    return x->nacc <= FX_MAX_OUT * 4 || fx_fail(x, "too many reductions in one kernel");
+    if (x->nacc > FX_MAX_OUT * 4)
+        return fx_fail(x, "too many reductions in one kernel");
+    return !x->nmm || find_head(x);
 }
 
 /* The output s reached from the head through views only (or the head). */
@@ -194,9 +252,10 @@ static bool check_views(Fx *x)
 {
     bool *ok = calloc((size_t)x->M->nnodes + 1, sizeof *ok);
     IR_ASSERT(ok);
-    for (int j = 0; x->head >= 0 && j < x->x[x->head].n->nin; j++)
-        for (const IrNode *n = x->x[x->head].n->in[j]; fuse_is_view(n); n = n->in[0])
-            ok[n->index] = true;
+    for (int m = 0; m < x->nmm; m++)
+        for (int j = 0; j < x->x[x->mm[m]].n->nin; j++)
+            for (const IrNode *n = x->x[x->mm[m]].n->in[j]; fuse_is_view(n); n = n->in[0])
+                ok[n->index] = true;
     for (int s = 0; x->kind == FK_MATMUL && s < x->nsib; s++)
         for (const IrNode *n = x->x[x->out[s]].n; n->index != x->head; n = n->in[0])
             ok[n->index] = true;
@@ -287,7 +346,7 @@ static bool valued(const Fx *x, int i)
             return true;
     for (int u = i + 1; u < x->M->nnodes; u++) {
         const FxNode *v = &x->x[u];
-        if (!v->need || v->kind == X_VIEW || v->kind == X_HEAD)
+        if (!v->need || v->kind == X_VIEW || v->kind == X_HEAD || v->kind == X_MM)
             continue;
         for (int j = 0; j < v->n->nin; j++)
             if (v->n->in[j]->index == i)
@@ -371,7 +430,7 @@ static bool values_fit(Fx *x, const int64_t *sd, int sr)
     for (int i = 0; i < x->M->nnodes; i++) {
         const FxNode *v = &x->x[i];
         int64_t vd[IR_MAX_RANK];
-        bool skip = !v->need || v->kind == X_VIEW || v->kind == X_HEAD ||
+        bool skip = !v->need || v->kind == X_VIEW || v->kind == X_HEAD || v->kind == X_MM ||
                     (v->kind == X_RED && (x->kind == FK_REDUCE || !ir_node_int(v->n, ATTR_KEEPDIM, 0)));
         if (skip || !valued(x, i))
             continue;
@@ -471,7 +530,8 @@ static void mark_varies(Fx *x)
     for (int i = 0; i < x->M->nnodes; i++) {
         FxNode *v = &x->x[i];
         v->varies = v->map >= 0 && x->st[v->map][x->rank - 1] != 0;
-        for (int j = 0; j < v->n->nin && v->kind != X_VIEW && v->kind != X_HEAD; j++) {
+        for (int j = 0; j < v->n->nin && v->kind != X_VIEW && v->kind != X_HEAD && v->kind != X_MM;
+             j++) {
             const FxNode *o = &x->x[v->n->in[j]->index];
             v->varies = v->varies || (o->varies && v->kind != X_RED);
             v->level = o->level > v->level ? o->level : v->level;
@@ -505,8 +565,8 @@ static double kernel_flops(const Fx *x)
     for (int i = 0; i < x->M->nnodes; i++)
         if (x->x[i].need)
             f += node_flops(x, &x->x[i]);
-    if (x->head >= 0) {
-        const IrNode *h = x->x[x->head].n, *a = h->in[0];
+    for (int m = 0; m < x->nmm; m++) {
+        const IrNode *h = x->x[x->mm[m]].n, *a = h->in[0];
         int64_t hd[IR_MAX_RANK], ad[IR_MAX_RANK], n = 1;
         dims_of(x, h, hd);
         dims_of(x, a, ad);
@@ -704,10 +764,11 @@ typedef struct Gemm {
     int a, b;                    /* input slots of the operands */
 } Gemm;
 
-/* Operand j of the matmul: its buffer's slot, layout and BLAS matrix. */
-static bool gemm_operand(Fx *x, int j, FuseLayout *l, int *slot, bool *trans, int64_t *ld)
+/* Operand j of matmul h: its buffer's slot, layout and BLAS matrix. */
+static bool gemm_operand(Fx *x, const IrNode *h, int j, FuseLayout *l, int *slot, bool *trans,
+                         int64_t *ld)
 {
-    const IrNode *leaf = fuse_view_in(x->x[x->head].n->in[j], x->L->binding, NULL, l);
+    const IrNode *leaf = fuse_view_in(h->in[j], x->L->binding, NULL, l);
     if (!leaf || leaf->op != OP_INPUT || l->rank < 2 || !fuse_gemm_matrix(l, trans, ld))
         return fx_fail(x, "a matmul operand is not a strided view of a buffer");
     *slot = x->x[leaf->index].slot;
@@ -753,7 +814,7 @@ static void gemm_fold(Gemm *g)
 /* C's layout: the output view of a matmul kernel, or dense in the primary. */
 static bool gemm_result(Fx *x, FuseLayout *lc)
 {
-    const IrNode *h = x->x[x->head].n;
+    const IrNode *h = x->x[x->head].n; /* the matmul, or the sum of them */
     if (x->kind != FK_MATMUL) {
         fuse_layout_dense(h, x->L->binding, lc);
         return true;
@@ -762,15 +823,15 @@ static bool gemm_result(Fx *x, FuseLayout *lc)
            fx_fail(x, "a matmul result is not a strided view of its output");
 }
 
-static bool plan_gemm(Fx *x, Gemm *g)
+static bool plan_gemm(Fx *x, int mm, Gemm *g)
 {
-    const IrNode *h = x->x[x->head].n;
+    const IrNode *h = x->x[mm].n;
     FuseLayout la, lb, lc;
     bool sa, sb, sc;
     int64_t hd[IR_MAX_RANK], ldc;
     memset(g, 0, sizeof *g);
-    if (!gemm_operand(x, 0, &la, &g->a, &sa, &g->lda) ||
-        !gemm_operand(x, 1, &lb, &g->b, &sb, &g->ldb) || !gemm_result(x, &lc))
+    if (!gemm_operand(x, h, 0, &la, &g->a, &sa, &g->lda) ||
+        !gemm_operand(x, h, 1, &lb, &g->b, &sb, &g->ldb) || !gemm_result(x, &lc))
         return false;
     if (!fuse_gemm_matrix(&lc, &sc, &ldc) || sc)
         return fx_fail(x, "a matmul result that BLAS cannot write in place");
@@ -824,7 +885,7 @@ static void gemm_offsets(Fx *x, const Gemm *g, LLVMValueRef bi, LLVMValueRef *o)
     }
 }
 
-static void emit_sgemm(Fx *x, const Gemm *g, LLVMValueRef c, LLVMValueRef bi)
+static void emit_sgemm(Fx *x, const Gemm *g, LLVMValueRef c, LLVMValueRef bi, double beta)
 {
     CgKernel *k = &x->k;
     LLVMTypeRef fty;
@@ -835,22 +896,23 @@ static void emit_sgemm(Fx *x, const Gemm *g, LLVMValueRef c, LLVMValueRef bi)
         cg_i32c(k, g->tb ? CBLAS_TRANS : CBLAS_NO_TRANS), cg_i32c(k, g->m), cg_i32c(k, g->n),
         cg_i32c(k, g->k), cg_f32c(k, 1.0), cg_gep(k, DT_F32, x->inp[g->a], o[0]),
         cg_i32c(k, g->lda), cg_gep(k, DT_F32, x->inp[g->b], o[1]), cg_i32c(k, g->ldb),
-        cg_f32c(k, 0.0), cg_gep(k, DT_F32, c, o[2]), cg_i32c(k, g->ldc),
+        cg_f32c(k, beta), cg_gep(k, DT_F32, c, o[2]), cg_i32c(k, g->ldc),
     };
     LLVMBuildCall2(k->b, fty, fn, args, 14, "");
 }
 
-/* One sgemm per batch entry, into the output (or the primary output). */
-static void emit_gemm(Fx *x, const Gemm *g)
+/* One sgemm per batch entry, into the output (or the primary output);
+ * the terms of a sum after the first add into it (beta = 1). */
+static void emit_gemm(Fx *x, const Gemm *g, double beta)
 {
     LLVMValueRef c = x->outp[x->kind == FK_MATMUL ? 0 : x->primary];
     if (g->nbatch == 1) {
-        emit_sgemm(x, g, c, cg_i64(&x->k, 0));
+        emit_sgemm(x, g, c, cg_i64(&x->k, 0), beta);
         return;
     }
     CgFor f;
     LLVMValueRef bi = cg_for_begin(&x->k, &f, cg_i64(&x->k, 0), cg_i64(&x->k, g->nbatch), 0, NULL);
-    emit_sgemm(x, g, c, bi);
+    emit_sgemm(x, g, c, bi, beta);
     cg_for_end(&x->k, &f, NULL);
 }
 
@@ -882,8 +944,8 @@ static bool emit(Fx *x, const Gemm *g)
 {
     if (!begin_kernel(x))
         return true;
-    if (x->head >= 0)
-        emit_gemm(x, g);
+    for (int m = 0; m < x->nmm; m++)
+        emit_gemm(x, &g[m], m ? 1.0 : 0.0);
     if (x->kind != FK_MATMUL)
         fx_emit_loops(x, x->head >= 0);
     cg_kernel_end(&x->k);
@@ -917,13 +979,15 @@ bool cg_lower_fused(CgLower *L, const IrNode *n)
     if (n->index != hi)
         return lower_noop(L, n);
     Fx x;
-    Gemm g;
+    Gemm g[4];
     fx_init(&x, L, n, lo, hi);
-    bool ok = analyze(&x) && (x.head < 0 || plan_gemm(&x, &g));
+    bool ok = analyze(&x);
+    for (int m = 0; ok && m < x.nmm; m++)
+        ok = plan_gemm(&x, x.mm[m], &g[m]);
     if (ok) {
         bool whole = x.head >= 0;
         cg_set_kernel(L, n, whole ? 1 : fx_extent(&x), !whole, kernel_flops(&x));
-        ok = !L->emit || emit(&x, &g);
+        ok = !L->emit || emit(&x, g);
     }
     fx_free(&x);
     return ok;

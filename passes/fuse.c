@@ -308,7 +308,9 @@ static void absorb(Fuse *F, int gi, int p)
     if (out)
         G->out[G->nout++] = p;
     if (n->op == OP_MATMUL) {
-        G->head = p;
+        if (G->head < 0)
+            G->head = p;
+        G->heads[G->nhead++] = p;
         reserve_operands(F, gi, p);
         return;
     }
@@ -389,10 +391,12 @@ static void place_view(Fuse *F, int gi, int o)
 
 static void place_views(Fuse *F, int gi)
 {
-    const IrNode *h = F->node[F->gs[gi].head];
-    for (int j = 0; j < h->nin; j++)
-        if (fuse_state(F, gi, h->in[j]->index) == S_PENDING)
-            place_view(F, gi, h->in[j]->index);
+    for (int k = 0; k < F->gs[gi].nhead; k++) {
+        const IrNode *h = F->node[F->gs[gi].heads[k]];
+        for (int j = 0; j < h->nin; j++)
+            if (fuse_state(F, gi, h->in[j]->index) == S_PENDING)
+                place_view(F, gi, h->in[j]->index);
+    }
 }
 
 /* ---------------------------------------------------------------- forming a kernel */
@@ -450,7 +454,7 @@ static void init_group(Fuse *F, int gi)
     G->out[G->nout++] = G->root;
     if (n->op == OP_MATMUL) {
         G->kind = G_MATMUL;
-        G->head = G->root;
+        G->head = G->heads[G->nhead++] = G->root;
         G->space = n->shape;
         reserve_operands(F, gi, G->root);
         return;
@@ -475,7 +479,7 @@ static void init_output_view(Fuse *F, int gi, int head)
     for (const IrNode *v = F->node[G->root]->in[0]; v->index != head; v = v->in[0])
         add_member(F, gi, v->index);
     add_member(F, gi, head);
-    G->head = head;
+    G->head = G->heads[G->nhead++] = head;
     reserve_operands(F, gi, head);
 }
 
@@ -555,6 +559,7 @@ static void fuse_init(Fuse *F, IrGraph *g, PassCtx *ctx)
     F->needed = xcalloc(n, sizeof *F->needed);
     F->done = xcalloc(n, sizeof *F->done);
     F->inl = xcalloc(n, sizeof *F->inl);
+    F->pure = xcalloc(n, sizeof *F->pure);
     F->state = xcalloc(n, sizeof *F->state);
     F->stamp = xcalloc(n, sizeof *F->stamp);
     F->heap = xcalloc(n, sizeof *F->heap);
@@ -563,7 +568,7 @@ static void fuse_init(Fuse *F, IrGraph *g, PassCtx *ctx)
     F->dfs = xcalloc(n, sizeof *F->dfs);
     for (int i = 0; i < F->n; i++) {
         F->grp[i] = -1;
-        F->inl[i] = -1;
+        F->inl[i] = F->pure[i] = -1;
     }
     for (int i = 0; i < g->nout; i++)
         F->is_out[g->outs[i].node->index] = F->needed[g->outs[i].node->index] = true;
@@ -587,6 +592,7 @@ static void fuse_free(Fuse *F)
     free(F->needed);
     free(F->done);
     free(F->inl);
+    free(F->pure);
     free(F->state);
     free(F->stamp);
     free(F->heap);

@@ -15,6 +15,7 @@
 #include "pass.h"
 
 #define FUSE_MAX_OUTS 6
+#define FUSE_MAX_HEADS 4
 
 /* Why a node stays out of a kernel (docs/passes.md, fuse). */
 typedef enum FuseReason {
@@ -49,7 +50,8 @@ typedef struct FuseRefusal {
 typedef struct FuseGroup {
     int root;
     FuseKind kind;
-    int head;                    /* the matmul, or -1 */
+    int head;                    /* the (first) matmul, or -1 */
+    int heads[FUSE_MAX_HEADS], nhead; /* all its matmuls: a sum of matmuls, added by BLAS */
     IrShape space;               /* the iteration space */
     int *mem, nmem, capmem;      /* absorbed nodes, the root first */
     int *inl, ninl, capinl;      /* inlined copies: consts, iotas, index and scalar cones, views */
@@ -81,6 +83,7 @@ typedef struct Fuse {
     FuseGroup *gs;
     int ngs, capgs;
     int64_t probe[IR_MAX_SYMS];  /* the binding of legality checks */
+    signed char *pure;           /* memo of sum trees: 1 yes, 0 no, -1 not known yet */
 } Fuse;
 
 /* ---------------------------------------------------------------- fuse.c */
@@ -105,11 +108,17 @@ bool fuse_aligned(const IrShape *x, const IrShape *s);
 bool fuse_last_axis_reduction(const IrNode *n);
 /* R_NONE when kernel gi may absorb node p, else why not (detail filled). */
 FuseReason fuse_check(Fuse *F, int gi, int p, char *detail, size_t cap);
+/* The buffers node x stands for among kernel gi's inputs (fuse_rules.c). */
+int fuse_leaves(Fuse *F, int gi, int x);
 /* The input count of kernel gi after it takes p (absorbed or inlined). */
 int fuse_inputs_after(Fuse *F, int gi, int p);
 /* The deepest node down the view chain of the matmul's operand that the
  * matmul can read strided (the operand itself if none). */
 int fuse_view_leaf(Fuse *F, int operand);
+/* The root of the sum of matmuls that matmul x is a term of: the last of a
+ * tree of adds whose every leaf is a matmul and whose every node has one
+ * reader; x itself when it is in no such sum. */
+int fuse_sum_root(Fuse *F, int x);
 /* Whether transpose root t is a view of a matmul's result that BLAS can
  * write in place; the matmul in *head. */
 bool fuse_output_view(Fuse *F, int t, int *head);

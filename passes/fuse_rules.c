@@ -10,7 +10,10 @@
  *   matmul p        only as the head of an elementwise or row kernel whose
  *                   space is the matmul's result and which has an output
  *                   to hold it (BLAS writes there, the epilogue reads it in
- *                   place); its result must not be read anywhere else;
+ *                   place); its result must not be read anywhere else; a
+ *                   second matmul only as a term of a sum of matmuls with
+ *                   the first (adds read by nothing else: BLAS adds each
+ *                   into the same result);
  *   anything else   movement and opaque ops stay out.
  *
  * A p that other kernels read too becomes an extra output (a sibling), if
@@ -89,7 +92,7 @@ static void shape_text(const Fuse *F, const IrShape *s, char *buf, size_t cap)
 /* The buffers node x stands for in the kernel's inputs: none for a free
  * node or one already counted, its operands' for a node that will be
  * inlined, else itself. */
-static int leaves(Fuse *F, int gi, int x)
+int fuse_leaves(Fuse *F, int gi, int x)
 {
     const IrNode *n = F->node[x];
     int s = fuse_state(F, gi, x), count = 0;
@@ -99,7 +102,7 @@ static int leaves(Fuse *F, int gi, int x)
     if (s == S_INPUT || !fuse_inlinable(F, x))
         return 1;
     for (int j = 0; j < n->nin; j++)
-        count += leaves(F, gi, n->in[j]->index);
+        count += fuse_leaves(F, gi, n->in[j]->index);
     return count;
 }
 
@@ -112,7 +115,7 @@ int fuse_inputs_after(Fuse *F, int gi, int p)
     for (int k = 0; k < F->nfront; k++) {
         int x = F->front[k], s = fuse_state(F, gi, x);
         if (s == S_PENDING || s == S_INPUT)
-            count += leaves(F, gi, x);
+            count += fuse_leaves(F, gi, x);
     }
     for (int j = 0; j < n->nin; j++) {
         int x = n->in[j]->index;
@@ -120,7 +123,7 @@ int fuse_inputs_after(Fuse *F, int gi, int p)
             F->seen[x] = F->seen_stamp; /* read as it is, never inlined */
             count++;
         } else if (fuse_state(F, gi, x) == S_NONE)
-            count += leaves(F, gi, x);
+            count += fuse_leaves(F, gi, x);
     }
     return count;
 }
@@ -195,12 +198,100 @@ static FuseReason check_output(Fuse *F, int gi, int p, const IrShape *s, FuseKin
     return R_NONE;
 }
 
+/* ---------------------------------------------------------------- sums of matmuls */
+
+/* The one reader of x, or -1 (none, several, or a graph output). */
+static int only_reader(const Fuse *F, int x)
+{
+    int r = -1;
+    if (F->is_out[x])
+        return -1;
+    for (int k = F->use_off[x]; k < F->use_off[x + 1]; k++) {
+        if (F->use[k] < 0)
+            continue;
+        if (r >= 0)
+            return -1;
+        r = F->use[k];
+    }
+    return r;
+}
+
+/* x is a matmul, or an add of two such sums each read only by x. */
+static bool pure_sum(Fuse *F, int x)
+{
+    const IrNode *n = F->node[x];
+    if (F->pure[x] >= 0)
+        return F->pure[x];
+    bool ok = n->op == OP_MATMUL && n->dtype == DT_F32;
+    if (n->op == OP_ADD && n->dtype == DT_F32 && ir_shape_eq(&n->in[0]->shape, &n->shape) &&
+        ir_shape_eq(&n->in[1]->shape, &n->shape) && n->in[0] != n->in[1])
+        ok = only_reader(F, n->in[0]->index) == x && only_reader(F, n->in[1]->index) == x &&
+             pure_sum(F, n->in[0]->index) && pure_sum(F, n->in[1]->index);
+    F->pure[x] = (signed char)ok;
+    return ok;
+}
+
+int fuse_sum_root(Fuse *F, int x)
+{
+    for (int r = only_reader(F, x); r >= 0 && pure_sum(F, r); r = only_reader(F, r))
+        x = r;
+    return x;
+}
+
+/* Buffers the kernel would read with the whole sum of matmuls rooted at p
+ * in it: the matmuls' operands (as views, one buffer each) join. */
+static int sum_tree_reads(Fuse *F, int gi, int x)
+{
+    const IrNode *n = F->node[x];
+    int count = 0;
+    for (int j = 0; j < n->nin; j++) {
+        int o = n->in[j]->index;
+        if (F->seen[o] == F->seen_stamp)
+            continue;
+        F->seen[o] = F->seen_stamp;
+        if (n->op == OP_ADD)
+            count += sum_tree_reads(F, gi, o);
+        else if (fuse_state(F, gi, o) == S_NONE)
+            count++;
+    }
+    return count;
+}
+
+static int sum_inputs(Fuse *F, int gi, int p)
+{
+    int count = 0;
+    F->seen_stamp++;
+    F->seen[p] = F->seen_stamp;
+    for (int k = 0; k < F->nfront; k++) {
+        int x = F->front[k], s = fuse_state(F, gi, x);
+        if (x != p && (s == S_PENDING || s == S_INPUT))
+            count += fuse_leaves(F, gi, x);
+    }
+    return count + sum_tree_reads(F, gi, p);
+}
+
+/* Matmul p joins the kernel's other matmuls in one sum (BLAS adds it into
+ * the same result with beta = 1), whose root the kernel holds. */
+static bool joins_sum(Fuse *F, int gi, int p)
+{
+    const FuseGroup *G = &F->gs[gi];
+    int root = fuse_sum_root(F, p);
+    return root != p && G->nhead < FUSE_MAX_HEADS && fuse_state(F, gi, root) == S_MEMBER &&
+           fuse_sum_root(F, G->head) == root;
+}
+
 /* ---------------------------------------------------------------- by op */
 
 static FuseReason check_pointwise(Fuse *F, int gi, int p, char *detail, size_t cap)
 {
     const FuseGroup *G = &F->gs[gi];
     const IrNode *n = F->node[p];
+    int k;
+    if (n->op == OP_ADD && pure_sum(F, p) && (k = sum_inputs(F, gi, p)) > IR_MAX_IN) {
+        snprintf(detail, cap, "with the sum of matmuls it adds up, the kernel would read %d "
+                 "buffers, at most %d", k, IR_MAX_IN);
+        return R_TOO_MANY_INPUTS;
+    }
     if (!fuse_aligned(&n->shape, &G->space)) {
         char a[128], b[128];
         shape_text(F, &n->shape, a, sizeof a);
@@ -274,7 +365,7 @@ static FuseReason check_matmul(Fuse *F, int gi, int p, char *detail, size_t cap)
         snprintf(detail, cap, "a reduce kernel does not take a matmul");
         return R_SHAPE_BREAK;
     }
-    if (G->head >= 0) {
+    if (G->head >= 0 && !joins_sum(F, gi, p)) {
         snprintf(detail, cap, "the kernel has the matmul %%%d", G->head);
         return R_SECOND_MATMUL;
     }
@@ -295,10 +386,11 @@ FuseReason fuse_check(Fuse *F, int gi, int p, char *detail, size_t cap)
 {
     const FuseGroup *G = &F->gs[gi];
     const IrNode *n = F->node[p];
-    if (G->head >= 0 && p < G->head && fuse_reaches(F, p, G->head, G->head)) {
-        snprintf(detail, cap, "the kernel's matmul %%%d reads it from memory", G->head);
-        return R_MATMUL_OPERAND;
-    }
+    for (int k = 0; k < G->nhead; k++)
+        if (p < G->heads[k] && fuse_reaches(F, p, G->heads[k], G->heads[k])) {
+            snprintf(detail, cap, "the kernel's matmul %%%d reads it from memory", G->heads[k]);
+            return R_MATMUL_OPERAND;
+        }
     if (n->op == OP_MATMUL)
         return check_matmul(F, gi, p, detail, cap);
     if (n->op == OP_SUM || n->op == OP_MAX)

@@ -335,7 +335,8 @@ static int block_kernels(const char *pipeline)
 }
 
 /* The figures of the optimization-passes issue: 8 kernels per block
- * forward, at most 30 forward and backward, as docs/passes.md says. */
+ * forward, 29 forward and backward (the issue asks for at most 30), as
+ * docs/passes.md says. */
 TEST(kernels_per_block)
 {
     int fwd = block_kernels("decompose,simplify,cse,dce,fuse");
@@ -346,7 +347,7 @@ TEST(kernels_per_block)
     int both = block_kernels("autodiff,decompose,simplify,cse,dce,fuse");
     int step = block_kernels("autodiff,optimizer,decompose,simplify,cse,dce,fuse");
     printf("  gpt2-small per block: forward+backward %d kernels, train step %d\n", both, step);
-    CHECK(both > 0 && both <= 30);
+    CHECK(both > 0 && both <= 29);
     CHECK(step > both);
 }
 

@@ -1067,6 +1067,14 @@ TEST(fused)
         " %ot = transpose %o {perm=[0,2,1,3]} : f32[B,T,4,16]\n %of = reshape %ot : f32[B,T,64]\n"
         " %dw = matmul %of, %x {ta=1} : f32[B,64,64]\n"
         " return g=%g, of=%of, dw=%dw, h=%hb\n}\n",
+        "graph sum(B, T) {\n %a = input : f32[B,T,8,16] @a\n %b = input : f32[B,T,128] @b\n"
+        " %c = input : f32[B,8,T,16] @c\n %w = input : f32[128,128] @w\n %u = input : f32[128,128] @u\n"
+        " %v = input : f32[128,128] @v\n %ar = reshape %a : f32[B,T,128]\n"
+        " %m1 = matmul %ar, %w : f32[B,T,128]\n %m2 = matmul %b, %u {tb=1} : f32[B,T,128]\n"
+        " %s1 = add %m1, %m2 : f32[B,T,128]\n %ct = transpose %c {perm=[0,2,1,3]} : f32[B,T,8,16]\n"
+        " %cr = reshape %ct : f32[B,T,128]\n %m3 = matmul %cr, %v : f32[B,T,128]\n"
+        " %s2 = add %s1, %m3 : f32[B,T,128]\n %r = relu %s2 : f32[B,T,128]\n"
+        " %t = add %m1, %m1 : f32[B,T,128]\n return r=%r, s=%s2\n}\n",
     };
     const char *pipe = "decompose,simplify,cse,dce,fuse";
     Gen gens[] = {{"step", 1, 9, 0}, {"i", -50, 50, 0}, {0}};
@@ -1076,7 +1084,11 @@ TEST(fused)
     }
 }
 
-/* The gpt-mini train step (shrunk), fused, against the interpreter. */
+/* The gpt-mini forward graph and train step (shrunk), fused, against the
+ * interpreter.  Gradients are sums over the batch that cancel (the bias of
+ * attention's keys is 0 in exact arithmetic, weight gradients of tiny
+ * tokens), so the train step is held to 1e-3 of |ref| + rms, the forward
+ * graph to 1e-4 as in model_gpt_mini. */
 TEST(model_gpt_mini_fused)
 {
     FeSet sets[] = {{"n_layers", "2"}, {"vocab_size", "300"}, {"context_length", "16"}};
@@ -1099,7 +1111,7 @@ TEST(model_gpt_mini_fused)
                                  : "decompose,simplify,cse,dce,fuse";
         bool ok = (!train || pass_lookup("autodiff")) && pass_run_pipeline(g, pipe, &ctx);
         if (ok)
-            verify(g, bind, gens, 1e-4);
+            verify(g, bind, gens, train ? 1e-3 : 1e-4);
         else
             ir_graph_free(g);
     }
