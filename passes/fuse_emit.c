@@ -512,16 +512,24 @@ static void explain_group(const Fuse *F, int gi, FILE *f)
 static void explain_unit(const Emit *E, const Unit *u, FILE *f)
 {
     const Fuse *F = E->F;
-    int gi = u->gi >= 0 ? u->gi : F->grp[u->node];
+    int gi = u->gi >= 0 ? u->gi : F->grp[u->node], list[FUSE_MAX_OUTS], n = 0;
     if (gi < 0 || F->gs[gi].root != u->node)
         return;
-    explain_group(F, gi, f);
-    for (int s = 0; s < F->ngs; s++)
-        if (F->gs[s].merged_into == gi) {
-            explain_group(F, s, f);
-            fprintf(f, "// fuse: siblings %%%d, %%%d: one reduce kernel (same space and axes, "
-                    "a shared input)\n", F->gs[gi].root, F->gs[s].root);
+    for (int s = 0; s < F->ngs && n < FUSE_MAX_OUTS; s++)
+        if (s == gi || F->gs[s].merged_into == gi)
+            list[n++] = s;
+    for (int i = 1; i < n; i++) /* by root, ascending */
+        for (int j = i; j > 0 && F->gs[list[j - 1]].root > F->gs[list[j]].root; j--) {
+            int t = list[j];
+            list[j] = list[j - 1];
+            list[j - 1] = t;
         }
+    for (int k = 0; k < n; k++)
+        explain_group(F, list[k], f);
+    for (int k = 0; n > 1 && k < n; k++)
+        fprintf(f, "%s%%%d", k ? ", " : "// fuse: siblings ", F->gs[list[k]].root);
+    if (n > 1)
+        fprintf(f, ": one reduce kernel (same space and axes, a shared input)\n");
 }
 
 static void explain(const Emit *E, int nin_nodes)
