@@ -12,9 +12,11 @@
  * order, for all siblings).  The siblings of a kernel with several outputs
  * follow one another and carry the same `group` attribute.
  *
- * Reduce kernels with the same space and axes that read a common buffer
- * and do not depend on each other (a layernorm's scale and shift
- * gradients) are merged into one kernel first: siblings too.
+ * Reduce kernels with the same space and axes, and row kernels with the
+ * same space (without a matmul), that read a common buffer and do not
+ * depend on each other (a layernorm's scale and shift gradients; the loss
+ * and its gradient, which both read the logits) are merged into one
+ * kernel first: siblings too.
  *
  * With ctx->explain, every kernel, every refusal and every merge is one
  * comment line on ctx->out, in the order of the output graph, with the
@@ -114,23 +116,43 @@ static int total_outputs(const Fuse *F, int gi)
     return n;
 }
 
+/* Kernel bi depends on a kernel of ai's unit, or the other way round. */
+static bool unit_depends(Fuse *F, int ai, int bi)
+{
+    for (int s = 0; s < F->ngs; s++)
+        if ((s == ai || F->gs[s].merged_into == ai) &&
+            (group_reaches(F, &F->gs[s], bi) || group_reaches(F, &F->gs[bi], s)))
+            return true;
+    return false;
+}
+
+/* Reduce kernels over the same axes, or row kernels without a matmul. */
+static bool mergeable_kinds(const Fuse *F, const FuseGroup *a, const FuseGroup *b)
+{
+    if (a->kind != b->kind || a->head >= 0 || b->head >= 0)
+        return false;
+    if (a->kind == G_REDUCE)
+        return same_axes(F->node[a->root], F->node[b->root]);
+    return a->kind == G_ROW;
+}
+
 static bool can_merge(Fuse *F, int ai, int bi)
 {
     FuseGroup *a = &F->gs[ai], *b = &F->gs[bi];
     int in[2 * IR_MAX_IN];
-    if (b->kind != G_REDUCE || b->merged_into >= 0 || !ir_shape_eq(&a->space, &b->space) ||
-        !same_axes(F->node[a->root], F->node[b->root]) || !shares_input(a, b))
+    if (b->merged_into >= 0 || !mergeable_kinds(F, a, b) || !ir_shape_eq(&a->space, &b->space) ||
+        !shares_input(a, b))
         return false;
     if (union_inputs(a, b, in) > IR_MAX_IN || total_outputs(F, ai) + b->nout > FUSE_MAX_OUTS)
         return false;
-    return !group_reaches(F, a, bi) && !group_reaches(F, b, ai);
+    return !unit_depends(F, ai, bi);
 }
 
 static void merge_siblings(Fuse *F)
 {
     for (int ai = 0; ai < F->ngs; ai++) {
         FuseGroup *a = &F->gs[ai];
-        if (a->kind != G_REDUCE || a->merged_into >= 0)
+        if ((a->kind != G_REDUCE && a->kind != G_ROW) || a->merged_into >= 0)
             continue;
         for (int bi = 0; bi < F->ngs; bi++) {
             if (bi == ai || !can_merge(F, ai, bi))
@@ -529,7 +551,8 @@ static void explain_unit(const Emit *E, const Unit *u, FILE *f)
     for (int k = 0; n > 1 && k < n; k++)
         fprintf(f, "%s%%%d", k ? ", " : "// fuse: siblings ", F->gs[list[k]].root);
     if (n > 1)
-        fprintf(f, ": one reduce kernel (same space and axes, a shared input)\n");
+        fprintf(f, ": one %s kernel (same space%s, a shared input)\n",
+                F->gs[gi].kind == G_ROW ? "row" : "reduce", F->gs[gi].kind == G_ROW ? "" : " and axes");
 }
 
 static void explain(const Emit *E, int nin_nodes)
