@@ -691,7 +691,7 @@ static void concat_case(int n, IrShape s, int axis, const int64_t *lens, IrDType
     IrNode *in[IR_MAX_IN];
     int ax = ir_axis(axis, s.rank);
     for (int i = 0; i < n; i++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "x%d", i);
         IrShape si = s;
         si.d[ax] = ir_dim_const(lens[i]);
