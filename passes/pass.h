@@ -44,6 +44,8 @@ typedef struct PassCtx {
     PassTrainOpts train;
     bool internal;             /* set with err when the verifier rejected a pass's output:
                                 * a bug in gradc, not in the input (the CLI exits 2) */
+    const int64_t *binding;    /* binding[i]: the value of symbol i, for the passes that weigh
+                                * sizes (schedule, memplan); NULL: pass_binding's nominal one */
 } PassCtx;
 
 typedef bool (*PassFn)(IrGraph *g, PassCtx *ctx);
@@ -113,5 +115,86 @@ const char *pass_autodiff_nondiff_reason(IrOp op, int operand);
  * model graph; -1 counts when a param shape is symbolic. */
 void pass_train_stats(const IrGraph *g, const PassTrainOpts *o, int64_t *trainable,
                       int64_t *state_bytes);
+
+/* ---------------------------------------------------------------- schedule.c, memplan.c
+ * Ordering and memory at one binding of the dims (docs/passes.md, schedule
+ * and memplan).  Every node's value is a buffer: inputs and params live in
+ * the runtime's slabs (sources), a reshape is a view of its operand's buffer
+ * (codegen lowers it to no code), and every other node is a kernel whose
+ * result gets arena space; sibling fused nodes are one kernel.
+ *
+ *   PassMemPlan p;
+ *   if (pass_memplan_build(g, binding, NULL, &p, &err))
+ *       printf("peak %lld of %lld\n", (long long)p.peak_bytes, (long long)p.naive_bytes);
+ *   pass_memplan_free(&p);
+ */
+
+/* Arena buffers start on a cache line (the runtime's RT_ALIGN). */
+#define PASS_MEM_ALIGN 64
+/* At most this many adjacent siblings are computed by one kernel; a longer
+ * run computes each sibling on its own (codegen's FX_MAX_OUT). */
+#define PASS_MAX_SIBLINGS 8
+
+/* binding[i] for every symbol i of g: ctx->binding when set (ctx may be
+ * NULL), else the nominal binding B=2, T=64 and 64 for any other symbol. */
+void pass_binding(const IrGraph *g, const PassCtx *ctx, int64_t *binding);
+
+typedef enum PassMemKind { PM_SOURCE, PM_VIEW, PM_KERNEL } PassMemKind;
+PassMemKind pass_mem_kind(const IrNode *n);
+/* Bytes of n's value at the binding, rounded up to PASS_MEM_ALIGN. */
+int64_t pass_mem_bytes(const IrNode *n, const int64_t *binding);
+/* [*first, *end]: the sibling run that computes node i as one kernel
+ * (i alone when it has no siblings). */
+void pass_sibling_run(const IrGraph *g, int i, int *first, int *end);
+/* The input or param that output root n writes back (an output named like
+ * it), when n's kernel may compute the new value straight into that source's
+ * buffer provided nothing after the kernel reads the old value; else -1. */
+int pass_mem_writeback(const IrGraph *g, const IrNode *n);
+
+typedef struct PassMemOpts {
+    const bool *pinned;    /* [nnodes] kernel roots the caller keeps outside the arena; may be NULL */
+    bool use_offsets;      /* adopt the graph's `offset` attributes when they are valid here */
+    FILE *explain;         /* each in-place decision as a `// memplan:` line; NULL: quiet */
+} PassMemOpts;
+
+/* Where each node's value lives, by liveness, at one binding. */
+typedef struct PassMemPlan {
+    int n;                 /* nodes */
+    int *root;             /* [n] node whose buffer node i uses (views resolved) */
+    int *begin;            /* [n] roots: index where the buffer is written (a sibling
+                            * run's last node: its kernel writes every sibling) */
+    int *last;             /* [n] roots: last index that reads it; n: lives to the end */
+    int *inplace;          /* [n] operand index whose buffer node i takes over, or -1 */
+    int *slab;             /* [n] the source node whose buffer node i is written into
+                            * (write-back in place), or -1 */
+    int *chain;            /* [n] arena roots: the first root of its in-place chain */
+    int64_t *offset;       /* [n] arena offset of a root, -1 when not in the arena */
+    int64_t *size;         /* [n] bytes of a kernel root, rounded up to PASS_MEM_ALIGN */
+    int64_t peak_bytes;    /* arena size: the highest offset + size */
+    int64_t naive_bytes;   /* every kernel's value in a buffer of its own */
+    int64_t live_bytes;    /* the most bytes live at one time (a lower bound on peak) */
+    int64_t slab_bytes;    /* values written in place into a source's buffer */
+    int nbuffers;          /* arena roots */
+    int ninplace;          /* arena roots that take over an operand's buffer */
+    int nkernels;          /* kernels as codegen runs them (a sibling run once) */
+    bool from_graph;       /* the offsets are the graph's own (opts.use_offsets) */
+} PassMemPlan;
+
+/* Plans g's arena at binding (NULL for a graph without symbols).  opts
+ * may be NULL.  Fills err (an internal error) only when g is not in SSA
+ * order; free the plan with pass_memplan_free either way. */
+bool pass_memplan_build(const IrGraph *g, const int64_t *binding, const PassMemOpts *opts,
+                        PassMemPlan *plan, IrError *err);
+void pass_memplan_free(PassMemPlan *plan);
+/* True if arena roots a and b need memory of their own at the same time:
+ * their lives overlap and neither took the other's buffer over in place. */
+bool pass_memplan_overlap_in_time(const PassMemPlan *plan, int a, int b);
+
+/* schedule.c: a topological order that keeps the live bytes low, at
+ * ctx->binding (docs/passes.md, schedule). */
+bool pass_schedule(IrGraph *g, PassCtx *ctx);
+/* memplan.c: the plan of pass_memplan_build as `offset` and `inplace`
+ * attributes, at ctx->binding. */
+bool pass_memplan(IrGraph *g, PassCtx *ctx);
 
 #endif

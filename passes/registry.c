@@ -21,6 +21,10 @@ const PassInfo pass_registry[] = {
      "exact strength reductions", pass_simplify},
     {"fuse", "group primitives into kernels (elementwise, row, reduce, matmul with epilogue); "
      "fused nodes with bodies", pass_fuse},
+    {"schedule", "reorder the kernels to keep the live bytes low: free early, compute late "
+     "(at the binding; nominal B=2, T=64)", pass_schedule},
+    {"memplan", "arena offsets by liveness, in place where safe: offset/inplace attributes "
+     "(at the binding; nominal B=2, T=64)", pass_memplan},
 };
 
 const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
