@@ -16,6 +16,7 @@ extern const char cmd_generate_usage[];
 extern const char cmd_tokenize_usage[];
 extern const char cmd_oracle_usage[];
 extern const char cmd_gradcheck_usage[];
+extern const char cmd_plan_usage[];
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
@@ -23,6 +24,8 @@ const CliCommand cli_commands[] = {
     {"opt", "run passes over IR text: .gir in, .gir out", cmd_opt_usage, cmd_opt},
     {"gradcheck", "autodiff vs finite differences for every parameter", cmd_gradcheck_usage,
      cmd_gradcheck},
+    {"plan", "kernels, peak and naive bytes, FLOPs and a kernel table, before anything runs",
+     cmd_plan_usage, cmd_plan},
     {"dot", "Graphviz drawing of a model or .gir file", cmd_dot_usage, cmd_dot},
     {"run", "one forward of a model on random inputs, compiled to native code", cmd_run_usage,
      cmd_run},
