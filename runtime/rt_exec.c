@@ -59,8 +59,6 @@ struct RtExec {
     SrcBlock *block;           /* [nnodes] */
     int64_t *src_off;          /* [nnodes] offset of a source in its slab */
     bool *input_set;           /* [nnodes] plain inputs set at least once */
-    bool *pinned;              /* [nnodes] kernel roots written into a source's buffer */
-    int *pin_to;               /* [nnodes] that source, or -1 */
     char *param_slab, *state_slab, *input_slab, *arena;
     void *raw[4];              /* the allocations behind the four blocks */
     WriteBack *wb;
@@ -176,77 +174,6 @@ static bool layout_sources(RtExec *ex, IrError *err)
 
 /* ---------------------------------------------------------------- write-back */
 
-/* The node whose buffer node i uses (aliases resolved; rt_memplan checks
- * that aliases point backwards). */
-static int root_of(const CgProgram *p, int i)
-{
-    while (p->nodes[i].kind == CG_ALIAS && p->nodes[i].alias_of >= 0 && p->nodes[i].alias_of < i)
-        i = p->nodes[i].alias_of;
-    return i;
-}
-
-/* True if no node after r reads s's buffer and no output is s's old value. */
-static bool last_reader(const RtExec *ex, int r, int s)
-{
-    for (int j = r + 1; j < ex->g->nnodes; j++)
-        for (int k = 0; k < ex->g->nodes[j]->nin; k++)
-            if (root_of(ex->prog, ex->g->nodes[j]->in[k]->index) == s)
-                return false;
-    for (int o = 0; o < ex->g->nout; o++)
-        if (root_of(ex->prog, ex->g->outs[o].node->index) == s)
-            return false;
-    return true;
-}
-
-/* True if a kernel reads every operand element for element or broadcast:
- * a plain elementwise op, or a fused body of elementwise ops, sources and
- * row-major views (no transpose, slice, reduction or matmul). */
-static bool elementwise_kernel(const IrNode *n)
-{
-    if (!n->body)
-        return ir_ops[n->op].kind == OPK_ELEMWISE;
-    for (int i = 0; i < n->body->nnodes; i++) {
-        const IrNode *b = n->body->nodes[i];
-        IrOpKind k = ir_ops[b->op].kind;
-        if (k != OPK_ELEMWISE && k != OPK_SOURCE && b->op != OP_RESHAPE && b->op != OP_BROADCAST)
-            return false;
-    }
-    return true;
-}
-
-/* Every sibling of r's group (r .. end) elementwise, of r's size. */
-static bool group_elementwise(const RtExec *ex, int r, int end)
-{
-    int first = r;
-    while (first > 0 && rt_sibling_end(ex->g, first - 1) >= r)
-        first--;
-    for (int i = first; i <= end; i++)
-        if (!elementwise_kernel(ex->g->nodes[i]) ||
-            ex->prog->nodes[i].numel != ex->prog->nodes[r].numel)
-            return false;
-    return true;
-}
-
-/* Write-back in place: the kernel of output root r may write straight into
- * source s's buffer when it reads s (if at all) element for element, and
- * nothing after it reads s's old value.  For a fused sibling the kernel
- * that writes is the group's last.  Then the output needs no arena space
- * and no copy after the run: an AdamW step updates its params and moments
- * where they lie. */
-static bool can_pin(const RtExec *ex, int r, int s)
-{
-    const IrNode *n = ex->g->nodes[r];
-    int end = rt_sibling_end(ex->g, r);
-    if (ex->prog->nodes[r].kind != CG_KERNEL || ex->pin_to[r] >= 0 ||
-        !group_elementwise(ex, r, end))
-        return false;
-    for (int k = 0; k < n->nin; k++)
-        if (root_of(ex->prog, n->in[k]->index) == s &&
-            ex->prog->nodes[n->in[k]->index].numel != ex->prog->nodes[r].numel)
-            return false; /* read broadcast: not element for element */
-    return last_reader(ex, end, s);
-}
-
 static bool check_write_back(const RtExec *ex, const IrOutput *o, int to, IrError *err)
 {
     const CgNodeCode *a = &ex->prog->nodes[o->node->index], *b = &ex->prog->nodes[to];
@@ -262,17 +189,17 @@ static bool check_write_back(const RtExec *ex, const IrOutput *o, int to, IrErro
     return false;
 }
 
-/* Pins the output's root into `to` where safe; else records a copy. */
+/* Pins the output's root into `to` where the plan computes it there (the
+ * kernel writes the source's buffer in place: memplan's write-back rule);
+ * else records a copy. */
 static bool add_write_back(RtExec *ex, const IrOutput *o, int to, IrError *err)
 {
     if (!check_write_back(ex, o, to, err))
         return false;
-    int from = o->node->index, r = root_of(ex->prog, from);
+    int from = o->node->index, r = ex->plan.root[from];
     if (r == to)
         return true; /* the output is the source itself */
-    if (can_pin(ex, r, to)) {
-        ex->pin_to[r] = to;
-        ex->pinned[r] = true;
+    if (ex->plan.slab[r] == to) {
         ex->stats.pinned_bytes += ex->prog->nodes[r].bytes;
         return true;
     }
@@ -310,7 +237,7 @@ static bool alloc_blocks(RtExec *ex, IrError *err)
     return ex->arena != NULL;
 }
 
-/* Sources first (a pinned kernel takes its source's buffer), then kernels
+/* Sources first (a kernel the plan writes into a source's buffer takes it), then kernels
  * and aliases in order (an alias's root comes before it). */
 static void fill_slots(RtExec *ex)
 {
@@ -323,8 +250,8 @@ static void fill_slots(RtExec *ex)
             continue;
         if (r != i)
             ex->slots[i] = ex->slots[r];
-        else if (ex->pin_to[i] >= 0)
-            ex->slots[i] = ex->slots[ex->pin_to[i]];
+        else if (ex->plan.slab[i] >= 0)
+            ex->slots[i] = ex->slots[ex->plan.slab[i]];
         else
             ex->slots[i] = ex->arena + (ex->plan.offset[i] >= 0 ? ex->plan.offset[i] : 0);
     }
@@ -353,10 +280,6 @@ static RtExec *exec_alloc(const IrGraph *g, const CgProgram *p, const RtExecOpti
     ex->block = calloc(n, sizeof *ex->block);
     ex->src_off = calloc(n, sizeof *ex->src_off);
     ex->input_set = calloc(n, sizeof *ex->input_set);
-    ex->pinned = calloc(n, sizeof *ex->pinned);
-    ex->pin_to = malloc(n * sizeof *ex->pin_to);
-    for (size_t i = 0; i < n; i++)
-        ex->pin_to[i] = -1;
     if (opt && opt->timing)
         ex->kernel_ns = calloc(n, sizeof *ex->kernel_ns);
     ex->stats.nthreads = opt && opt->nthreads > 0 ? opt->nthreads : rt_default_threads();
@@ -371,8 +294,8 @@ static bool exec_setup(RtExec *ex, IrError *err)
         ir_error(err, "internal: the program was compiled for another graph");
         return false;
     }
-    if (!layout_sources(ex, err) || !find_write_backs(ex, err) ||
-        !rt_memplan(ex->g, ex->prog, ex->pinned, &ex->plan, err) || !alloc_blocks(ex, err))
+    if (!layout_sources(ex, err) || !rt_memplan(ex->g, ex->prog, NULL, &ex->plan, err) ||
+        !find_write_backs(ex, err) || !alloc_blocks(ex, err))
         return false;
     fill_slots(ex);
     count_kernels(ex);
@@ -426,8 +349,6 @@ void rt_exec_free(RtExec *ex)
     free(ex->block);
     free(ex->src_off);
     free(ex->input_set);
-    free(ex->pinned);
-    free(ex->pin_to);
     free(ex->wb);
     free(ex->kernel_ns);
     if (ex->owned)

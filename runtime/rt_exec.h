@@ -10,15 +10,17 @@
  *                writes back after every run (AdamW moments adam.m.P/adam.v.P);
  *   input slab   the other inputs (tokens, targets, lr, step), set per run;
  *   arena        every kernel's result at an offset planned by liveness
- *                (rt_memplan.c); a reshape shares its operand's buffer.
+ *                (memplan's planner, passes/memplan.c, through rt_memplan.c);
+ *                a reshape shares its operand's buffer, and an elementwise
+ *                kernel may take over the buffer of an operand that dies there.
  *
  * After a run, every output named like a param or an input is copied into
  * that param's or input's buffer: that is how a train-step graph updates its
  * weights and optimizer state ("write-back").  Where it is safe — the
  * output comes from an elementwise kernel, and nothing after that kernel
  * reads the old value — the kernel writes straight into the slab instead
- * ("pinned"), so an AdamW step needs neither arena space nor copies for
- * the new params and moments.
+ * ("pinned": memplan decides it, PassMemPlan.slab), so an AdamW step needs
+ * neither arena space nor copies for the new params and moments.
  *
  * Threads (rt_pool.c).  The runtime owns the threading so that OpenBLAS and
  * gradc's kernels never oversubscribe the cores: nthreads is GRADC_THREADS or
@@ -31,7 +33,7 @@
  *
  * Sections follow the files:
  *   rt_pool.c      RtPool: persistent pthread workers, a barrier per kernel
- *   rt_memplan.c   RtMemPlan: buffer lifetimes and arena offsets
+ *   rt_memplan.c   RtMemPlan: memplan's plan, checked against the program
  *   rt_exec.c      RtExec: slabs, inputs, params, runs, write-back, timing
  *
  * Example: one forward of a model at B=2, T=64.
@@ -52,6 +54,7 @@
 
 #include "codegen/cg_lower.h"
 #include "ir/ir.h"
+#include "passes/pass.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -87,37 +90,33 @@ void rt_pool_idle(RtPool *p);
 
 /* ---------------------------------------------------------------- rt_memplan.c */
 
-/* Where each node's value lives.  Buffers are identified by their root:
- * the node that writes them (an ALIAS's root is the root of alias_of).
- * Arena buffers have an offset; other roots (inputs, params, pinned
- * nodes) have offset -1 and are placed by the executor. */
-typedef struct RtMemPlan {
-    int n;                 /* nodes */
-    int *root;             /* [n] node whose buffer node i uses */
-    int *last;             /* [n] for roots: last node index that reads the
-                            * buffer; n when it lives to the end (outputs) */
-    int64_t *offset;       /* [n] arena offset of a root, -1 if not in the arena */
-    int64_t *size;         /* [n] bytes of a root's buffer, rounded up to RT_ALIGN */
-    int64_t peak_bytes;    /* arena size */
-    int64_t naive_bytes;   /* sum of all arena buffers, each on its own */
-    int nbuffers;          /* arena buffers */
-} RtMemPlan;
+/* Where each node's value lives: memplan's plan (passes/pass.h,
+ * PassMemPlan) at the executor's binding.  Buffers are identified by their
+ * root: the node that writes them (an ALIAS's root is the root of
+ * alias_of).  Arena buffers have an offset; inputs, params, and updates
+ * written in place into a param's or state input's buffer (slab[i] >= 0)
+ * have offset -1 and are placed by the executor. */
+typedef PassMemPlan RtMemPlan;
 
-/* Plans the arena for program p of graph g: a buffer is live from the node
- * that writes it to its last reader (outputs to the end; an alias extends
- * its root's life to the alias's own readers); buffers are placed largest
- * first, each in the smallest gap among the buffers live at the same time
- * (best fit), so no two live buffers overlap and a kernel's result never
- * overlaps its operands.  pinned (may be NULL) marks roots that live
- * outside the arena.  Returns false and fills err on an inconsistent
- * program (an alias of a later node). */
+/* Plans the arena for program p of graph g with pass_memplan_build at
+ * p->binding, after checking that codegen and the planner agree on every
+ * node's kind and size: a buffer is live from the kernel that writes it to
+ * its last reader (outputs to the end; an alias extends its root's life to
+ * the alias's own readers); an elementwise kernel takes over an operand's
+ * buffer when the operand dies there; buffers are placed largest first in
+ * the smallest gap among those live at the same time (best fit).  The
+ * graph's own `offset` attributes are used when they are valid here.
+ * pinned (may be NULL) marks roots that live outside the arena.  Returns
+ * false and fills err on an inconsistent program (an alias of a later
+ * node, a kind or size codegen and the planner disagree on). */
 bool rt_memplan(const IrGraph *g, const CgProgram *p, const bool *pinned,
                 RtMemPlan *plan, IrError *err);
 void rt_memplan_free(RtMemPlan *plan);
 /* The index of the last sibling of fused node i (the node whose kernel
  * writes the outputs of the whole group), or i when it has none. */
 int rt_sibling_end(const IrGraph *g, int i);
-/* True if roots a and b are live at the same time (inclusive intervals). */
+/* True if arena roots a and b need memory of their own at the same time
+ * (their lives overlap and neither took the other's buffer over in place). */
 bool rt_memplan_overlap_in_time(const RtMemPlan *plan, int a, int b);
 
 /* ---------------------------------------------------------------- rt_exec.c */
