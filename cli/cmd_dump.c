@@ -8,10 +8,14 @@
  * kernels with their bodies; --explain says why each fused or not);
  * `llvm` and `asm` compile the `kernels` graph at a binding (--batch,
  * --seq) and print the kernels' optimized LLVM IR or machine code
- * (cli_dump_kernels in cmd_run.c).  The `sched` stage is listed so that
- * the help shows the whole pipeline, and asking for it before it exists
- * is a clear user error rather than a silent fallback.  --passes runs
- * extra passes after the stage, so any point in between can be shown.
+ * (cli_dump_kernels in cmd_run.c); `sched` is the default pipeline with
+ * schedule and memplan at the end, run at the binding of --batch, --seq
+ * and --bind (default B=2, T=64): its `offset` attributes are arena
+ * offsets at that binding, so a sched dump is specialized to it (the
+ * runtime uses them at a binding where they are valid and plans afresh
+ * otherwise).  Every stage runs its passes with that binding in the pass
+ * context when it can be made.  --passes runs extra passes after the
+ * stage, so any point in between can be shown.
  *
  * Output goes to stdout, or with -o FILE to FILE atomically: the text is
  * written to FILE.tmp, synced, and renamed over FILE, so a failed or
@@ -39,7 +43,8 @@ const char cmd_dump_usage[] =
     "  opt       after the default pass pipeline\n"
     "  grad      the train-step graph: after the autodiff and optimizer passes\n"
     "  kernels   after the whole default pipeline: fused kernels with their bodies\n"
-    "  sched     after scheduling and memory planning (not yet available)\n"
+    "  sched     after the default pipeline, schedule and memplan, at --batch/--seq\n"
+    "            (default B=2, T=64): offsets are specialized to that binding\n"
     "  llvm      optimized LLVM IR of the kernels, after the default pipeline,\n"
     "            compiled at --batch/--seq (default B=2, T=64)\n"
     "  asm       machine code of the kernels (as llvm)\n"
@@ -53,13 +58,15 @@ const char cmd_dump_usage[] =
     "  --explain          print each fusion made and refused, as // fuse: lines\n"
     "  -o FILE            write the IR to FILE (atomically) instead of stdout\n"
     "  --batch B, --seq T, --bind NAME=V, --no-cache\n"
-    "                     the binding and cache of the llvm and asm stages (see gradc run)\n"
+    "                     the binding of the sched, llvm and asm stages (and of schedule\n"
+    "                     and memplan anywhere), the cache of llvm and asm (see gradc run)\n"
     "\n"
     "examples:\n"
     "  gradc dump models/gpt-mini.json --set n_layers=1\n"
     "  gradc dump models/gpt-mini.json --stage=opt -o mini.gir\n"
     "  gradc dump mini.gir --passes=cse,dce --print-after=all\n"
     "  gradc dump models/gpt-mini.json --stage=asm | grep zmm\n"
+    "  gradc dump models/gpt-mini.json --stage=sched --batch 4 --seq 128\n"
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error (a pass broke the IR)\n";
 
@@ -70,7 +77,7 @@ typedef struct DumpStage {
 
 static const DumpStage stages[] = {
     {"graph", true},    {"grad", true},  {"opt", true},  {"kernels", true},
-    {"sched", false},   {"llvm", true},  {"asm", true},
+    {"sched", true},    {"llvm", true},  {"asm", true},
 };
 static const int nstages = sizeof stages / sizeof stages[0];
 
@@ -235,8 +242,20 @@ static const char *kernels_pipeline(void)
     return buf;
 }
 
+/* The default pipeline, then schedule (unless it has it) and memplan. */
+static const char *sched_pipeline(void)
+{
+    static char buf[300];
+    const char *d = pass_default_pipeline;
+    snprintf(buf, sizeof buf, "%s%s%s%smemplan", d, *d ? "," : "",
+             strstr(d, "schedule") ? "" : "schedule", strstr(d, "schedule") ? "" : ",");
+    return buf;
+}
+
 static const char *stage_pipeline(const char *stage)
 {
+    if (!strcmp(stage, "sched"))
+        return sched_pipeline();
     if (!strcmp(stage, "graph"))
         return "";
     if (!strcmp(stage, "grad"))
@@ -252,8 +271,19 @@ static int pass_failed(const PassCtx *ctx)
     return ctx->internal ? 2 : 1;
 }
 
+static bool needs_binding(const char *stage)
+{
+    return !strcmp(stage, "sched") || !strcmp(stage, "llvm") || !strcmp(stage, "asm");
+}
+
 static int run(IrGraph *g, DumpArgs *a)
 {
+    int64_t binding[IR_MAX_SYMS] = {0};
+    IrError berr = {0};
+    if (cli_bind(g, a->fe, &a->x, binding, &berr))
+        a->ctx.binding = binding;
+    else if (needs_binding(a->stage))
+        return cli_fail(&berr);
     if (!pass_run_pipeline(g, stage_pipeline(a->stage), &a->ctx) ||
         !pass_run_pipeline(g, a->passes, &a->ctx))
         return pass_failed(&a->ctx);
