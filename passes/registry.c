@@ -38,5 +38,10 @@ const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
  * every primitive of a decomposed composite is a kernel of its own (gpt-mini
  * forward, 2 layers: 60 kernels with cse,dce, where codegen lowers the
  * composites whole; 144 with decompose,simplify,cse,dce), and fuse rebuilds
- * the composites' kernels and more from the primitives (26 kernels). */
-const char *const pass_default_pipeline = "decompose,simplify,cse,dce,fuse";
+ * the composites' kernels and more from the primitives (26 kernels).
+ * schedule orders the kernels for a low peak of live bytes, at the nominal
+ * binding B=2, T=64 (compiles bind later); memplan is not in it, because
+ * its offsets are numbers at one binding: the runtime plans its arena with
+ * memplan's planner at its own binding, and `gradc plan` and
+ * `dump --stage=sched` run memplan at theirs. */
+const char *const pass_default_pipeline = "decompose,simplify,cse,dce,fuse,schedule";
