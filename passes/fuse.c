@@ -19,7 +19,8 @@
  *                and reshapes read in place by BLAS), with an elementwise
  *                or row epilogue over its result (bias, GELU, residual,
  *                even a whole softmax or layernorm), or writing its result
- *                through a transpose (the attention heads).
+ *                through a transpose (the attention heads); or a sum of
+ *                matmuls, which BLAS adds into one result.
  *
  * Kernels are formed greedily from the back of the graph: the last live
  * node not yet in a kernel starts one (its root) and absorbs producers,
@@ -37,9 +38,10 @@
  * A kernel with several outputs is printed as sibling fused nodes, one
  * per output, each with the body of its own value, all with the same
  * operands and the same `group` attribute; codegen computes them in one
- * kernel.  fuse_emit.c also merges independent reduce kernels over the
- * same space and axes that share an input (a layernorm's scale and shift
- * gradients) into siblings, orders the kernels, and rebuilds the graph.
+ * kernel.  fuse_emit.c also merges independent reduce kernels (same space
+ * and axes) and row kernels (same space) that share an input into
+ * siblings (a layernorm's scale and shift gradients; the loss's pick and
+ * the logits' gradient), orders the kernels, and rebuilds the graph.
  */
 #include "fuse_int.h"
 
