@@ -580,6 +580,10 @@ void fuse_emit(Fuse *F)
     Emit E;
     memset(&E, 0, sizeof E);
     E.F = F;
+    for (int i = 0; i < F->n; i++) /* new groups get numbers the input does not use */
+        if (F->node[i]->op == OP_FUSED && ir_node_attr(F->node[i], ATTR_GROUP) &&
+            ir_node_int(F->node[i], ATTR_GROUP, 0) >= E.ngroups)
+            E.ngroups = (int)ir_node_int(F->node[i], ATTR_GROUP, 0) + 1;
     merge_siblings(F);
     make_units(&E);
     order_units(&E);
