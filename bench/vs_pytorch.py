@@ -49,7 +49,7 @@ CONFIGS = {
     "gpt2-124m-b2t256": ("models/gpt2-small.json", ["context_length=256"], 2, 256, 1, 2),
     "gpt2-124m-b4t64": ("models/gpt2-small.json", [], 4, 64, 1, 2),
     "gpt-mini": ("models/gpt-mini.json", [], 8, 128, 1, 3),
-    "gpt-char": ("models/gpt-char.json", [], 8, 256, 1, 3),
+    "gpt-char": ("models/gpt-char.json", [], 4, 256, 1, 3),
 }
 # --quick: the small models at small batches, few steps.
 QUICK = {
@@ -123,8 +123,8 @@ def measure(args, name, cfg, coretype, cache_dir):
         res["torch default"].append(torch_once(args, cfg, env))
         res["torch tuned"].append(torch_once(args, cfg, dict(env, **TUNED)))
         done = ", ".join(f"{s} {fmt_tps(res[s][-1])}" for s in SIDES)
-        print(f"  [{name}, core {coretype or 'env'}, round {rep + 1}/{args.reps}] {done}",
-              flush=True)
+        print(f"  [{name}, core {coretype or 'env'}, round {rep + 1}/{args.reps}] {done}  "
+              f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)", flush=True)
     return res
 
 
