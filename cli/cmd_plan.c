@@ -13,7 +13,8 @@
  *   flops        ir/cost.h's estimate (gradc check and bench use it too).
  * Then it prints the four figures for the final graph and a table of its
  * kernels in execution order: FLOPs and bytes moved (the distinct buffers
- * the kernel reads plus the values it writes).  Nothing is compiled or run:
+ * the kernel reads, a gather only the rows it copies, plus the values it
+ * writes).  Nothing is compiled or run:
  * the numbers are the plan's.
  */
 #include "cli.h"
@@ -177,7 +178,8 @@ static const IrNode *buffer_of(const IrNode *n)
     return n;
 }
 
-/* The distinct buffers kernel k reads, plus the values it writes. */
+/* The distinct buffers kernel k reads, plus the values it writes (a gather
+ * reads only the rows it copies out of its table). */
 static int64_t bytes_moved(const IrGraph *g, const Kernel *k, const int64_t *binding)
 {
     const IrNode *seen[IR_MAX_IN * PASS_MAX_SIBLINGS];
@@ -193,7 +195,8 @@ static int64_t bytes_moved(const IrGraph *g, const Kernel *k, const int64_t *bin
                 s++;
             if (s == nseen) {
                 seen[nseen++] = b;
-                bytes += value_bytes(n->in[j], binding);
+                bytes += n->op == OP_GATHER && j == 0 ? value_bytes(n, binding)
+                                                      : value_bytes(n->in[j], binding);
             }
         }
     }

@@ -417,7 +417,10 @@ static int pick_operand(const Mem *m, int i, char *why, size_t cap)
         const char *r = inplace_refusal(m, i, k);
         if (!r)
             return k;
-        if (len < cap)
+        bool seen = false;
+        for (int j = 0; j < k; j++)
+            seen |= m->p->root[n->in[j]->index] == m->p->root[n->in[k]->index];
+        if (!seen && len < cap)
             len += snprintf(why + len, cap - len, "%s%%%d %s", len ? ", " : "",
                             m->p->root[n->in[k]->index], r);
     }
