@@ -45,6 +45,9 @@ typedef struct FeModel {
 FeModel *fe_load_file(const char *path, const FeOptions *opt, IrError *err);
 FeModel *fe_load_string(const char *json, const char *path, const FeOptions *opt, IrError *err);
 void fe_model_free(FeModel *m);
+/* The model file with its chain of "base" files merged, as compact JSON
+ * (malloc'd): what checkpoints store so they do not depend on the files. */
+char *fe_flatten_file(const char *path, IrError *err);
 /* false when the key is not in the config */
 bool fe_config(const FeModel *m, const char *key, double *value);
 

@@ -243,6 +243,28 @@ FeModel *fe_load_file(const char *path, const FeOptions *opt, IrError *err)
     return m;
 }
 
+char *fe_flatten_file(const char *path, IrError *err)
+{
+    IrError scratch;
+    Fe fe;
+    memset(&fe, 0, sizeof fe);
+    fe.err = err ? err : &scratch;
+    memset(fe.err, 0, sizeof *fe.err);
+    fe.file = path;
+    char *text = read_text(path), *out = NULL;
+    if (!text)
+        ir_error(fe.err, "cannot read '%s': %s", path, strerror(errno));
+    else
+        fe.root = load_doc(&fe, text, path);
+    if (fe.root) {
+        cJSON_DeleteItemFromObjectCaseSensitive(fe.root, "base");
+        out = cJSON_PrintUnformatted(fe.root);
+    }
+    free(text);
+    cleanup(&fe);
+    return out;
+}
+
 void fe_model_free(FeModel *m)
 {
     if (!m)

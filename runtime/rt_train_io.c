@@ -37,74 +37,10 @@ double rt_train_now(void)
 
 /* ---------------------------------------------------------------- model file */
 
-static void put(cJSON *obj, const cJSON *item)
-{
-    cJSON *copy = cJSON_Duplicate(item, 1);
-    if (cJSON_GetObjectItemCaseSensitive(obj, item->string))
-        cJSON_ReplaceItemInObjectCaseSensitive(obj, item->string, copy);
-    else
-        cJSON_AddItemToObject(obj, item->string, copy);
-}
-
-/* The frontend's rule (frontend/fe_load.c): a derived file's top-level keys
- * replace the base's, except object sections, which merge entry by entry. */
-static void merge(cJSON *dst, const cJSON *src)
-{
-    for (const cJSON *c = src->child; c; c = c->next) {
-        cJSON *d = cJSON_GetObjectItemCaseSensitive(dst, c->string);
-        if (!strcmp(c->string, "base"))
-            continue;
-        if (cJSON_IsObject(d) && cJSON_IsObject(c))
-            for (const cJSON *e = c->child; e; e = e->next)
-                put(d, e);
-        else
-            put(dst, c);
-    }
-}
-
-static char *sibling(const char *file, const char *name)
-{
-    const char *slash = strrchr(file, '/');
-    char *p;
-    if (name[0] == '/' || !slash)
-        return strdup(name);
-    if (asprintf(&p, "%.*s/%s", (int)(slash - file), file, name) < 0)
-        return NULL;
-    return p;
-}
-
-static cJSON *load_doc(const char *path, int depth, IrError *err)
-{
-    size_t len;
-    char *text = depth < 16 ? rt_file_read(path, &len, err) : NULL;
-    cJSON *doc = text ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!doc) {
-        if (!err->set || depth >= 16)
-            ir_error(err, "model file '%s' is not valid JSON (or nests bases too deep)", path);
-        return NULL;
-    }
-    const cJSON *base = cJSON_GetObjectItemCaseSensitive(doc, "base");
-    if (!cJSON_IsString(base))
-        return doc;
-    char *bpath = sibling(path, base->valuestring);
-    cJSON *merged = bpath ? load_doc(bpath, depth + 1, err) : NULL;
-    free(bpath);
-    if (merged)
-        merge(merged, doc);
-    cJSON_Delete(doc);
-    return merged;
-}
-
+/* The model file with its bases merged (the frontend's rule). */
 char *rt_model_flatten(const char *path, IrError *err)
 {
-    cJSON *doc = load_doc(path, 0, err);
-    if (!doc)
-        return NULL;
-    cJSON_DeleteItemFromObjectCaseSensitive(doc, "base");
-    char *s = cJSON_PrintUnformatted(doc);
-    cJSON_Delete(doc);
-    return s;
+    return fe_flatten_file(path, err);
 }
 
 /* ---------------------------------------------------------------- --set */
