@@ -10,7 +10,9 @@
  *                params and reshapes, a run of fused siblings once;
  *   peak-bytes   the arena of the memory plan for the graph in its order;
  *   naive-bytes  every kernel's value in a buffer of its own;
- *   flops        ir/cost.h's estimate (gradc check and bench use it too).
+ *   flops        ir/cost.h's per-node estimate (gradc check and bench use
+ *                it too), with a run of sibling fused nodes counted as the
+ *                one kernel it is: what their bodies share, once.
  * Then it prints the four figures for the final graph and a table of its
  * kernels in execution order: FLOPs and bytes moved (the distinct buffers
  * the kernel reads, a gather only the rows it copies, plus the values it
@@ -59,7 +61,8 @@ const char cmd_plan_usage[] =
     "  peak-bytes: N     arena bytes of the memory plan (params, optimizer state\n"
     "                    and inputs live in slabs of their own: see sources:)\n"
     "  naive-bytes: N    every kernel's value in its own buffer, no reuse\n"
-    "  flops: N          estimated FLOPs of one run (ir/cost.h)\n"
+    "  flops: N          estimated FLOPs of one run (ir/cost.h; fused siblings'\n"
+    "                    shared work once)\n"
     "  live-bytes: N     the most bytes live at one time (a lower bound on peak)\n"
     "  sources: ...      param, state and input slabs; updates written in place\n"
     "  then one line per kernel: index, node, op, name, FLOPs, bytes moved\n"
@@ -122,6 +125,113 @@ static int parse_args(int argc, char **argv, PlanArgs *a)
     return -1;
 }
 
+/* ---------------------------------------------------------------- FLOPs of a kernel */
+
+/* A run of sibling fused nodes is one kernel: codegen merges their bodies
+ * and computes what they share once (a layernorm's statistics, a matmul
+ * heading several epilogues).  So its FLOPs are those of the distinct
+ * nodes of the bodies: body input k stands for operand k of every sibling,
+ * and two nodes are one when their op, attributes, type and operands are. */
+typedef struct Distinct {
+    const IrNode *n;
+    int in[IR_MAX_IN];
+} Distinct;
+
+static bool same_attrs(const IrNode *a, const IrNode *b)
+{
+    if (a->nattr != b->nattr)
+        return false;
+    for (int k = 0; k < a->nattr; k++) {
+        const IrAttr *x = &a->attr[k], *y = &b->attr[k];
+        if (x->key != y->key || x->n != y->n || memcmp(x->i, y->i, sizeof x->i) ||
+            x->f != y->f || (x->s != y->s && (!x->s || !y->s || strcmp(x->s, y->s))))
+            return false;
+    }
+    return true;
+}
+
+static bool same_node(const Distinct *d, const IrNode *n, const int *in)
+{
+    return d->n->op == n->op && d->n->nin == n->nin && d->n->dtype == n->dtype &&
+           ir_shape_eq(&d->n->shape, &n->shape) && same_attrs(d->n, n) &&
+           !memcmp(d->in, in, sizeof *in * (size_t)n->nin);
+}
+
+/* The id of body node n (operand ids in `in`); *fresh when first seen. */
+static int intern(Distinct *ds, int *nd, const IrNode *n, const int *in, bool *fresh)
+{
+    for (int k = 0; k < *nd; k++)
+        if (same_node(&ds[k], n, in)) {
+            *fresh = false;
+            return IR_MAX_IN + k;
+        }
+    ds[*nd].n = n;
+    memcpy(ds[*nd].in, in, sizeof *in * (size_t)n->nin);
+    *fresh = true;
+    return IR_MAX_IN + (*nd)++;
+}
+
+static void body_binding(const IrGraph *g, const IrGraph *body, const int64_t *binding,
+                         int64_t *b)
+{
+    for (int s = 0; s < IR_MAX_SYMS; s++) {
+        int p = s < body->nsym ? ir_graph_find_sym(g, body->sym[s]) : -1;
+        b[s] = p >= 0 && binding ? binding[p] : 1;
+    }
+}
+
+/* Adds the FLOPs of body's nodes not seen yet to *flops. */
+static void add_body(const IrGraph *g, const IrGraph *body, const int64_t *binding,
+                     Distinct *ds, int *nd, int64_t *flops)
+{
+    int64_t b[IR_MAX_SYMS];
+    int *id = malloc(sizeof *id * ((size_t)body->nnodes + 1)), ninput = 0;
+    body_binding(g, body, binding, b);
+    for (int i = 0; i < body->nnodes; i++) {
+        const IrNode *n = body->nodes[i];
+        int in[IR_MAX_IN];
+        bool fresh;
+        for (int k = 0; k < n->nin; k++)
+            in[k] = id[n->in[k]->index];
+        if (n->op == OP_INPUT) {
+            id[i] = ninput++;
+            continue;
+        }
+        id[i] = intern(ds, nd, n, in, &fresh);
+        *flops += fresh ? ir_cost_node_flops(body, n, b) : 0;
+    }
+    free(id);
+}
+
+static int64_t run_flops(const IrGraph *g, int first, int end, const int64_t *binding)
+{
+    if (first == end || !g->nodes[first]->body)
+        return ir_cost_node_flops(g, g->nodes[first], binding);
+    int cap = 0;
+    for (int i = first; i <= end; i++)
+        cap += g->nodes[i]->body->nnodes;
+    Distinct *ds = malloc(sizeof *ds * ((size_t)cap + 1));
+    int nd = 0;
+    int64_t flops = 0;
+    for (int i = first; i <= end; i++)
+        add_body(g, g->nodes[i]->body, binding, ds, &nd, &flops);
+    free(ds);
+    return flops;
+}
+
+/* One run of the program: every kernel's FLOPs. */
+static int64_t graph_flops(const IrGraph *g, const int64_t *binding)
+{
+    int64_t flops = 0;
+    for (int i = 0; i < g->nnodes;) {
+        int first, end;
+        pass_sibling_run(g, i, &first, &end);
+        flops += run_flops(g, i, end, binding);
+        i = end + 1;
+    }
+    return flops;
+}
+
 /* ---------------------------------------------------------------- measuring */
 
 static bool measure(const IrGraph *g, const int64_t *binding, PassMemPlan *p, IrError *err)
@@ -138,7 +248,7 @@ static int print_row(const char *stage, const IrGraph *g, const int64_t *binding
         return cli_fail(err);
     }
     printf("%-11s %9d %15lld %15lld %18lld\n", stage, p.nkernels, (long long)p.peak_bytes,
-           (long long)p.naive_bytes, (long long)ir_cost_flops(g, binding));
+           (long long)p.naive_bytes, (long long)graph_flops(g, binding));
     pass_memplan_free(&p);
     return -1;
 }
@@ -213,9 +323,7 @@ static int find_kernels(const IrGraph *g, const int64_t *binding, Kernel *ks)
         i = k.end + 1;
         if (pass_mem_kind(g->nodes[k.first]) != PM_KERNEL)
             continue;
-        k.flops = 0;
-        for (int j = k.first; j <= k.end; j++)
-            k.flops += ir_cost_node_flops(g, g->nodes[j], binding);
+        k.flops = run_flops(g, k.first, k.end, binding);
         k.bytes = bytes_moved(g, &k, binding);
         ks[nk++] = k;
     }
@@ -311,7 +419,7 @@ static int print_summary(const IrGraph *g, const int64_t *binding, IrError *err)
     source_bytes(g, binding, sb);
     printf("\nkernels: %d\npeak-bytes: %lld\nnaive-bytes: %lld\nflops: %lld\n", p.nkernels,
            (long long)p.peak_bytes, (long long)p.naive_bytes,
-           (long long)ir_cost_flops(g, binding));
+           (long long)graph_flops(g, binding));
     printf("live-bytes: %lld\n", (long long)p.live_bytes);
     printf("peak/naive: %.1f%%; %d arena buffers, %d of them in place of an operand\n",
            p.naive_bytes ? 100.0 * (double)p.peak_bytes / (double)p.naive_bytes : 0.0,
