@@ -741,17 +741,32 @@ static void drop_attr(IrNode *n, IrAttrKey key)
     n->nattr = k;
 }
 
-static void write_attrs(IrGraph *g, const PassMemPlan *p)
+/* A node holds at most IR_MAX_ATTRS attributes: a user error, not an abort. */
+static bool room_for(const IrNode *n, const PassMemPlan *p, PassCtx *ctx)
+{
+    if (n->nattr + (p->offset[n->index] >= 0) + (p->inplace[n->index] >= 0) <= IR_MAX_ATTRS)
+        return true;
+    ir_error(ctx->err, "memplan: node %%%d (%s) has no room for its offset and inplace "
+             "attributes (at most %d attributes per node)", n->index, ir_op_name(n->op),
+             IR_MAX_ATTRS);
+    ir_error_hint(ctx->err, "drop attributes the node does not use");
+    return false;
+}
+
+static bool write_attrs(IrGraph *g, const PassMemPlan *p, PassCtx *ctx)
 {
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = g->nodes[i];
         drop_attr(n, ATTR_OFFSET);
         drop_attr(n, ATTR_INPLACE);
+        if (!room_for(n, p, ctx))
+            return false;
         if (p->offset[i] >= 0)
             ir_node_set_attr(g, n, ir_attr_int(ATTR_OFFSET, p->offset[i]));
         if (p->inplace[i] >= 0)
             ir_node_set_attr(g, n, ir_attr_int(ATTR_INPLACE, p->inplace[i]));
     }
+    return true;
 }
 
 /* "B=2 T=64" */
@@ -779,9 +794,7 @@ bool pass_memplan(IrGraph *g, PassCtx *ctx)
     pass_binding(g, ctx, binding);
     PassMemOpts o = {.explain = ctx->explain ? ctx->out : NULL};
     PassMemPlan p;
-    bool ok = pass_memplan_build(g, binding, &o, &p, ctx->err);
-    if (ok)
-        write_attrs(g, &p);
+    bool ok = pass_memplan_build(g, binding, &o, &p, ctx->err) && write_attrs(g, &p, ctx);
     if (ok && o.explain)
         explain_summary(g, binding, &p, o.explain);
     pass_memplan_free(&p);

@@ -188,6 +188,17 @@ static int check_siblings(const IrGraph *g)
 
 /* ---------------------------------------------------------------- the interpreter */
 
+/* u uniform in [0, 1): tokens below vocab, step 3, a small lr, AdamW's
+ * second moments >= 0, anything else around 0. */
+static double input_value(const IrNode *n, double u, int64_t vocab)
+{
+    if (n->dtype == DT_I32)
+        return !strcmp(n->name, "step") ? 3 : floor(u * (double)vocab);
+    if (!strcmp(n->name, "lr"))
+        return 1e-3;
+    return !strncmp(n->name, "adam.v.", 7) ? u : u - 0.5;
+}
+
 static IrInterp *eval(const IrGraph *g, const int64_t *binding, int64_t vocab)
 {
     IrError err = {0};
@@ -202,13 +213,8 @@ static IrInterp *eval(const IrGraph *g, const int64_t *binding, int64_t vocab)
         IrTensor *t = ir_tensor_new(n->dtype, n->shape.rank, dim);
         IrRng r;
         ir_rng_init(&r, ir_rng_stream(3, n->name));
-        for (int64_t k = 0; k < t->numel; k++) {
-            double u = (double)(ir_rng_next(&r) >> 11) * 0x1p-53;
-            bool step = !strcmp(n->name, "step");
-            t->data[k] = n->dtype == DT_I32 ? (step ? 3 : floor(u * (double)vocab))
-                         : !strcmp(n->name, "lr") ? 1e-3 : !strncmp(n->name, "adam.v.", 7) ? u
-                                                                                           : u - 0.5;
-        }
+        for (int64_t k = 0; k < t->numel; k++)
+            t->data[k] = input_value(n, (double)(ir_rng_next(&r) >> 11) * 0x1p-53, vocab);
         CHECK(ir_interp_set(it, n->name, t, &err));
         ir_tensor_free(t);
     }
