@@ -405,7 +405,8 @@ bool pass_decompose(IrGraph *g, PassCtx *ctx)
     int nold = g->nnodes;
     IrNode **old = malloc((nold ? nold : 1) * sizeof *old);
     IR_ASSERT(old);
-    memcpy(old, g->nodes, nold * sizeof *old);
+    if (nold)
+        memcpy(old, g->nodes, nold * sizeof *old);
     for (int i = 0; i < nold; i++)
         old[i]->aux = NULL;
     rebuild(g, old, nold);

@@ -555,7 +555,8 @@ static void fuse_init(Fuse *F, IrGraph *g, PassCtx *ctx)
     F->n = g->nnodes;
     size_t n = (size_t)F->n + 1;
     F->node = xcalloc(n, sizeof *F->node);
-    memcpy(F->node, g->nodes, (size_t)F->n * sizeof *F->node);
+    if (F->n)
+        memcpy(F->node, g->nodes, (size_t)F->n * sizeof *F->node);
     F->is_out = xcalloc(n, sizeof *F->is_out);
     F->grp = xcalloc(n, sizeof *F->grp);
     F->needed = xcalloc(n, sizeof *F->needed);

@@ -58,18 +58,28 @@ static void *xcalloc(size_t n, size_t size)
 
 /* ---------------------------------------------------------------- siblings */
 
+/* Fills mask[] with the axes a reduction reduces (none listed = all). */
+static bool reduce_mask(const IrNode *n, bool *mask)
+{
+    const IrAttr *x = ir_node_attr(n, ATTR_AXES);
+    int nx = x ? x->n : 0, r = n->in[0]->shape.rank;
+    for (int i = 0; i < IR_MAX_RANK; i++)
+        mask[i] = i < r && !nx;
+    for (int i = 0; i < nx; i++) {
+        int ax = ir_axis(x->i[i], r);
+        if (ax < 0)
+            return false;
+        mask[ax] = true;
+    }
+    return true;
+}
+
 static bool same_axes(const IrNode *a, const IrNode *b)
 {
-    const IrAttr *x = ir_node_attr(a, ATTR_AXES), *y = ir_node_attr(b, ATTR_AXES);
-    int nx = x ? x->n : 0, ny = y ? y->n : 0, r = a->in[0]->shape.rank;
-    bool ma[IR_MAX_RANK] = {0}, mb[IR_MAX_RANK] = {0};
-    for (int i = 0; i < r; i++)
-        ma[i] = !nx, mb[i] = !ny;
-    for (int i = 0; i < nx; i++)
-        ma[ir_axis(x->i[i], r)] = true;
-    for (int i = 0; i < ny; i++)
-        mb[ir_axis(y->i[i], r)] = true;
-    return a->op == b->op && !memcmp(ma, mb, sizeof ma);
+    bool ma[IR_MAX_RANK], mb[IR_MAX_RANK];
+    if (a->op != b->op || a->in[0]->shape.rank != b->in[0]->shape.rank)
+        return false;
+    return reduce_mask(a, ma) && reduce_mask(b, mb) && !memcmp(ma, mb, sizeof ma);
 }
 
 static int union_inputs(const FuseGroup *a, const FuseGroup *b, int *in)
@@ -527,7 +537,8 @@ static void explain_group(const Fuse *F, int gi, FILE *f)
     FuseGroup *G = &F->gs[gi];
     if (!G->trivial || G->merged_into >= 0 || has_merged(F, gi))
         explain_kernel(F, G, f);
-    qsort(G->ref, (size_t)G->nref, sizeof *G->ref, by_node);
+    if (G->nref)
+        qsort(G->ref, (size_t)G->nref, sizeof *G->ref, by_node);
     explain_refusals(F, G, f);
 }
 

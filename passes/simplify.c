@@ -506,7 +506,8 @@ static bool sweep(IrGraph *g)
     int nold = g->nnodes;
     IrNode **old = malloc((nold ? nold : 1) * sizeof *old);
     IR_ASSERT(old);
-    memcpy(old, g->nodes, nold * sizeof *old);
+    if (nold)
+        memcpy(old, g->nodes, nold * sizeof *old);
     for (int i = 0; i < nold; i++)
         old[i]->aux = NULL;
     bool changed = sweep_nodes(g, old, nold);
