@@ -464,16 +464,30 @@ static void decide(Mem *m)
 
 /* ---------------------------------------------------------------- placement */
 
-static const Mem *sort_mem; /* qsort has no context argument */
+/* Chains, largest first, then by index (no global state: plans may be made
+ * on several threads at once). */
+typedef struct Sized {
+    int64_t size;
+    int index;
+} Sized;
 
-/* Chains, largest first, then by index. */
 static int by_size_desc(const void *a, const void *b)
 {
-    int x = *(const int *)a, y = *(const int *)b;
-    const int64_t *size = sort_mem->p->size;
-    if (size[x] != size[y])
-        return size[x] > size[y] ? -1 : 1;
-    return x - y;
+    const Sized *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size > y->size ? -1 : 1;
+    return x->index - y->index;
+}
+
+static void sort_by_size(const Mem *m, int *order, int n)
+{
+    Sized *s = malloc(sizeof *s * ((size_t)n + 1));
+    for (int k = 0; k < n; k++)
+        s[k] = (Sized){m->p->size[order[k]], order[k]};
+    qsort(s, (size_t)n, sizeof *s, by_size_desc);
+    for (int k = 0; k < n; k++)
+        order[k] = s[k].index;
+    free(s);
 }
 
 static int by_offset(const void *a, const void *b)
@@ -535,9 +549,7 @@ static int collect_chains(Mem *m, int *order)
 
 static void place_chains(Mem *m, int *order, int nchain)
 {
-    sort_mem = m;
-    qsort(order, (size_t)nchain, sizeof *order, by_size_desc);
-    sort_mem = NULL;
+    sort_by_size(m, order, nchain);
     Placed *busy = malloc(sizeof *busy * ((size_t)nchain + 1));
     for (int k = 0; k < nchain; k++)
         place_one(m, order, k, busy);
