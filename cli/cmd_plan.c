@@ -330,15 +330,29 @@ static int find_kernels(const IrGraph *g, const int64_t *binding, Kernel *ks)
     return nk;
 }
 
-/* "matmul", "row", "reduce" or "elementwise": what a fused body holds. */
+/* A reduction over the last axis only (a row kernel's). */
+static bool last_axis(const IrNode *n)
+{
+    const IrAttr *ax = ir_node_attr(n, ATTR_AXES);
+    int r = n->in[0]->shape.rank;
+    return ax && ax->n == 1 && ir_axis(ax->i[0], r) == r - 1;
+}
+
+/* The kind of kernel a fused body makes, as docs/passes.md (fuse) names
+ * them: elementwise, row, reduce, matmul, matmul+elementwise, matmul+row. */
 static const char *body_kind(const IrGraph *body)
 {
-    bool mm = false, red = false;
+    bool mm = false, row = false, red = false, ew = false;
     for (int i = 0; i < body->nnodes; i++) {
-        mm |= body->nodes[i]->op == OP_MATMUL;
-        red |= ir_ops[body->nodes[i]->op].kind == OPK_REDUCE;
+        const IrNode *n = body->nodes[i];
+        mm |= n->op == OP_MATMUL;
+        ew |= ir_ops[n->op].kind == OPK_ELEMWISE;
+        if (ir_ops[n->op].kind == OPK_REDUCE)
+            *(last_axis(n) ? &row : &red) = true;
     }
-    return mm ? (red ? "matmul+row" : "matmul") : red ? "reduce" : "elementwise";
+    if (mm)
+        return row ? "matmul+row" : ew ? "matmul+elementwise" : "matmul";
+    return red ? "reduce" : row ? "row" : "elementwise";
 }
 
 /* The name an output gives node i, else its own name, else "-". */
@@ -358,7 +372,7 @@ static void print_kernel(const IrGraph *g, int no, const Kernel *k)
         snprintf(op, sizeof op, "fused:%s%s", body_kind(n->body), k->end > k->first ? "*" : "");
     else
         snprintf(op, sizeof op, "%s", ir_op_name(n->op));
-    printf("%5d  %%%-6d %-20s %-36.36s %16lld %14lld\n", no, k->end, op,
+    printf("%5d  %%%-6d %-26s %-36.36s %16lld %14lld\n", no, k->end, op,
            node_label(g, k->end), (long long)k->flops, (long long)k->bytes);
 }
 
@@ -384,7 +398,7 @@ static void print_kernels(const IrGraph *g, const int64_t *binding, long long to
         qsort(order, (size_t)nk, sizeof *order, by_flops_desc);
         nk = top < nk ? (int)top : nk;
     }
-    printf("\n%5s  %-7s %-20s %-36s %16s %14s\n", "#", "node", "op", "name", "flops",
+    printf("\n%5s  %-7s %-26s %-36s %16s %14s\n", "#", "node", "op", "name", "flops",
            "bytes-moved");
     for (int k = 0; k < nk; k++)
         print_kernel(g, order[k] + 1, &ks[order[k]]);
