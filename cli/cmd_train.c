@@ -52,6 +52,9 @@ const char cmd_train_usage[] =
     "  --beta1 B1 --beta2 B2 --eps E   (default 0.9, 0.999, 1e-8)\n"
     "  --clip NORM          clip the global gradient norm (default 0: off)\n"
     "  --seed S             init, shuffle and dropout (default 123)\n"
+    "  --init-std GLOB=STD  start the normal-init params matching GLOB from\n"
+    "                       N(0, STD^2) (repeatable); the book's PyTorch init has\n"
+    "                       N(0, 1) embeddings: --init-std '*_emb.weight=1'\n"
     "evaluation, samples, output:\n"
     "  --eval-every N       train/val loss every N updates (default 5; 0: at the end)\n"
     "  --eval-batches N     batches per evaluation (default 5; 0: all)\n"
@@ -71,7 +74,8 @@ const char cmd_train_usage[] =
     "  gradc train models/gpt-mini.json --data moby-dick.txt --steps 300 --prompt 'Call me'\n"
     "  # the book's chapter 5 run (docs/training.md):\n"
     "  gradc train models/gpt2-small.json --set context_length=256 --data the-verdict.txt \\\n"
-    "      --batch 2 --lr 4e-4 --weight-decay 0.1 --epochs 10 --eval-every 5 --eval-batches 5\n"
+    "      --init-std '*_emb.weight=1' --batch 2 --lr 4e-4 --weight-decay 0.1 --epochs 10\n"
+    "      --eval-every 5 --eval-batches 5\n"
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error\n";
 
@@ -175,6 +179,11 @@ static int take_strings(char **argv, int argc, int *i, RtTrainOptions *o)
             return v ? (*dst[k] = v, 0) : 1;
     if (cli_flag_value(argv, argc, i, "--tokenizer", &v))
         return take_enum("--tokenizer", v, o);
+    if (cli_flag_value(argv, argc, i, "--init-std", &v)) {
+        if (v && o->ninit_std == RT_TRAIN_MAX_INIT)
+            return cli_usage_error("train", "at most %d --init-std flags", RT_TRAIN_MAX_INIT);
+        return v ? (o->init_std[o->ninit_std++] = v, 0) : 1;
+    }
     if (cli_flag_value(argv, argc, i, "--schedule", &v))
         return take_enum("--schedule", v, o);
     return -1;

@@ -27,6 +27,7 @@
 #include "passes/pass.h"
 
 #include <errno.h>
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,6 +108,43 @@ static bool find_io(RtTrain *t, IrError *err)
     return true;
 }
 
+/* --init-std GLOB=STD on the model's normal-init params (before any
+ * program is built from it); a glob that matches none is an error. */
+static bool apply_one_init(RtTrain *t, const char *spec, IrError *err)
+{
+    const char *eq = strrchr(spec, '=');
+    char glob[256], *end;
+    double std = eq ? strtod(eq + 1, &end) : -1;
+    if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof glob || !eq[1] || *end || std < 0) {
+        ir_error(err, "--init-std expects GLOB=STD with STD >= 0, got '%s'", spec);
+        ir_error_hint(err, "for example --init-std '*_emb.weight=1'");
+        return false;
+    }
+    snprintf(glob, sizeof glob, "%.*s", (int)(eq - spec), spec);
+    int hits = 0;
+    IrGraph *g = t->model->graph;
+    for (int i = 0; i < g->nnodes; i++) {
+        IrNode *n = g->nodes[i];
+        if (n->op == OP_PARAM && n->name && !fnmatch(glob, n->name, 0) &&
+            !strcmp(ir_node_str(n, ATTR_INIT, ""), "normal"))
+            ir_node_set_attr(g, n, ir_attr_float(ATTR_STD, std)), hits++;
+    }
+    if (hits)
+        return true;
+    ir_error(err, "--init-std %s: no param with a normal init matches '%s'", spec, glob);
+    ir_error_hint(err, "`gradc check %s --params` lists the params and their inits",
+                  t->model_name);
+    return false;
+}
+
+static bool apply_init_std(RtTrain *t, IrError *err)
+{
+    for (int k = 0; k < t->o.ninit_std; k++)
+        if (!apply_one_init(t, t->o.init_std[k], err))
+            return false;
+    return true;
+}
+
 static bool load_model(RtTrain *t, const RtCkpt *c, IrError *err)
 {
     const char *json = c ? rt_ckpt_meta_get(c, "model.json") : NULL;
@@ -129,7 +167,8 @@ static bool load_model(RtTrain *t, const RtCkpt *c, IrError *err)
         t->model_json = strdup(json);
         t->model = fe_load_string(json, t->model_name, &fo, err);
     }
-    return t->model && t->model_json && find_io(t, err) && pick_context(t, err);
+    return t->model && t->model_json && find_io(t, err) && pick_context(t, err) &&
+           apply_init_std(t, err);
 }
 
 /* ---------------------------------------------------------------- data */

@@ -123,6 +123,8 @@ bool rt_exec_params_copy(RtExec *dst, const IrGraph *g, RtExec *src, IrError *er
 
 typedef enum RtSchedule { RT_LR_CONSTANT, RT_LR_COSINE } RtSchedule;
 
+#define RT_TRAIN_MAX_INIT 16
+
 typedef struct RtTrainOptions {
     const char *model_path;    /* NULL with resume: the checkpoint's model */
     const FeSet *sets;
@@ -148,6 +150,11 @@ typedef struct RtTrainOptions {
     const char *out_dir;       /* checkpoint, CSV and plot go here by default */
     const char *ckpt_path, *csv_path, *plot_path;  /* NULL: OUT/ckpt.safetensors, ... */
     const char *resume;        /* a checkpoint to continue from */
+    /* --init-std GLOB=STD: normal-init params whose name matches GLOB
+     * start from N(0, STD^2) instead of the model file's std (the book's
+     * PyTorch init has N(0, 1) embeddings: "*_emb.weight=1") */
+    const char *init_std[RT_TRAIN_MAX_INIT];
+    int ninit_std;
     const char *passes;        /* pipeline after the train-step passes; NULL: default */
     int threads;               /* 0: the runtime decides */
     bool quiet;                /* no progress lines */

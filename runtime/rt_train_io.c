@@ -128,6 +128,9 @@ static char *options_json(const RtTrain *t)
     cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
     cJSON_AddNumberToObject(j, "clip", o->clip);
     cJSON_AddBoolToObject(j, "decay_all", o->decay_all);
+    cJSON *inits = cJSON_AddArrayToObject(j, "init_std");
+    for (int k = 0; k < o->ninit_std; k++)
+        cJSON_AddItemToArray(inits, cJSON_CreateString(o->init_std[k]));
     cJSON_AddNumberToObject(j, "eval_every", (double)o->eval_every);
     cJSON_AddNumberToObject(j, "eval_batches", (double)o->eval_batches);
     char *s = cJSON_PrintUnformatted(j);

@@ -123,6 +123,8 @@ refuse "--seq longer than the context" "longer than the model's context_length" 
     "$GRADC" train "${MINI[@]}" --seq 512
 refuse "bad --lr" "--lr expects a positive number" "$GRADC" train "${MINI[@]}" --lr -1
 refuse "missing --data" "missing --data" "$GRADC" train models/gpt-mini.json
+refuse "--init-std that matches no param" "no param with a normal init matches 'nope'" \
+    "$GRADC" train "${MINI[@]}" --init-std 'nope=1'
 refuse "unwritable --out" "cannot create the folder" "$GRADC" train "${MINI[@]}" --out /proc/gradc-no
 
 # ---------------------------------------------------------------- GPT-2 BPE
