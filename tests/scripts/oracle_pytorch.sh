@@ -9,9 +9,10 @@
 # something the check needs (the train step, say), the test FAILS with a
 # MISSING line naming it: a parity test that cannot run has not passed.
 #   usage: oracle_pytorch.sh GRADC SOURCE_ROOT
+#   GRADC_ORACLE_PYTHON=PATH   the python with torch (default /usr/bin/python3)
 set -u
 gradc=$1 root=$2
-py=/usr/bin/python3   # Debian's python3-torch; a pyenv python3 may come first on PATH
+py=${GRADC_ORACLE_PYTHON:-/usr/bin/python3}   # Debian's python3-torch; a pyenv python3 may come first on PATH
 
 if ! reason=$("$py" -c 'import torch, numpy' 2>&1); then
     echo "skipped: PyTorch cannot be imported by $py (install python3-torch):"
