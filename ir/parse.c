@@ -959,7 +959,7 @@ static bool parse_node(Parser *P, Block *b)
 static bool parse_output(Parser *P, Block *b)
 {
     Tok t = P->tok;
-    IrNode *n;
+    IrNode *n = NULL;
     char *name = take_name(P, b->g->arena, "an output name");
     if (!name)
         return false;
