@@ -132,6 +132,8 @@ static void print_param_list(const IrGraph *g)
         printf("  %-44s %s%-16s %s", n->name, ir_dtype_name(n->dtype), s, init);
         if (!strcmp(init, "normal"))
             printf("(std=%g)", ir_node_float(n, ATTR_STD, 0.02));
+        else if (!strcmp(init, "uniform"))
+            printf("(bound=%g)", ir_node_float(n, ATTR_BOUND, 0.0));
         printf("%s\n", ir_node_int(n, ATTR_TRAINABLE, 1) ? "" : " frozen");
     }
 }

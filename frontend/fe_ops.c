@@ -64,7 +64,8 @@ static bool has_word(const char *list, const char *w)
 
 static bool is_param_attr(const char *key)
 {
-    return !strcmp(key, "init") || !strcmp(key, "std") || !strcmp(key, "trainable");
+    return !strcmp(key, "init") || !strcmp(key, "std") || !strcmp(key, "bound") ||
+           !strcmp(key, "trainable");
 }
 
 static bool takes(IrOp op, const char *key)

@@ -93,35 +93,60 @@ const char *fe_qualify(Fe *fe, const char *prefix, const char *rel)
 
 /* ---------------------------------------------------------------- own params */
 
-static const char *const inits[] = {"normal", "zeros", "ones", NULL};
+static const char *const inits[] = {"normal", "uniform", "zeros", "ones", NULL};
 
-static bool read_init(Fe *fe, const cJSON *spec, const char *path, const char **init,
-                      double *std)
+/* The scale key of init kind i: std for normal, bound for uniform. */
+static const char *const scale_keys[] = {"std", "bound", NULL, NULL};
+
+typedef struct FeInit {
+    const char *kind;
+    double scale; /* normal: std (default 0.02); uniform: bound (required) */
+} FeInit;
+
+static int init_index(Fe *fe, const cJSON *spec, const char *path, const char **init)
 {
     const cJSON *in = cJSON_GetObjectItemCaseSensitive(spec, "init");
-    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(spec, "std");
     char p[FE_PATH];
     fe_path_key(p, path, "init");
     *init = "normal";
-    *std = 0.02;
     if (in && !fe_want(fe, in, cJSON_String, p, "'init'"))
-        return false;
+        return -1;
     if (in)
         *init = in->valuestring;
     int i = 0;
     while (inits[i] && strcmp(inits[i], *init))
         i++;
-    if (!inits[i]) {
-        FeNear n = fe_near(*init);
-        fe_near_list(&n, inits);
-        fe_fail(fe, p, "unknown init '%s' (there are normal, zeros and ones)", *init);
-        fe_hint_near(fe, &n);
+    if (inits[i])
+        return i;
+    FeNear n = fe_near(*init);
+    fe_near_list(&n, inits);
+    fe_fail(fe, p, "unknown init '%s' (there are normal, uniform, zeros and ones)", *init);
+    fe_hint_near(fe, &n);
+    return -1;
+}
+
+static bool read_init(Fe *fe, const cJSON *spec, const char *path, FeInit *out)
+{
+    int i = init_index(fe, spec, path, &out->kind);
+    if (i < 0)
         return false;
+    char p[FE_PATH];
+    out->scale = i == 0 ? 0.02 : 0.0;
+    for (int k = 0; k < 2; k++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, scale_keys[k]);
+        fe_path_key(p, path, scale_keys[k]);
+        if (v && k != i)
+            return fe_fail(fe, p, "'%s' goes with init '%s' only", scale_keys[k], inits[k]);
+        if (v && !fe_number(fe, v, p, &out->scale))
+            return false;
+        if (!v && k == i && k == 1)
+            return fe_fail(fe, path, "init 'uniform' needs a 'bound' (U(-bound, bound); "
+                           "PyTorch's nn.Linear uses \"1 / sqrt(fan_in)\")");
     }
-    fe_path_key(p, path, "std");
-    if (sd && i != 0)
-        return fe_fail(fe, p, "'std' goes with init 'normal' only");
-    return !sd || fe_number(fe, sd, p, std);
+    if (out->scale >= 0)
+        return true;
+    fe_path_key(p, path, scale_keys[i]);
+    return fe_fail(fe, p, "'%s' must be >= 0, got %g", scale_keys[i], out->scale);
 }
 
 static bool make_param(Fe *fe, FeScope *sc, const cJSON *spec, const char *path, FeLocal *loc)
@@ -130,13 +155,12 @@ static bool make_param(Fe *fe, FeScope *sc, const cJSON *spec, const char *path,
     const cJSON *tr = cJSON_GetObjectItemCaseSensitive(spec, "trainable");
     char p[FE_PATH];
     IrShape s;
-    const char *init;
-    double std;
+    FeInit init;
     bool trainable = true;
     fe_path_key(p, path, "shape");
     if (!sh)
         return fe_fail(fe, path, "param '%s' needs a 'shape'", spec->string);
-    if (!fe_shape(fe, sh, FE_NUM, p, &s, NULL) || !read_init(fe, spec, path, &init, &std))
+    if (!fe_shape(fe, sh, FE_NUM, p, &s, NULL) || !read_init(fe, spec, path, &init))
         return false;
     fe_path_key(p, path, "trainable");
     if (tr && !fe_truth(fe, tr, p, &trainable))
@@ -144,10 +168,10 @@ static bool make_param(Fe *fe, FeScope *sc, const cJSON *spec, const char *path,
     if (!fe_room(fe, path))
         return false;
     IrDType dt = DT_F32;
-    IrAttr a[3] = {ir_attr_str(ATTR_INIT, init), ir_attr_int(ATTR_TRAINABLE, trainable),
-                   ir_attr_float(ATTR_STD, std)};
-    IrNode *n = ir_node_new(fe->g, OP_PARAM, NULL, 0, a, strcmp(init, "normal") ? 2 : 3, &dt, &s,
-                            fe->err);
+    bool uniform = !strcmp(init.kind, "uniform"), scaled = uniform || !strcmp(init.kind, "normal");
+    IrAttr a[3] = {ir_attr_str(ATTR_INIT, init.kind), ir_attr_int(ATTR_TRAINABLE, trainable),
+                   ir_attr_float(uniform ? ATTR_BOUND : ATTR_STD, init.scale)};
+    IrNode *n = ir_node_new(fe->g, OP_PARAM, NULL, 0, a, scaled ? 3 : 2, &dt, &s, fe->err);
     if (!n)
         return fe_fail_ir(fe, path);
     n->name = fe_qualify(fe, sc->prefix, spec->string);
@@ -157,8 +181,8 @@ static bool make_param(Fe *fe, FeScope *sc, const cJSON *spec, const char *path,
 
 /* ---------------------------------------------------------------- entries */
 
-static const char *const param_keys[] = {"shape", "init", "std", "trainable", "alias", "if",
-                                         "//", "doc", NULL};
+static const char *const param_keys[] = {"shape", "init", "std", "bound", "trainable", "alias",
+                                         "if", "//", "doc", NULL};
 
 /* Pass 1: an own param, a switched-off one, or an alias left pending. */
 static bool entry(Fe *fe, FeScope *sc, const cJSON *spec, const char *path, FeLocal *loc)

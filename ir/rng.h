@@ -13,6 +13,12 @@
  *    t = 2 pi u2; one call returns r cos t, the next r sin t.  uniform is
  *    the top 53 bits of a 64-bit draw times 2^-53.
  *
+ *    Init kinds (a param's `init` attribute): normal draws std * N(0,1);
+ *    uniform draws bound * (2u - 1) with u uniform, i.e. U(-bound, bound),
+ *    PyTorch's default for nn.Linear weights and biases with bound
+ *    1/sqrt(fan_in); zeros and ones are constants.  IrInitSampler gives
+ *    the values of one param in row-major order.
+ *
  * 2. Dropout.  The keep mask is counter-based, so any element can be
  *    computed on its own (by any thread, in any kernel order):
  *        x = seed ^ (step * 0xA0761D6478BD642F) ^ (index * 0xE7037ED1A0B428DB)
@@ -50,6 +56,21 @@ double ir_rng_uniform(IrRng *r); /* [0, 1) */
 double ir_rng_normal(IrRng *r);  /* mean 0, std 1 */
 /* The seed of the stream of a named param under a global seed. */
 uint64_t ir_rng_stream(uint64_t seed, const char *name);
+
+/* A param's initial values: ir_init_begin(&s, n, seed), then numel calls
+ * of ir_init_next.  The kinds are IR_INIT_KINDS; ir_init_known checks a
+ * name.  `n` is an OP_PARAM node (attributes init, std, bound). */
+#define IR_INIT_KINDS "normal, uniform, zeros or ones"
+typedef struct IrInitSampler {
+    int kind;     /* 0 normal, 1 uniform, 2 zeros, 3 ones */
+    double scale; /* std or bound */
+    IrRng rng;
+} IrInitSampler;
+
+struct IrNode;
+bool ir_init_known(const char *init);
+bool ir_init_begin(IrInitSampler *s, const struct IrNode *n, uint64_t seed);
+double ir_init_next(IrInitSampler *s);
 
 /* 0 or 1/(1-p): the dropout multiplier of element `index` (see above). */
 double ir_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, double p);

@@ -248,6 +248,8 @@ static void fill_param(const IrNode *p, IrTensor *t, IrRng *r)
     const char *init = ir_node_str(p, ATTR_INIT, "zeros");
     if (!strcmp(init, "normal"))
         fill_normal(r, t, 0, ir_node_float(p, ATTR_STD, 0.02));
+    else if (!strcmp(init, "uniform")) /* the same std as U(-bound, bound) */
+        fill_normal(r, t, 0, ir_node_float(p, ATTR_BOUND, 0.0) / sqrt(3.0));
     else
         fill_normal(r, t, !strcmp(init, "ones"), 0.02);
 }

@@ -131,11 +131,12 @@ static int find_source(const IrGraph *g, const char *name)
 static bool check_init(const IrNode *n, IrError *err)
 {
     const char *init = ir_node_str(n, ATTR_INIT, NULL);
-    if (init && (!strcmp(init, "normal") || !strcmp(init, "zeros") || !strcmp(init, "ones")))
+    if (ir_init_known(init))
         return true;
     ir_error(err, "param '%s' has %s init '%s'", n->name ? n->name : "?",
              init ? "an unknown" : "no", init ? init : "");
-    ir_error_hint(err, "a param's init is one of normal (with std), zeros, ones");
+    ir_error_hint(err, "a param's init is one of normal (with std), uniform (with bound), "
+                  "zeros, ones");
     return false;
 }
 
@@ -393,18 +394,10 @@ void *rt_exec_input(RtExec *ex, const char *name)
 /* param: float[numel] from its init spec (checked by layout_sources). */
 static void init_param(const IrNode *n, float *x, int64_t numel, uint64_t seed)
 {
-    const char *init = ir_node_str(n, ATTR_INIT, "zeros");
-    if (strcmp(init, "normal") != 0) {
-        float v = init[0] == 'o' ? 1.0f : 0.0f;
-        for (int64_t k = 0; k < numel; k++)
-            x[k] = v;
-        return;
-    }
-    IrRng r;
-    double std = ir_node_float(n, ATTR_STD, 0.02);
-    ir_rng_init(&r, ir_rng_stream(seed, n->name));
+    IrInitSampler s;
+    ir_init_begin(&s, n, seed);
     for (int64_t k = 0; k < numel; k++)
-        x[k] = (float)(std * ir_rng_normal(&r));
+        x[k] = (float)ir_init_next(&s);
 }
 
 /* Params are drawn in parallel, one whole param per thread (each has its

@@ -15,6 +15,7 @@
 #include "testlib.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -546,6 +547,42 @@ TEST(exec_init_params)
     ir_graph_free(g);
 }
 
+/* init "uniform": U(-bound, bound) (PyTorch's nn.Linear default), the
+ * same values in the runtime (float) and the interpreter (double), with the
+ * moments of a uniform: mean 0, std bound / sqrt(3). */
+TEST(exec_init_uniform)
+{
+    IrGraph *g = ir_graph_new("uniform");
+    IrNode *w = ir_param(g, "w", shape2(64, 64), "normal", 0.02, true);
+    ir_node_set_attr(g, w, ir_attr_str(ATTR_INIT, "uniform"));
+    ir_node_set_attr(g, w, ir_attr_float(ATTR_BOUND, 0.125));
+    ir_graph_add_output(g, "y", ir_unary(g, OP_NEG, w));
+    CgProgram *p = fake_program(g);
+    IrError err = {0};
+    RtExec *ex = rt_exec_new_program(g, p, NULL, &err);
+    IrInterp *it = ir_interp_new(g, NULL, 9, &err);
+    CHECK(ex && it && ir_interp_run(it, &err));
+    rt_exec_init_params(ex, 9);
+    const float *x = rt_exec_param(ex, "w");
+    const IrTensor *ref = ir_interp_value(it, w);
+    double sum = 0, sq = 0, most = 0;
+    bool same = true;
+    for (int i = 0; i < 64 * 64; i++) {
+        same = same && x[i] == (float)ref->data[i];
+        sum += x[i], sq += (double)x[i] * x[i];
+        most = fabs(x[i]) > most ? fabs(x[i]) : most;
+    }
+    double mean = sum / 4096, sd = sqrt(sq / 4096 - mean * mean);
+    CHECK(same);
+    CHECK(most <= 0.125 && most > 0.12);
+    CHECK(fabs(mean) < 0.005);                      /* 3 sigma of the mean: 0.0034 */
+    CHECK(fabs(sd - 0.125 / sqrt(3.0)) < 0.003);    /* 0.0722 */
+    ir_interp_free(it);
+    rt_exec_free(ex);
+    fake_free(p);
+    ir_graph_free(g);
+}
+
 TEST(exec_input_errors)
 {
     IrGraph *g = ir_graph_new("inputs");
@@ -707,6 +744,7 @@ int main(void)
     RUN(exec_threads_identical);
     RUN(exec_threads_matmul);
     RUN(exec_init_params);
+    RUN(exec_init_uniform);
     RUN(exec_input_errors);
     RUN(exec_write_back);
     RUN(exec_write_back_in_place);
