@@ -207,7 +207,7 @@ static bool load_data(RtTrain *t, const RtCkpt *c, IrError *err)
     if (!text)
         return false;
     t->data_hash = rt_ckpt_hash(text, len);
-    RtLoaderOptions lo = {t->T, t->stride, t->o.batch, true, true, t->o.seed};
+    RtLoaderOptions lo = {t->T, t->stride, t->o.batch, !t->o.no_shuffle, true, t->o.seed};
     bool ok = make_tokenizer(t, c, text, len, err) &&
               rt_text_data_from(text, len, path, t->tok, t->o.train_frac, &lo, &t->data, err);
     free(text);

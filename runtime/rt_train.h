@@ -140,6 +140,7 @@ typedef struct RtTrainOptions {
     RtSchedule schedule;
     double beta1, beta2, eps, weight_decay, clip;
     bool decay_all;            /* true: decay every param (PyTorch, the book) */
+    bool no_shuffle;           /* windows in text order every epoch (comparisons) */
     uint64_t seed;             /* init, shuffle, dropout */
     int64_t eval_every, eval_batches;  /* eval_every 0: at the end only */
     int64_t sample_every;      /* 0: at the end of each epoch when prompt is set */

@@ -128,6 +128,7 @@ static char *options_json(const RtTrain *t)
     cJSON_AddNumberToObject(j, "weight_decay", o->weight_decay);
     cJSON_AddNumberToObject(j, "clip", o->clip);
     cJSON_AddBoolToObject(j, "decay_all", o->decay_all);
+    cJSON_AddBoolToObject(j, "shuffle", !o->no_shuffle);
     cJSON *inits = cJSON_AddArrayToObject(j, "init_std");
     for (int k = 0; k < o->ninit_std; k++)
         cJSON_AddItemToArray(inits, cJSON_CreateString(o->init_std[k]));
@@ -177,9 +178,10 @@ static void add_meta(RtTrain *t, RtCkptWriter *w)
     rt_ckpt_metaf(w, "batch", "%lld", (long long)t->batch);
     rt_ckpt_metaf(w, "tokens", "%lld", (long long)t->tokens);
     rt_ckpt_metaf(w, "elapsed_s", "%.3f", elapsed);
-    rt_ckpt_metaf(w, "rng", "{\"seed\":%llu,\"shuffle\":\"(seed, epoch)\",\"dropout\":"
+    rt_ckpt_metaf(w, "rng", "{\"seed\":%llu,\"shuffle\":\"%s\",\"dropout\":"
                   "\"(seed attribute, step, element)\",\"step\":%lld}",
-                  (unsigned long long)t->o.seed, (long long)t->step);
+                  (unsigned long long)t->o.seed, t->o.no_shuffle ? "off" : "(seed, epoch)",
+                  (long long)t->step);
     meta_owned(w, "train.options", options_json(t));
     meta_owned(w, "train.history", history_json(t));
 }
@@ -267,6 +269,8 @@ bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err
         o->schedule = strcmp(e->valuestring, "cosine") ? RT_LR_CONSTANT : RT_LR_COSINE;
     e = cJSON_GetObjectItemCaseSensitive(j, "decay_all");
     o->decay_all = cJSON_IsBool(e) ? cJSON_IsTrue(e) : o->decay_all;
+    e = cJSON_GetObjectItemCaseSensitive(j, "shuffle");
+    o->no_shuffle = cJSON_IsBool(e) ? !cJSON_IsTrue(e) : o->no_shuffle;
     e = cJSON_GetObjectItemCaseSensitive(j, "tokenizer");
     if (cJSON_IsString(e))
         rt_tok_kind_parse(e->valuestring, &o->tokenizer);
