@@ -43,6 +43,10 @@ typedef struct CliCommand {
 extern const CliCommand cli_commands[];
 extern const int cli_ncommands;
 
+/* blas.c: re-executes gradc with OPENBLAS_CORETYPE set when OpenBLAS fell
+ * back to kernels narrower than the CPU's (returns when nothing to do). */
+void cli_blas_auto(char **argv);
+
 bool cli_is_help(const char *arg);
 /* Prints the help text of a command to stdout; returns 0. */
 int cli_help(const char *cmd);

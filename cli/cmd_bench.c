@@ -255,9 +255,9 @@ static void print_summary(const RtExec *ex, const BenchArgs *a, const int64_t *b
     print_kernels(ex, g, a->steps, step_ms);
 }
 
-/* A hint when OpenBLAS runs kernels narrower than the CPU's vectors
- * (its core detection can fall back to Prescott under a hypervisor).
- * gradc never sets OPENBLAS_CORETYPE itself. */
+/* A hint when OpenBLAS runs kernels narrower than the CPU's vectors (its
+ * core detection can fall back to Prescott): cli/blas.c picks SkylakeX on
+ * its own unless the caller set OPENBLAS_CORETYPE or GRADC_BLAS_AUTO=0. */
 static void note_blas_core(const RtExecStats *st)
 {
     static const char *const wide[] = {"SkylakeX", "Cooperlake", "SapphireRapids", NULL};

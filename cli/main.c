@@ -57,6 +57,7 @@ static void main_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    cli_blas_auto(argv);
     if (argc < 2) {
         main_usage(stderr);
         return 1;
