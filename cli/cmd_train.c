@@ -52,9 +52,10 @@ const char cmd_train_usage[] =
     "  --beta1 B1 --beta2 B2 --eps E   (default 0.9, 0.999, 1e-8)\n"
     "  --clip NORM          clip the global gradient norm (default 0: off)\n"
     "  --seed S             init, shuffle and dropout (default 123)\n"
+    "  --no-shuffle         batches in text order every epoch (to compare runs)\n"
     "  --init-std GLOB=STD  start the normal-init params matching GLOB from\n"
-    "                       N(0, STD^2) (repeatable); the book's PyTorch init has\n"
-    "                       N(0, 1) embeddings: --init-std '*_emb.weight=1'\n"
+    "                       N(0, STD^2) instead of the model file's std\n"
+    "                       (repeatable): --init-std '*_emb.weight=0.02'\n"
     "evaluation, samples, output:\n"
     "  --eval-every N       train/val loss every N updates (default 5; 0: at the end)\n"
     "  --eval-batches N     batches per evaluation (default 5; 0: all)\n"
@@ -74,8 +75,7 @@ const char cmd_train_usage[] =
     "  gradc train models/gpt-mini.json --data moby-dick.txt --steps 300 --prompt 'Call me'\n"
     "  # the book's chapter 5 run (docs/training.md):\n"
     "  gradc train models/gpt2-small.json --set context_length=256 --data the-verdict.txt \\\n"
-    "      --init-std '*_emb.weight=1' --batch 2 --lr 4e-4 --weight-decay 0.1 --epochs 10\n"
-    "      --eval-every 5 --eval-batches 5\n"
+    "      --batch 2 --lr 4e-4 --weight-decay 0.1 --epochs 10 --eval-every 5 --eval-batches 5\n"
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error\n";
 
@@ -195,6 +195,8 @@ static int take_switch(const char *arg, RtTrainOptions *o)
         return o->quiet = true, 0;
     if (!strcmp(arg, "--no-decay-bias-norm"))
         return o->decay_all = false, 0;
+    if (!strcmp(arg, "--no-shuffle"))
+        return o->no_shuffle = true, 0;
     return -1;
 }
 
