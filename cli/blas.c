@@ -57,8 +57,11 @@ void cli_blas_auto(char **argv)
     const char *want = best_core();
     if (!want || !generic_core(openblas_get_corename()))
         return;
-    if (setenv("OPENBLAS_CORETYPE", want, 1) != 0)
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || setenv("OPENBLAS_CORETYPE", want, 1) != 0)
         return;
-    execv("/proc/self/exe", argv);
+    self[n] = 0; /* exec the file by its name, so that ps shows gradc, not exe */
+    execv(self, argv);
     unsetenv("OPENBLAS_CORETYPE"); /* the exec failed: keep OpenBLAS's choice */
 }

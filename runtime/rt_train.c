@@ -414,9 +414,10 @@ static void print_setup(RtTrain *t)
             (long long)rt_loader_batches(t->data.train), (long long)t->data.val_tokens,
             t->data.val ? (long long)rt_loader_batches(t->data.val) : 0LL);
     fprintf(t->out, "train step: %d kernels, compiled in %.0f ms%s, arena %.1f MiB, params "
-            "%.1f MiB, optimizer state %.1f MiB, %d threads\n", s->nkernels, s->compile_ms,
-            s->cache_hit ? " (cache)" : "", s->peak_bytes / 1048576.0,
-            s->param_bytes / 1048576.0, s->state_bytes / 1048576.0, s->nthreads);
+            "%.1f MiB, optimizer state %.1f MiB, %d threads, OpenBLAS %s\n", s->nkernels,
+            s->compile_ms, s->cache_hit ? " (cache)" : "", s->peak_bytes / 1048576.0,
+            s->param_bytes / 1048576.0, s->state_bytes / 1048576.0, s->nthreads,
+            s->blas_core ? s->blas_core : "?");
     fprintf(t->out, "steps: %lld to %lld; checkpoint %s, log %s, plot %s\n",
             (long long)t->step, (long long)t->total, t->ckpt_path, t->csv_path, t->plot_path);
     fflush(t->out);
