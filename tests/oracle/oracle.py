@@ -354,6 +354,13 @@ def dropout_check(args):
     return 0 if ok else 1
 
 
+# PyTorch here runs its matmuls on OpenBLAS's own choice of kernels (it is
+# loaded by `import torch`).  gradc would switch a generic choice to wider
+# kernels at startup (cli/blas.c), which sum in another order; the oracle
+# compares the models, so both sides use the same kernels.
+os.environ.setdefault("GRADC_BLAS_AUTO", "0")
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -111,6 +111,13 @@ def torch_run(args, vocab, init, ids):
     return losses, {n: p.detach().numpy() for n, p in model.named_parameters()}
 
 
+# PyTorch here runs its matmuls on OpenBLAS's own choice of kernels (it is
+# loaded by `import torch`).  gradc would switch a generic choice to wider
+# kernels at startup (cli/blas.c), which sum in another order; the oracle
+# compares the models, so both sides use the same kernels.
+os.environ.setdefault("GRADC_BLAS_AUTO", "0")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gradc", required=True)
