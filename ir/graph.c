@@ -245,7 +245,7 @@ int ir_graph_sym(IrGraph *g, const char *name)
     return g->nsym++;
 }
 
-static void graph_append(IrGraph *g, IrNode *n)
+void ir_graph_append(IrGraph *g, IrNode *n)
 {
     if (g->nnodes == g->cap) {
         int cap = g->cap ? 2 * g->cap : 64;
@@ -310,7 +310,7 @@ IrNode *ir_node_new(IrGraph *g, IrOp op, IrNode *const *in, int nin,
     if (!ir_infer(g, n, err))
         return NULL;
     n->id = g->next_id++;
-    graph_append(g, n);
+    ir_graph_append(g, n);
     return n;
 }
 
@@ -436,7 +436,7 @@ static IrGraph *clone_into(const IrGraph *g, IrGraph *c)
         m->name = ir_arena_strdup(c->arena, n->name);
         m->body = n->body ? ir_graph_clone(n->body) : NULL;
         m->aux = NULL;
-        graph_append(c, m);
+        ir_graph_append(c, m);
         g->nodes[i]->aux = m;
     }
     c->next_id = g->next_id;

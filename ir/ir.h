@@ -227,6 +227,9 @@ void ir_graph_free(IrGraph *g);
 int ir_graph_sym(IrGraph *g, const char *name);
 int ir_graph_find_sym(const IrGraph *g, const char *name);
 void ir_graph_add_output(IrGraph *g, const char *name, IrNode *n);
+/* Appends an existing node (a pass re-ordering g) at the end of g's order,
+ * setting its index; ir_node_new does this for new nodes. */
+void ir_graph_append(IrGraph *g, IrNode *n);
 IrNode *ir_graph_find(const IrGraph *g, IrOp op, const char *name);
 /* Recomputes node->index after nodes were reordered or removed. */
 void ir_graph_reindex(IrGraph *g);

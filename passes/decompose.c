@@ -330,21 +330,6 @@ bool pass_decompose_has_rule(IrOp op)
 
 /* ---------------------------------------------------------------- the pass */
 
-/* Appends an existing node to g's order (as ir_node_new does for new ones). */
-static void push(IrGraph *g, IrNode *n)
-{
-    if (g->nnodes == g->cap) {
-        int cap = g->cap ? 2 * g->cap : 64;
-        IrNode **nodes = ir_arena_alloc(g->arena, cap * sizeof *nodes);
-        if (g->nnodes)
-            memcpy(nodes, g->nodes, g->nnodes * sizeof *nodes);
-        g->nodes = nodes;
-        g->cap = cap;
-    }
-    n->index = g->nnodes;
-    g->nodes[g->nnodes++] = n;
-}
-
 static bool decomposable(const IrNode *n)
 {
     return ir_ops[n->op].kind == OPK_COMPOSITE && !n->body;
@@ -389,7 +374,7 @@ static void rebuild(IrGraph *g, IrNode **old, int nold)
         if (decomposable(n))
             rewrite(g, n);
         else
-            push(g, n);
+            ir_graph_append(g, n);
     }
     for (int i = 0; i < g->nout; i++)
         g->outs[i].node = resolve(g->outs[i].node);

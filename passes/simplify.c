@@ -457,21 +457,6 @@ static IrNode *simplify_node(IrGraph *g, IrNode *n)
 
 /* ---------------------------------------------------------------- sweeps */
 
-/* Appends an existing node to g's order (as ir_node_new does for new ones). */
-static void push(IrGraph *g, IrNode *n)
-{
-    if (g->nnodes == g->cap) {
-        int cap = g->cap ? 2 * g->cap : 64;
-        IrNode **nodes = ir_arena_alloc(g->arena, cap * sizeof *nodes);
-        if (g->nnodes)
-            memcpy(nodes, g->nodes, g->nnodes * sizeof *nodes);
-        g->nodes = nodes;
-        g->cap = cap;
-    }
-    n->index = g->nnodes;
-    g->nodes[g->nnodes++] = n;
-}
-
 static IrNode *resolve(IrNode *n)
 {
     while (n->aux)
@@ -490,7 +475,7 @@ static bool sweep_nodes(IrGraph *g, IrNode **old, int nold)
             n->in[j] = resolve(n->in[j]);
         IrNode *r = simplify_node(g, n);
         if (r == n) {
-            push(g, n);
+            ir_graph_append(g, n);
             continue;
         }
         n->aux = r;
