@@ -114,6 +114,11 @@ CliExecArgs cli_exec_args_default(void);
  * --no-cache.  Returns -1 when argv[*i] is none of them, 0 when taken, or
  * an exit code after reporting a bad value. */
 int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a);
+/* The pass flags of dump and opt: --passes LIST, --print-after P,
+ * --print-before P, --explain.  -1 when argv[*i] is none of them, 0 when
+ * taken, or an exit code after reporting a missing value. */
+struct PassCtx;
+int cli_pass_flag(char **argv, int argc, int *i, const char **passes, struct PassCtx *ctx);
 /* `--name N` with N >= min: -1 not this flag, 0 taken, else an exit code. */
 int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
                  long long min, long long *out);

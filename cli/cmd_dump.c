@@ -163,19 +163,13 @@ static int take_arg(char **argv, int argc, int *i, DumpArgs *a)
         return a->model.bad ? 1 : -1;
     if (cli_flag_value(argv, argc, i, "--stage", &v))
         return store(&a->stage, v);
-    if (cli_flag_value(argv, argc, i, "--passes", &v))
-        return store(&a->passes, v);
-    if (cli_flag_value(argv, argc, i, "--print-after", &v))
-        return store(&a->ctx.print_after, v);
-    if (cli_flag_value(argv, argc, i, "--print-before", &v))
-        return store(&a->ctx.print_before, v);
-    if (!strcmp(arg, "--explain"))
-        return a->ctx.explain = true, -1;
-    if (cli_flag_value(argv, argc, i, "-o", &v))
-        return store(&a->out, v);
-    int r = cli_exec_flag("dump", argv, argc, i, &a->x);
+    int r = cli_pass_flag(argv, argc, i, &a->passes, &a->ctx);
+    if (r < 0)
+        r = cli_exec_flag("dump", argv, argc, i, &a->x);
     if (r >= 0)
         return r ? r : -1;
+    if (cli_flag_value(argv, argc, i, "-o", &v))
+        return store(&a->out, v);
     if (arg[0] == '-' && arg[1])
         return cli_usage_error("dump", "unknown flag '%s'", arg);
     if (a->in)

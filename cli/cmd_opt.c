@@ -67,16 +67,9 @@ static int take_arg(char **argv, int argc, int *i, OptArgs *a)
         a->ctx.verify = false;
         return -1;
     }
-    if (!strcmp(arg, "--explain")) {
-        a->ctx.explain = true;
-        return -1;
-    }
-    if (cli_flag_value(argv, argc, i, "--passes", &v))
-        return store(&a->passes, v);
-    if (cli_flag_value(argv, argc, i, "--print-after", &v))
-        return store(&a->ctx.print_after, v);
-    if (cli_flag_value(argv, argc, i, "--print-before", &v))
-        return store(&a->ctx.print_before, v);
+    int r = cli_pass_flag(argv, argc, i, &a->passes, &a->ctx);
+    if (r >= 0)
+        return r ? r : -1;
     if (cli_flag_value(argv, argc, i, "-o", &v))
         return store(&a->out, v);
     if (arg[0] == '-' && arg[1])

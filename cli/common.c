@@ -1,5 +1,6 @@
 /* common.c — flag parsing, help and model loading shared by subcommands. */
 #include "cli.h"
+#include "passes/pass.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -140,4 +141,28 @@ void cli_unload(IrGraph *g, FeModel *model)
         fe_model_free(model);
     else
         ir_graph_free(g);
+}
+
+/* ---------------------------------------------------------------- pass flags */
+
+static int store_flag(const char **dst, const char *v)
+{
+    if (!v)
+        return 1; /* cli_flag_value reported the missing value */
+    *dst = v;
+    return 0;
+}
+
+int cli_pass_flag(char **argv, int argc, int *i, const char **passes, PassCtx *ctx)
+{
+    const char *v = NULL;
+    if (!strcmp(argv[*i], "--explain"))
+        return ctx->explain = true, 0;
+    if (cli_flag_value(argv, argc, i, "--passes", &v))
+        return store_flag(passes, v);
+    if (cli_flag_value(argv, argc, i, "--print-after", &v))
+        return store_flag(&ctx->print_after, v);
+    if (cli_flag_value(argv, argc, i, "--print-before", &v))
+        return store_flag(&ctx->print_before, v);
+    return -1;
 }
