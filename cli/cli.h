@@ -136,7 +136,7 @@ bool cli_set_inputs(RtExec *ex, const CliInputs *in, IrError *err);
 void cli_print_output(const IrGraph *g, const IrOutput *o, const int64_t *binding,
                       const void *data, int64_t numel, FILE *f);
 /* Runs the pipeline (NULL: the default); -1 to go on, else an exit code. */
-int cli_run_passes(IrGraph *g, const char *passes, IrError *err);
+int cli_run_passes(IrGraph *g, const char *passes, const int64_t *binding, IrError *err);
 RtExec *cli_exec_new(const IrGraph *g, const int64_t *binding, const CliExecArgs *a,
                      bool timing, IrError *err);
 /* compile time and cache, memory, threads and OpenBLAS core */

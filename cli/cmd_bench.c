@@ -106,7 +106,7 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
 
 /* ---------------------------------------------------------------- the graph */
 
-static int prepare(IrGraph *g, const BenchArgs *a, IrError *err)
+static int prepare(IrGraph *g, const BenchArgs *a, const int64_t *binding, IrError *err)
 {
     if (a->train) {
         if (!pass_lookup("autodiff") || !pass_lookup("optimizer")) {
@@ -115,11 +115,11 @@ static int prepare(IrGraph *g, const BenchArgs *a, IrError *err)
             ir_error_hint(err, "run `gradc bench` without --train to time the forward graph");
             return cli_fail(err);
         }
-        int r = cli_run_passes(g, "autodiff,optimizer", err);
+        int r = cli_run_passes(g, "autodiff,optimizer", binding, err);
         if (r >= 0)
             return r;
     }
-    return cli_run_passes(g, a->x.passes, err);
+    return cli_run_passes(g, a->x.passes, binding, err);
 }
 
 /* ---------------------------------------------------------------- timing */
@@ -277,11 +277,11 @@ static void note_blas_core(const RtExecStats *st)
 static int bench(IrGraph *g, const FeModel *m, const BenchArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS];
-    int r = prepare(g, a, err);
-    if (r >= 0)
-        return r;
     if (!cli_bind(g, m, &a->x, binding, err))
         return cli_fail(err);
+    int r = prepare(g, a, binding, err);
+    if (r >= 0)
+        return r;
     RtExec *ex = cli_exec_new(g, binding, &a->x, true, err);
     if (!ex)
         return cli_fail(err);

@@ -364,7 +364,7 @@ static int run_forward(Oracle *o, IrError *err)
 {
     IrGraph *g = ir_graph_clone(o->g);
     int64_t binding[IR_MAX_SYMS];
-    int r = cli_run_passes(g, o->a->x.passes, err);
+    int r = cli_run_passes(g, o->a->x.passes, NULL, err);
     RtExec *ex = r < 0 ? prepare(o, g, false, binding, err) : NULL;
     if (ex)
         print_exec("forward", g, ex, binding);
@@ -398,7 +398,7 @@ static int make_train_step(IrGraph *g, const OracleArgs *a, IrError *err)
         ir_error_print(err, stderr);
         return ctx.internal ? 2 : 1;
     }
-    return cli_run_passes(g, a->x.passes, err);
+    return cli_run_passes(g, a->x.passes, NULL, err);
 }
 
 /* Sets a one-element input (lr, step) of g, whatever its dtype, if g has it. */

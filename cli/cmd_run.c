@@ -373,11 +373,13 @@ double cli_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Runs the pass pipeline (a->passes, else the default); returns an exit
- * code or -1 to go on. */
-int cli_run_passes(IrGraph *g, const char *passes, IrError *err)
+/* Runs the pass pipeline (passes, else the default) with the binding the
+ * graph will run at (NULL: the passes' nominal one), so that schedule and
+ * memplan weigh the real sizes; returns an exit code or -1 to go on. */
+int cli_run_passes(IrGraph *g, const char *passes, const int64_t *binding, IrError *err)
 {
     PassCtx ctx = pass_ctx_default(err);
+    ctx.binding = binding;
     if (pass_run_pipeline(g, passes ? passes : pass_default_pipeline, &ctx))
         return -1;
     ir_error_print(err, stderr);
@@ -492,11 +494,11 @@ static int run_once(RtExec *ex, const IrGraph *g, const int64_t *binding, IrErro
 static int run_graph(IrGraph *g, const FeModel *m, const CliExecArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS];
-    int r = cli_run_passes(g, a->passes, err);
-    if (r >= 0)
-        return r;
     if (!cli_bind(g, m, a, binding, err))
         return cli_fail(err);
+    int r = cli_run_passes(g, a->passes, binding, err);
+    if (r >= 0)
+        return r;
     RtExec *ex = cli_exec_new(g, binding, a, false, err);
     if (!ex)
         return cli_fail(err);

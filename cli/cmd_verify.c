@@ -172,11 +172,10 @@ static int make_graphs(Verify *v, IrError *err)
     int r = v->a->train ? make_train_step(v->ref, err) : -1;
     if (r >= 0)
         return r;
+    if (!cli_bind(v->ref, v->model, &v->a->x, v->binding, err))
+        return cli_fail(err);
     v->jit = ir_graph_clone(v->ref);
-    r = cli_run_passes(v->jit, v->a->x.passes, err);
-    if (r >= 0)
-        return r;
-    return cli_bind(v->ref, v->model, &v->a->x, v->binding, err) ? -1 : cli_fail(err);
+    return cli_run_passes(v->jit, v->a->x.passes, v->binding, err);
 }
 
 /* ---------------------------------------------------------------- the two runs */

@@ -283,6 +283,10 @@ static bool need_passes(IrError *err)
     return false;
 }
 
+static bool bind(RtTrain *t, const IrGraph *g, IrError *err);
+
+/* The pipelines run at the binding the programs will run at (B, T), so that
+ * schedule and memplan weigh the real sizes. */
 static bool build_graphs(RtTrain *t, IrError *err)
 {
     if (!need_passes(err))
@@ -290,12 +294,16 @@ static bool build_graphs(RtTrain *t, IrError *err)
     PassCtx ctx = train_ctx(&t->o, err);
     t->train_g = ir_graph_clone(t->model->graph);
     seed_dropouts(t->train_g, t->o.seed);
+    if (!bind(t, t->train_g, err))
+        return false;
+    ctx.binding = t->binding;
     if (!pass_run_pipeline(t->train_g, "autodiff,optimizer", &ctx) ||
         !run_pipeline(t->train_g, t->o.passes, &ctx))
         return false;
     t->eval_g = eval_graph(t->model->graph, err);
     PassCtx ectx = pass_ctx_default(err);
-    return t->eval_g && run_pipeline(t->eval_g, t->o.passes, &ectx);
+    ectx.binding = t->binding;
+    return t->eval_g && bind(t, t->eval_g, err) && run_pipeline(t->eval_g, t->o.passes, &ectx);
 }
 
 /* ---------------------------------------------------------------- programs */
