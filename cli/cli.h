@@ -159,6 +159,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 int cmd_oracle(int argc, char **argv);   /* oracle-step: tests/oracle/ */
 int cmd_gradcheck(int argc, char **argv);
 int cmd_plan(int argc, char **argv);

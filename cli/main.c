@@ -17,6 +17,7 @@ extern const char cmd_tokenize_usage[];
 extern const char cmd_oracle_usage[];
 extern const char cmd_gradcheck_usage[];
 extern const char cmd_plan_usage[];
+extern const char cmd_plot_usage[];
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
@@ -38,6 +39,8 @@ const CliCommand cli_commands[] = {
      cmd_generate_usage, cmd_generate},
     {"tokenize", "text to GPT-2 BPE or char token ids, and back", cmd_tokenize_usage,
      cmd_tokenize},
+    {"plot", "loss curves of CSV logs (gradc's, PyTorch's) as one SVG", cmd_plot_usage,
+     cmd_plot},
     {"oracle-step", "diagnostic: forward and train steps on weights from a safetensors file",
      cmd_oracle_usage, cmd_oracle},
 };
