@@ -67,6 +67,7 @@ typedef struct Sched {
     int *ready, nready;
     int *order, norder;      /* units, as scheduled */
     int heuristic;           /* H_*: see better() */
+    int *froot, *fcount;     /* [n * IR_MAX_IN] scratch of freed_by (a unit reads at most that) */
 } Sched;
 
 enum { H_GIVEN, H_FREE_FIRST, H_LEAST_NET, H_COMPUTE_LATE, H_COUNT };
@@ -84,7 +85,7 @@ static void find_units(Sched *s)
         if (pass_mem_kind(s->g->nodes[i]) == PM_SOURCE)
             continue;
         int first, end;
-        pass_sibling_run(s->g, i, &first, &end);
+        pass_launch_run(s->g, i, &first, &end);
         if (first < i && s->unit_of[i - 1] >= 0 && s->uend[s->unit_of[i - 1]] >= i) {
             s->unit_of[i] = s->unit_of[i - 1];
             continue;
@@ -270,7 +271,7 @@ static void find_alloc(Sched *s)
 /* Bytes unit u frees: buffers whose remaining readers are all in u. */
 static int64_t freed_by(const Sched *s, int u)
 {
-    int roots[IR_MAX_IN * PASS_MAX_SIBLINGS], count[IR_MAX_IN * PASS_MAX_SIBLINGS], nr = 0;
+    int *roots = s->froot, *count = s->fcount, nr = 0;
     for (int i = s->ufirst[u]; i <= s->uend[u]; i++) {
         const IrNode *nd = s->g->nodes[i];
         for (int k = 0; k < nd->nin; k++) {
@@ -391,6 +392,8 @@ static void sched_init(Sched *s, IrGraph *g, const PassCtx *ctx)
         s->ahead[i] = -1;
     s->anext = malloc(n * IR_MAX_IN * sizeof *s->anext);
     s->ato = malloc(n * IR_MAX_IN * sizeof *s->ato);
+    s->froot = malloc(n * IR_MAX_IN * sizeof *s->froot);
+    s->fcount = malloc(n * IR_MAX_IN * sizeof *s->fcount);
     s->mark = calloc(n, sizeof *s->mark);
     s->stack = malloc(n * sizeof *s->stack);
     s->ready = malloc(n * sizeof *s->ready);
@@ -402,6 +405,8 @@ static void sched_free(Sched *s)
     free(s->unit_of);
     free(s->ufirst);
     free(s->uend);
+    free(s->froot);
+    free(s->fcount);
     free(s->npred0);
     free(s->npred);
     free(s->sstart);
