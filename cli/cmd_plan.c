@@ -81,7 +81,8 @@ typedef struct PlanArgs {
 } PlanArgs;
 
 typedef struct Kernel {
-    int first, end;        /* the nodes of the kernel: a sibling run */
+    int first, end;        /* the nodes of the kernel: a launch run (pass_launch_run) */
+    int runs;              /* the sibling runs in it: 1, or the members of a horizontal launch */
     int64_t flops, bytes;
 } Kernel;
 
@@ -313,18 +314,35 @@ static int64_t bytes_moved(const IrGraph *g, const Kernel *k, const int64_t *bin
     return bytes;
 }
 
+static int count_runs(const IrGraph *g, int first, int end)
+{
+    int runs = 0;
+    for (int j = first, f, e; j <= end; j = e + 1, runs++)
+        pass_sibling_run(g, j, &f, &e);
+    return runs;
+}
+
+/* A kernel is a launch run: a sibling run, or the sibling runs of one
+ * horizontal launch (hgroup), whose FLOPs and bytes add up run by run. */
 static int find_kernels(const IrGraph *g, const int64_t *binding, Kernel *ks)
 {
     int nk = 0;
     for (int i = 0; i < g->nnodes;) {
-        Kernel k;
-        pass_sibling_run(g, i, &k.first, &k.end);
-        k.first = i;
+        Kernel k = {.first = i};
+        int first;
+        pass_launch_run(g, i, &first, &k.end);
         i = k.end + 1;
         if (pass_mem_kind(g->nodes[k.first]) != PM_KERNEL)
             continue;
-        k.flops = run_flops(g, k.first, k.end, binding);
-        k.bytes = bytes_moved(g, &k, binding);
+        k.flops = k.bytes = 0;
+        for (int j = k.first; j <= k.end;) {
+            Kernel r = {.first = j};
+            pass_sibling_run(g, j, &first, &r.end);
+            k.flops += run_flops(g, r.first, r.end, binding);
+            k.bytes += bytes_moved(g, &r, binding);
+            j = r.end + 1;
+        }
+        k.runs = count_runs(g, k.first, k.end);
         ks[nk++] = k;
     }
     return nk;
@@ -368,7 +386,9 @@ static void print_kernel(const IrGraph *g, int no, const Kernel *k)
 {
     const IrNode *n = g->nodes[k->end];
     char op[64];
-    if (n->body)
+    if (n->body && k->runs > 1)
+        snprintf(op, sizeof op, "fused:%s x%d", body_kind(n->body), k->runs);
+    else if (n->body)
         snprintf(op, sizeof op, "fused:%s%s", body_kind(n->body), k->end > k->first ? "*" : "");
     else
         snprintf(op, sizeof op, "%s", ir_op_name(n->op));
@@ -402,7 +422,8 @@ static void print_kernels(const IrGraph *g, const int64_t *binding, long long to
            "bytes-moved");
     for (int k = 0; k < nk; k++)
         print_kernel(g, order[k] + 1, &ks[order[k]]);
-    printf("(fused:KIND* is a run of sibling fused nodes: one kernel, several outputs)\n");
+    printf("(fused:KIND* is a run of sibling fused nodes: one kernel, several outputs; "
+           "fused:KIND xN is one launch of N such kernels)\n");
     free(order);
     free(ks);
 }

@@ -207,7 +207,8 @@ static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
     L->buf = calloc(n, sizeof *L->buf);
     L->body_sig = calloc(n, sizeof *L->body_sig);
     L->body_fn = calloc(n, sizeof *L->body_fn);
-    if (!L->dim || !L->buf || !L->body_sig || !L->body_fn) {
+    L->member = calloc(n, sizeof *L->member);
+    if (!L->dim || !L->buf || !L->body_sig || !L->body_fn || !L->member) {
         ir_error(err, "codegen: out of memory");
         return false;
     }
@@ -228,6 +229,7 @@ static void lower_done(CgLower *L)
         free(L->body_sig[b]);
     free(L->body_sig);
     free(L->body_fn);
+    free(L->member);
     free(L->dim);
     free(L->buf);
 }

@@ -10,6 +10,14 @@
  * If siblings are not adjacent (after a reordering), each computes its own
  * body, which is right, only slower.
  *
+ * A horizontal launch (adjacent sibling runs with one `hgroup`, from
+ * passes/fuse_horizontal.c: the AdamW updates of every param) is one kernel
+ * over the concatenation of its members' ranges: each member is built as
+ * above under the name SYMBOL.m, and the last node's kernel calls every
+ * member on the part of its range that falls in [begin, end), so the
+ * runtime splits the whole launch over its threads at once.  The other
+ * members' nodes get empty kernels, as siblings do.
+ *
  * From the merged body this file decides the kind of kernel:
  *   matmul       the body is a matmul whose operands and result are
  *                strided views (reshapes and transposes around it): one
@@ -970,14 +978,113 @@ static void fx_init(Fx *x, CgLower *L, const IrNode *n, int lo, int hi)
         x->out[s] = x->M->outs[s].node->index;
 }
 
+static bool same_hgroup(const IrNode *a, const IrNode *b)
+{
+    return a->op == OP_FUSED && b->op == OP_FUSED && ir_node_attr(a, ATTR_HGROUP) &&
+           ir_node_attr(b, ATTR_HGROUP) &&
+           ir_node_int(a, ATTR_HGROUP, 0) == ir_node_int(b, ATTR_HGROUP, 0);
+}
+
+/* The horizontal launch around sibling run [lo, hi]: nodes [*hlo, *hhi]. */
+static void launch_run(const IrGraph *g, int lo, int hi, int *hlo, int *hhi)
+{
+    *hlo = lo, *hhi = hi;
+    while (*hlo > 0 && same_hgroup(g->nodes[*hlo - 1], g->nodes[hi]))
+        (*hlo)--;
+    while (*hhi + 1 < g->nnodes && same_hgroup(g->nodes[*hhi + 1], g->nodes[hi]))
+        (*hhi)++;
+}
+
+/* Calls member m on the part of [begin, end) in [off, off + ext), shifted to its own range. */
+static void call_member(CgLower *L, LLVMValueRef fn, LLVMValueRef m, int64_t off, int64_t ext,
+                        bool parallel)
+{
+    LLVMTypeRef fty = LLVMGlobalGetValueType(m);
+    LLVMValueRef slots = LLVMGetParam(fn, 0), args[3] = {slots, NULL, NULL};
+    if (!parallel) {
+        args[1] = LLVMConstInt(L->i64, 0, 0), args[2] = LLVMConstInt(L->i64, (unsigned long long)ext, 0);
+        LLVMBuildCall2(L->b, fty, m, args, 3, "");
+        return;
+    }
+    LLVMValueRef b = LLVMGetParam(fn, 1), e = LLVMGetParam(fn, 2);
+    LLVMValueRef o = LLVMConstInt(L->i64, (unsigned long long)off, 0);
+    LLVMValueRef oe = LLVMConstInt(L->i64, (unsigned long long)(off + ext), 0);
+    LLVMValueRef lo = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSGT, b, o, ""), b, o, "");
+    LLVMValueRef hi = LLVMBuildSelect(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, e, oe, ""), e, oe, "");
+    LLVMBasicBlockRef run = LLVMAppendBasicBlockInContext(L->C, fn, "member");
+    LLVMBasicBlockRef next = LLVMAppendBasicBlockInContext(L->C, fn, "next");
+    LLVMBuildCondBr(L->b, LLVMBuildICmp(L->b, LLVMIntSLT, lo, hi, ""), run, next);
+    LLVMPositionBuilderAtEnd(L->b, run);
+    args[1] = LLVMBuildSub(L->b, lo, o, ""), args[2] = LLVMBuildSub(L->b, hi, o, "");
+    LLVMBuildCall2(L->b, fty, m, args, 3, "");
+    LLVMBuildBr(L->b, next);
+    LLVMPositionBuilderAtEnd(L->b, next);
+}
+
+/* The kernel of the launch [hlo, hhi], at its last node n: every member on
+ * its part of the concatenated range (all parallel), or whole (else). */
+static bool lower_launch(CgLower *L, const IrNode *n, int hlo, int hhi)
+{
+    int64_t total = 0;
+    bool parallel = true;
+    double flops = 0;
+    for (int j = hlo; j <= hhi; j++)
+        if (L->member[j].kind == CG_KERNEL) {
+            total += L->member[j].extent, flops += L->member[j].flops;
+            parallel = parallel && L->member[j].parallel;
+        }
+    cg_set_kernel(L, n, parallel ? total : 1, parallel, flops);
+    if (!L->emit)
+        return true;
+    LLVMTypeRef ps[3] = {L->ptr, L->i64, L->i64};
+    LLVMValueRef fn = LLVMAddFunction(L->M, L->code[n->index].symbol,
+                                      LLVMFunctionType(L->vd, ps, 3, 0));
+    fn_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
+    LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->C, fn, "entry"));
+    int64_t off = 0;
+    for (int j = hlo; j <= hhi; j++) {
+        if (L->member[j].kind != CG_KERNEL)
+            continue;
+        LLVMValueRef m = LLVMGetNamedFunction(L->M, L->member[j].symbol);
+        if (!m)
+            return cg_fail(L, n, "horizontal launch: member kernel %s is missing",
+                           L->member[j].symbol);
+        call_member(L, fn, m, off, L->member[j].extent, parallel);
+        off += L->member[j].extent;
+    }
+    LLVMBuildRetVoid(L->b);
+    return true;
+}
+
+static bool lower_run(CgLower *L, const IrNode *n, int lo, int hi);
+
 bool cg_lower_fused(CgLower *L, const IrNode *n)
 {
-    int lo, hi;
+    int lo, hi, hlo, hhi;
     if (!n->body || n->body->nout != 1)
         return cg_fail(L, n, "a fused node needs a body with one output");
     sibling_run(L->g, n, &lo, &hi);
     if (n->index != hi)
         return lower_noop(L, n);
+    launch_run(L->g, lo, hi, &hlo, &hhi);
+    if (hlo == lo && hhi == hi)
+        return lower_run(L, n, lo, hi);
+    /* a member of a horizontal launch: its kernel under SYMBOL.m */
+    CgNodeCode *c = &L->code[n->index];
+    char sym[sizeof c->symbol];
+    memcpy(sym, c->symbol, sizeof sym);
+    snprintf(c->symbol, sizeof c->symbol, "%.45s.m", sym);
+    bool ok = lower_run(L, n, lo, hi);
+    L->member[n->index] = *c;
+    memcpy(c->symbol, sym, sizeof sym);
+    if (!ok)
+        return false;
+    return n->index == hhi ? lower_launch(L, n, hlo, hhi) : lower_noop(L, n);
+}
+
+/* The kernel of the sibling run [lo, hi], at its last node n. */
+static bool lower_run(CgLower *L, const IrNode *n, int lo, int hi)
+{
     Fx x;
     Gemm g[4];
     fx_init(&x, L, n, lo, hi);

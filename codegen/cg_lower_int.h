@@ -50,6 +50,8 @@ typedef struct CgLower {
     int nbody;                   /* kernel bodies built so far */
     char **body_sig;             /* body_sig[b]: what body b computes (see cg_kernel_begin) */
     LLVMValueRef *body_fn;
+    CgNodeCode *member;          /* member[i]: the kernel of sibling run i (its last node) when it
+                                  * is part of a horizontal launch (cg_lower_fused.c) */
     IrError *err;
 } CgLower;
 

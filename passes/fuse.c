@@ -42,6 +42,8 @@
  * and axes) and row kernels (same space) that share an input into
  * siblings (a layernorm's scale and shift gradients; the loss's pick and
  * the logits' gradient), orders the kernels, and rebuilds the graph.
+ * Last, fuse_horizontal.c makes the kernels that only write back a train
+ * step's new params and optimizer state (the AdamW updates) one launch.
  */
 #include "fuse_int.h"
 
@@ -614,5 +616,6 @@ bool pass_fuse(IrGraph *g, PassCtx *ctx)
     main_loop(&F);
     fuse_emit(&F);
     fuse_free(&F);
+    fuse_horizontal(g, ctx);
     return true;
 }

@@ -128,5 +128,7 @@ bool fuse_output_view(Fuse *F, int t, int *head);
 /* Merges sibling reduce kernels, orders the kernels, rebuilds the graph,
  * prints --explain. */
 void fuse_emit(Fuse *F);
+/* fuse_horizontal.c: the write-back-only kernels (AdamW updates) into one launch. */
+void fuse_horizontal(IrGraph *g, PassCtx *ctx);
 
 #endif

@@ -157,10 +157,25 @@ void pass_sibling_run(const IrGraph *g, int i, int *first, int *end)
     *end = hi;
 }
 
+static bool same_hgroup(const IrNode *a, const IrNode *b)
+{
+    return a->op == OP_FUSED && b->op == OP_FUSED && ir_node_attr(a, ATTR_HGROUP) &&
+           ir_node_attr(b, ATTR_HGROUP) &&
+           ir_node_int(a, ATTR_HGROUP, 0) == ir_node_int(b, ATTR_HGROUP, 0);
+}
+
+void pass_launch_run(const IrGraph *g, int i, int *first, int *end)
+{
+    pass_sibling_run(g, i, first, end);
+    while (*first > 0 && same_hgroup(g->nodes[*first - 1], g->nodes[i]))
+        (*first)--;
+    while (*end + 1 < g->nnodes && same_hgroup(g->nodes[*end + 1], g->nodes[i]))
+        (*end)++;
+}
+
 /* ---------------------------------------------------------------- the in-place rule */
 
-/* A kernel that reads every operand in step with the element it writes. */
-static bool elementwise_kernel(const IrNode *n)
+bool pass_elementwise_kernel(const IrNode *n)
 {
     if (!n->body)
         return ir_ops[n->op].kind == OPK_ELEMWISE;
@@ -181,7 +196,7 @@ static bool run_elementwise(const IrGraph *g, const IrNode *n)
     int first, end;
     pass_sibling_run(g, n->index, &first, &end);
     for (int i = first; i <= end; i++)
-        if (!elementwise_kernel(g->nodes[i]) || !same_numel(g->nodes[i], n))
+        if (!pass_elementwise_kernel(g->nodes[i]) || !same_numel(g->nodes[i], n))
             return false;
     return true;
 }
@@ -261,7 +276,7 @@ static void find_runs(Mem *m)
 {
     for (int i = 0; i < m->g->nnodes;) {
         int first, end;
-        pass_sibling_run(m->g, i, &first, &end);
+        pass_launch_run(m->g, i, &first, &end);
         for (int k = first; k <= end; k++)
             m->end[k] = end;
         i = end + 1;

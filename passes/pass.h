@@ -146,6 +146,15 @@ int64_t pass_mem_bytes(const IrNode *n, const int64_t *binding);
 /* [*first, *end]: the sibling run that computes node i as one kernel
  * (i alone when it has no siblings). */
 void pass_sibling_run(const IrGraph *g, int i, int *first, int *end);
+/* [*first, *end]: the nodes that one kernel launch computes with node i:
+ * its sibling run, or the adjacent sibling runs of one horizontal group
+ * (`hgroup`, fuse_horizontal.c), which codegen runs as one kernel over the
+ * concatenation of their spaces.  Every value these nodes read is live
+ * until *end, and all their outputs are written at *end. */
+void pass_launch_run(const IrGraph *g, int i, int *first, int *end);
+/* A kernel that reads every operand in step with the element it writes:
+ * an elementwise op, or a fused node whose body is elementwise. */
+bool pass_elementwise_kernel(const IrNode *n);
 /* The input or param that output root n writes back (an output named like
  * it), when n's kernel may compute the new value straight into that source's
  * buffer provided nothing after the kernel reads the old value; else -1. */
