@@ -163,7 +163,7 @@ static int rank_kernels(const RtExec *ex, int *order)
     const CgProgram *p = rt_exec_program(ex);
     int n = 0;
     for (int i = 0; i < p->nnodes; i++)
-        if (p->nodes[i].kind == CG_KERNEL)
+        if (p->nodes[i].kind == CG_KERNEL && !p->nodes[i].noop)
             order[n++] = i;
     sort_ns = rt_exec_kernel_ns(ex);
     qsort(order, (size_t)n, sizeof *order, by_time_desc);
@@ -204,7 +204,7 @@ static void print_by_op(const RtExec *ex, const IrGraph *g, long long steps)
     double ms[OP_COUNT] = {0};
     int count[OP_COUNT] = {0}, order[OP_COUNT], n = 0;
     for (int i = 0; i < p->nnodes; i++)
-        if (p->nodes[i].kind == CG_KERNEL) {
+        if (p->nodes[i].kind == CG_KERNEL && !p->nodes[i].noop) {
             ms[g->nodes[i]->op] += rt_exec_kernel_ns(ex)[i] / 1e6 / (double)steps;
             count[g->nodes[i]->op]++;
         }

@@ -59,6 +59,7 @@ void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, d
 {
     CgNodeCode *c = &L->code[n->index];
     c->kind = CG_KERNEL;
+    c->noop = false;
     c->extent = extent;
     c->parallel = parallel;
     c->flops = flops;
@@ -302,7 +303,7 @@ static bool lookup_all(CgProgram *p, IrError *err)
         CgNodeCode *c = &p->nodes[i];
         if (c->kind != CG_KERNEL)
             continue;
-        p->nkernels++;
+        p->nkernels += !c->noop;
         if (!(c->fn = (CgKernelFn)cg_jit_lookup(p->jit, c->symbol, err)))
             return false;
     }

@@ -45,6 +45,8 @@ typedef struct CgNodeCode {
     CgKernelFn fn;         /* CG_KERNEL */
     int64_t extent;        /* parallel range [0, extent) */
     bool parallel;         /* the runtime may split [0, extent) over threads */
+    bool noop;             /* a kernel with nothing to do: a sibling (or a member of a
+                            * horizontal launch) whose outputs a later kernel writes */
     int64_t numel;         /* elements of the node's value at this binding */
     int64_t bytes;         /* numel * dtype size */
     double flops;          /* estimated floating-point operations */
@@ -67,7 +69,7 @@ typedef struct CgProgram {
     char *asm_text;        /* with keep_module: machine code (malloc'd) */
     double lower_ms;       /* building the LLVM IR (0 on a cache hit) */
     double link_ms;        /* looking up every kernel (links the object) */
-    int nkernels;          /* nodes of kind CG_KERNEL */
+    int nkernels;          /* nodes of kind CG_KERNEL that do work (not noop): the launches */
 } CgProgram;
 
 /* Compiles every node of g (in g->nodes order, node->index == position)

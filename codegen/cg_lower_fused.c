@@ -937,6 +937,7 @@ static void fx_free(Fx *x)
 static bool lower_noop(CgLower *L, const IrNode *n)
 {
     cg_set_kernel(L, n, 1, false, 0);
+    L->code[n->index].noop = true;
     if (!L->emit)
         return true;
     LLVMTypeRef ps[3] = {L->ptr, L->i64, L->i64};

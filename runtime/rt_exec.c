@@ -263,7 +263,7 @@ static void fill_slots(RtExec *ex)
 static void count_kernels(RtExec *ex)
 {
     for (int i = 0; i < ex->prog->nnodes; i++)
-        if (ex->prog->nodes[i].kind == CG_KERNEL) {
+        if (ex->prog->nodes[i].kind == CG_KERNEL && !ex->prog->nodes[i].noop) {
             ex->stats.nkernels++;
             ex->stats.flops += ex->prog->nodes[i].flops;
         }
@@ -507,7 +507,7 @@ bool rt_exec_run(RtExec *ex, IrError *err)
     if (!check_inputs(ex, err))
         return false;
     for (int i = 0; i < ex->prog->nnodes; i++) {
-        if (ex->prog->nodes[i].kind != CG_KERNEL)
+        if (ex->prog->nodes[i].kind != CG_KERNEL || ex->prog->nodes[i].noop)
             continue;
         if (ex->kernel_ns)
             run_timed(ex, i);
