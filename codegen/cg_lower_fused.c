@@ -706,14 +706,21 @@ static LLVMValueRef slot_ptr(CgLower *L, LLVMValueRef slots, int node)
 }
 
 /* kN_fused(slots, begin, end): the buffers from slots, then the body. */
-static void wrapper(Fx *x, LLVMValueRef body, const char *name)
+/* A kernel function void NAME(slots, begin, end), the builder at its entry. */
+static LLVMValueRef kernel_fn(CgLower *L, const char *name)
 {
-    CgLower *L = x->L;
-    const IrNode *last = x->sib[x->nsib - 1];
     LLVMTypeRef ps[3] = {L->ptr, L->i64, L->i64};
     LLVMValueRef fn = LLVMAddFunction(L->M, name, LLVMFunctionType(L->vd, ps, 3, 0));
     fn_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
     LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->C, fn, "entry"));
+    return fn;
+}
+
+static void wrapper(Fx *x, LLVMValueRef body, const char *name)
+{
+    CgLower *L = x->L;
+    const IrNode *last = x->sib[x->nsib - 1];
+    LLVMValueRef fn = kernel_fn(L, name);
     LLVMValueRef args[FX_MAX_OUT + IR_MAX_IN + 3], slots = LLVMGetParam(fn, 0);
     int np = 0;
     for (int s = 0; s < x->nsib; s++)
@@ -940,11 +947,7 @@ static bool lower_noop(CgLower *L, const IrNode *n)
     L->code[n->index].noop = true;
     if (!L->emit)
         return true;
-    LLVMTypeRef ps[3] = {L->ptr, L->i64, L->i64};
-    LLVMValueRef fn = LLVMAddFunction(L->M, L->code[n->index].symbol,
-                                      LLVMFunctionType(L->vd, ps, 3, 0));
-    fn_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
-    LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->C, fn, "entry"));
+    kernel_fn(L, L->code[n->index].symbol);
     LLVMBuildRetVoid(L->b);
     return true;
 }
@@ -1037,11 +1040,7 @@ static bool lower_launch(CgLower *L, const IrNode *n, int hlo, int hhi)
     cg_set_kernel(L, n, parallel ? total : 1, parallel, flops);
     if (!L->emit)
         return true;
-    LLVMTypeRef ps[3] = {L->ptr, L->i64, L->i64};
-    LLVMValueRef fn = LLVMAddFunction(L->M, L->code[n->index].symbol,
-                                      LLVMFunctionType(L->vd, ps, 3, 0));
-    fn_attr(L, fn, LLVMAttributeFunctionIndex, "nounwind");
-    LLVMPositionBuilderAtEnd(L->b, LLVMAppendBasicBlockInContext(L->C, fn, "entry"));
+    LLVMValueRef fn = kernel_fn(L, L->code[n->index].symbol);
     int64_t off = 0;
     for (int j = hlo; j <= hhi; j++) {
         if (L->member[j].kind != CG_KERNEL)
