@@ -65,6 +65,9 @@ def base_env(coretype):
     env = {k: v for k, v in os.environ.items() if k not in TUNED}
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
+    # gradc would otherwise pick wider OpenBLAS kernels than PyTorch gets
+    # (cli/blas.c); both sides run the same core type.
+    env["GRADC_BLAS_AUTO"] = "0"
     return env
 
 
