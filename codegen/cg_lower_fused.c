@@ -50,34 +50,9 @@ enum { CBLAS_ROW_MAJOR = 101, CBLAS_NO_TRANS = 111, CBLAS_TRANS = 112 };
 
 /* ---------------------------------------------------------------- siblings */
 
-static bool same_operands(const IrNode *a, const IrNode *b)
-{
-    if (a->nin != b->nin)
-        return false;
-    for (int i = 0; i < a->nin; i++)
-        if (a->in[i] != b->in[i])
-            return false;
-    return true;
-}
-
-static bool siblings(const IrNode *a, const IrNode *b)
-{
-    return a->op == OP_FUSED && b->op == OP_FUSED && a->body && b->body &&
-           ir_node_attr(a, ATTR_GROUP) && ir_node_attr(b, ATTR_GROUP) &&
-           ir_node_int(a, ATTR_GROUP, 0) == ir_node_int(b, ATTR_GROUP, 0) && same_operands(a, b);
-}
-
-/* The run of adjacent siblings around n: nodes [*lo, *hi]. */
-static void sibling_run(const IrGraph *g, const IrNode *n, int *lo, int *hi)
-{
-    *lo = *hi = n->index;
-    while (*lo > 0 && siblings(g->nodes[*lo - 1], n))
-        (*lo)--;
-    while (*hi + 1 < g->nnodes && siblings(g->nodes[*hi + 1], n))
-        (*hi)++;
-    if (*hi - *lo + 1 > FX_MAX_OUT)
-        *lo = *hi = n->index;
-}
+/* Sibling runs and launch runs are the passes' (pass_sibling_run,
+ * pass_launch_run), so codegen, schedule and memplan agree on them. */
+_Static_assert(FX_MAX_OUT == PASS_MAX_SIBLINGS, "a sibling run is one kernel's outputs");
 
 /* ---------------------------------------------------------------- the merged body */
 
@@ -982,23 +957,6 @@ static void fx_init(Fx *x, CgLower *L, const IrNode *n, int lo, int hi)
         x->out[s] = x->M->outs[s].node->index;
 }
 
-static bool same_hgroup(const IrNode *a, const IrNode *b)
-{
-    return a->op == OP_FUSED && b->op == OP_FUSED && ir_node_attr(a, ATTR_HGROUP) &&
-           ir_node_attr(b, ATTR_HGROUP) &&
-           ir_node_int(a, ATTR_HGROUP, 0) == ir_node_int(b, ATTR_HGROUP, 0);
-}
-
-/* The horizontal launch around sibling run [lo, hi]: nodes [*hlo, *hhi]. */
-static void launch_run(const IrGraph *g, int lo, int hi, int *hlo, int *hhi)
-{
-    *hlo = lo, *hhi = hi;
-    while (*hlo > 0 && same_hgroup(g->nodes[*hlo - 1], g->nodes[hi]))
-        (*hlo)--;
-    while (*hhi + 1 < g->nnodes && same_hgroup(g->nodes[*hhi + 1], g->nodes[hi]))
-        (*hhi)++;
-}
-
 /* Calls member m on the part of [begin, end) in [off, off + ext), shifted to its own range. */
 static void call_member(CgLower *L, LLVMValueRef fn, LLVMValueRef m, int64_t off, int64_t ext,
                         bool parallel)
@@ -1063,10 +1021,10 @@ bool cg_lower_fused(CgLower *L, const IrNode *n)
     int lo, hi, hlo, hhi;
     if (!n->body || n->body->nout != 1)
         return cg_fail(L, n, "a fused node needs a body with one output");
-    sibling_run(L->g, n, &lo, &hi);
+    pass_sibling_run(L->g, n->index, &lo, &hi);
     if (n->index != hi)
         return lower_noop(L, n);
-    launch_run(L->g, lo, hi, &hlo, &hhi);
+    pass_launch_run(L->g, n->index, &hlo, &hhi);
     if (hlo == lo && hhi == hi)
         return lower_run(L, n, lo, hi);
     /* a member of a horizontal launch: its kernel under SYMBOL.m */
