@@ -86,6 +86,21 @@ sys.exit(0 if not diff and sorted(a) == sorted(b) and moments > 0 and ma["step"]
 EOF
 check "2N updates == N + resume + N, byte for byte" python3 "$TMP/cmp.py" "$TMP/full/ckpt.safetensors" "$TMP/half/ckpt.safetensors"
 check "resumed log has the same losses" bash -c "diff <(cut -d, -f1-5 '$TMP/full/log.csv') <(cut -d, -f1-5 '$TMP/half/log.csv')"
+# --no-shuffle is a setting of the run: kept by the checkpoint and by --resume, and a resumed
+# run in text order is bit-exact too.
+"$GRADC" train "${R[@]}" --no-shuffle --steps 30 --out "$TMP/ns_full" &&
+"$GRADC" train "${R[@]}" --no-shuffle --steps 15 --out "$TMP/ns_half" &&
+"$GRADC" train --resume "$TMP/ns_half/ckpt.safetensors" --data "$VERDICT" --steps 30 --quiet \
+    --out "$TMP/ns_half" || bad "--no-shuffle runs and resumes"
+check "--no-shuffle: 2N updates == N + resume + N" python3 "$TMP/cmp.py" "$TMP/ns_full/ckpt.safetensors" "$TMP/ns_half/ckpt.safetensors"
+check "--no-shuffle is recorded in the checkpoint" python3 -c "
+import json, struct, sys
+b = open(sys.argv[1], 'rb').read()
+m = json.loads(b[8:8 + struct.unpack('<Q', b[:8])[0]])['__metadata__']
+sys.exit(0 if json.loads(m['train.options'])['shuffle'] is False else 1)" "$TMP/ns_half/ckpt.safetensors"
+"$GRADC" train "${R[@]}" --steps 30 --out "$TMP/sh30" || bad "shuffled 30 updates"
+check "--no-shuffle sees other batches than the shuffled run" bash -c \
+    "! diff -q <(cut -d, -f1-5 '$TMP/ns_full/log.csv') <(cut -d, -f1-5 '$TMP/sh30/log.csv') >/dev/null"
 "$GRADC" train "${MINI[@]}" --steps 40 --save-every 20 --eval-every 0 --log-every 0 \
     --out "$TMP/mid" >"$TMP/mid.log" 2>&1
 check "--save-every writes a checkpoint mid-run" grep -q "mid/ckpt.safetensors (step 20)" "$TMP/mid.log"
