@@ -38,13 +38,16 @@ typedef struct CliCommand {
     const char *summary;  /* one line, for `gradc --help` */
     const char *usage;    /* the full help text of `gradc NAME --help` */
     int (*fn)(int argc, char **argv);
+    bool blas;            /* runs compiled kernels, so OpenBLAS's core type matters (blas.c) */
 } CliCommand;
 
 extern const CliCommand cli_commands[];
 extern const int cli_ncommands;
 
 /* blas.c: re-executes gradc with OPENBLAS_CORETYPE set when OpenBLAS fell
- * back to kernels narrower than the CPU's (returns when nothing to do). */
+ * back to kernels narrower than the CPU's (returns when nothing to do).
+ * main calls it for the commands marked `blas` only: the exec costs about
+ * 14 ms, which the others (check, dump, opt, ...) should not pay. */
 void cli_blas_auto(char **argv);
 
 bool cli_is_help(const char *arg);

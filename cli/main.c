@@ -20,29 +20,31 @@ extern const char cmd_plan_usage[];
 extern const char cmd_plot_usage[];
 
 const CliCommand cli_commands[] = {
-    {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check},
-    {"dump", "print the IR of a model or .gir file at a stage", cmd_dump_usage, cmd_dump},
-    {"opt", "run passes over IR text: .gir in, .gir out", cmd_opt_usage, cmd_opt},
+    {"check", "verify a model; print params, FLOPs/token and memory", cmd_check_usage, cmd_check,
+     false},
+    {"dump", "print the IR of a model or .gir file at a stage", cmd_dump_usage, cmd_dump, false},
+    {"opt", "run passes over IR text: .gir in, .gir out", cmd_opt_usage, cmd_opt, false},
     {"gradcheck", "autodiff vs finite differences for every parameter", cmd_gradcheck_usage,
-     cmd_gradcheck},
+     cmd_gradcheck, false},
     {"plan", "kernels, peak and naive bytes, FLOPs and a kernel table, before anything runs",
-     cmd_plan_usage, cmd_plan},
-    {"dot", "Graphviz drawing of a model or .gir file", cmd_dot_usage, cmd_dot},
+     cmd_plan_usage, cmd_plan, false},
+    {"dot", "Graphviz drawing of a model or .gir file", cmd_dot_usage, cmd_dot, false},
     {"run", "one forward of a model on random inputs, compiled to native code", cmd_run_usage,
-     cmd_run},
+     cmd_run, true},
     {"verify", "compiled graph vs the reference interpreter: worst errors", cmd_verify_usage,
-     cmd_verify},
-    {"bench", "tokens/s, per-kernel times, GFLOP/s and peak RSS", cmd_bench_usage, cmd_bench},
+     cmd_verify, true},
+    {"bench", "tokens/s, per-kernel times, GFLOP/s and peak RSS", cmd_bench_usage, cmd_bench,
+     true},
     {"train", "pretrain a model on a text file: progress, val loss, checkpoints, plot",
-     cmd_train_usage, cmd_train},
+     cmd_train_usage, cmd_train, true},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k)",
-     cmd_generate_usage, cmd_generate},
+     cmd_generate_usage, cmd_generate, true},
     {"tokenize", "text to GPT-2 BPE or char token ids, and back", cmd_tokenize_usage,
-     cmd_tokenize},
+     cmd_tokenize, false},
     {"plot", "loss curves of CSV logs (gradc's, PyTorch's) as one SVG", cmd_plot_usage,
-     cmd_plot},
+     cmd_plot, false},
     {"oracle-step", "diagnostic: forward and train steps on weights from a safetensors file",
-     cmd_oracle_usage, cmd_oracle},
+     cmd_oracle_usage, cmd_oracle, true},
 };
 const int cli_ncommands = sizeof cli_commands / sizeof cli_commands[0];
 
@@ -60,7 +62,6 @@ static void main_usage(FILE *f)
 
 int main(int argc, char **argv)
 {
-    cli_blas_auto(argv);
     if (argc < 2) {
         main_usage(stderr);
         return 1;
@@ -76,8 +77,11 @@ int main(int argc, char **argv)
         return 0;
     }
     for (int i = 0; i < cli_ncommands; i++)
-        if (!strcmp(argv[1], cli_commands[i].name))
+        if (!strcmp(argv[1], cli_commands[i].name)) {
+            if (cli_commands[i].blas)
+                cli_blas_auto(argv);
             return cli_commands[i].fn(argc - 1, argv + 1);
+        }
     fprintf(stderr, "gradc: error: unknown command '%s'\n", argv[1]);
     fprintf(stderr, "  hint: run `gradc --help` for the list of commands\n");
     return 1;
