@@ -314,14 +314,6 @@ static int64_t bytes_moved(const IrGraph *g, const Kernel *k, const int64_t *bin
     return bytes;
 }
 
-static int count_runs(const IrGraph *g, int first, int end)
-{
-    int runs = 0;
-    for (int j = first, f, e; j <= end; j = e + 1, runs++)
-        pass_sibling_run(g, j, &f, &e);
-    return runs;
-}
-
 /* A kernel is a launch run: a sibling run, or the sibling runs of one
  * horizontal launch (hgroup), whose FLOPs and bytes add up run by run. */
 static int find_kernels(const IrGraph *g, const int64_t *binding, Kernel *ks)
@@ -334,15 +326,13 @@ static int find_kernels(const IrGraph *g, const int64_t *binding, Kernel *ks)
         i = k.end + 1;
         if (pass_mem_kind(g->nodes[k.first]) != PM_KERNEL)
             continue;
-        k.flops = k.bytes = 0;
-        for (int j = k.first; j <= k.end;) {
+        for (int j = k.first; j <= k.end; k.runs++) {
             Kernel r = {.first = j};
             pass_sibling_run(g, j, &first, &r.end);
             k.flops += run_flops(g, r.first, r.end, binding);
             k.bytes += bytes_moved(g, &r, binding);
             j = r.end + 1;
         }
-        k.runs = count_runs(g, k.first, k.end);
         ks[nk++] = k;
     }
     return nk;
