@@ -17,6 +17,7 @@
  * params by absolute name and reports a name defined twice.
  */
 #include "fe_internal.h"
+#include "ir/rng.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,10 +94,8 @@ const char *fe_qualify(Fe *fe, const char *prefix, const char *rel)
 
 /* ---------------------------------------------------------------- own params */
 
-static const char *const inits[] = {"normal", "uniform", "zeros", "ones", NULL};
-
-/* The scale key of init kind i: std for normal, bound for uniform. */
-static const char *const scale_keys[] = {"std", "bound", NULL, NULL};
+/* The scale key of each init kind (ir/rng.h): std for normal, bound for uniform. */
+static const char *const scale_keys[] = {[IR_INIT_NORMAL] = "std", [IR_INIT_UNIFORM] = "bound"};
 
 typedef struct FeInit {
     const char *kind;
@@ -113,14 +112,12 @@ static int init_index(Fe *fe, const cJSON *spec, const char *path, const char **
         return -1;
     if (in)
         *init = in->valuestring;
-    int i = 0;
-    while (inits[i] && strcmp(inits[i], *init))
-        i++;
-    if (inits[i])
+    int i = ir_init_kind(*init);
+    if (i >= 0)
         return i;
     FeNear n = fe_near(*init);
-    fe_near_list(&n, inits);
-    fe_fail(fe, p, "unknown init '%s' (there are normal, uniform, zeros and ones)", *init);
+    fe_near_list(&n, ir_init_names);
+    fe_fail(fe, p, "unknown init '%s' (there are " IR_INIT_KINDS ")", *init);
     fe_hint_near(fe, &n);
     return -1;
 }
@@ -131,15 +128,16 @@ static bool read_init(Fe *fe, const cJSON *spec, const char *path, FeInit *out)
     if (i < 0)
         return false;
     char p[FE_PATH];
-    out->scale = i == 0 ? 0.02 : 0.0;
-    for (int k = 0; k < 2; k++) {
+    out->scale = i == IR_INIT_NORMAL ? 0.02 : 0.0;
+    for (int k = IR_INIT_NORMAL; k <= IR_INIT_UNIFORM; k++) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, scale_keys[k]);
         fe_path_key(p, path, scale_keys[k]);
         if (v && k != i)
-            return fe_fail(fe, p, "'%s' goes with init '%s' only", scale_keys[k], inits[k]);
+            return fe_fail(fe, p, "'%s' goes with init '%s' only", scale_keys[k],
+                           ir_init_names[k]);
         if (v && !fe_number(fe, v, p, &out->scale))
             return false;
-        if (!v && k == i && k == 1)
+        if (!v && k == i && k == IR_INIT_UNIFORM)
             return fe_fail(fe, path, "init 'uniform' needs a 'bound' (U(-bound, bound); "
                            "PyTorch's nn.Linear uses \"1 / sqrt(fan_in)\")");
     }

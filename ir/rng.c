@@ -90,29 +90,23 @@ double ir_dropout_keep(uint64_t seed, uint64_t step, uint64_t index, double p)
     return top53(ir_splitmix64(x)) >= p ? 1.0 / (1.0 - p) : 0.0;
 }
 
-
 /* ---------------------------------------------------------------- param init */
 
-static const char *const init_kinds[] = {"normal", "uniform", "zeros", "ones"};
+const char *const ir_init_names[] = {"normal", "uniform", "zeros", "ones", NULL};
 
-static int init_kind(const char *init)
+int ir_init_kind(const char *name)
 {
-    for (int k = 0; init && k < 4; k++)
-        if (!strcmp(init, init_kinds[k]))
+    for (int k = 0; name && ir_init_names[k]; k++)
+        if (!strcmp(name, ir_init_names[k]))
             return k;
     return -1;
 }
 
-bool ir_init_known(const char *init)
-{
-    return init_kind(init) >= 0;
-}
-
 bool ir_init_begin(IrInitSampler *s, const IrNode *n, uint64_t seed)
 {
-    s->kind = init_kind(ir_node_str(n, ATTR_INIT, NULL));
-    s->scale = s->kind == 0 ? ir_node_float(n, ATTR_STD, 0.02)
-             : s->kind == 1 ? ir_node_float(n, ATTR_BOUND, 0.0) : 0.0;
+    s->kind = ir_init_kind(ir_node_str(n, ATTR_INIT, NULL));
+    s->scale = s->kind == IR_INIT_NORMAL    ? ir_node_float(n, ATTR_STD, 0.02)
+             : s->kind == IR_INIT_UNIFORM ? ir_node_float(n, ATTR_BOUND, 0.0) : 0.0;
     ir_rng_init(&s->rng, ir_rng_stream(seed, n->name));
     return s->kind >= 0;
 }
@@ -120,9 +114,9 @@ bool ir_init_begin(IrInitSampler *s, const IrNode *n, uint64_t seed)
 double ir_init_next(IrInitSampler *s)
 {
     switch (s->kind) {
-    case 0: return s->scale * ir_rng_normal(&s->rng);
-    case 1: return s->scale * (2.0 * ir_rng_uniform(&s->rng) - 1.0);
-    case 3: return 1.0;
-    default: return 0.0;
+    case IR_INIT_NORMAL:  return s->scale * ir_rng_normal(&s->rng);
+    case IR_INIT_UNIFORM: return s->scale * (2.0 * ir_rng_uniform(&s->rng) - 1.0);
+    case IR_INIT_ONES:    return 1.0;
+    default:              return 0.0;
     }
 }

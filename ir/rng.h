@@ -58,17 +58,21 @@ double ir_rng_normal(IrRng *r);  /* mean 0, std 1 */
 uint64_t ir_rng_stream(uint64_t seed, const char *name);
 
 /* A param's initial values: ir_init_begin(&s, n, seed), then numel calls
- * of ir_init_next.  The kinds are IR_INIT_KINDS; ir_init_known checks a
- * name.  `n` is an OP_PARAM node (attributes init, std, bound). */
+ * of ir_init_next.  `n` is an OP_PARAM node (attributes init, std, bound).
+ * The kinds, by name: ir_init_names (NULL-terminated, in IrInitKind order);
+ * ir_init_kind maps a name to its kind, -1 for none. */
+typedef enum IrInitKind { IR_INIT_NORMAL, IR_INIT_UNIFORM, IR_INIT_ZEROS, IR_INIT_ONES } IrInitKind;
 #define IR_INIT_KINDS "normal, uniform, zeros or ones"
+extern const char *const ir_init_names[];
+int ir_init_kind(const char *name);
+
 typedef struct IrInitSampler {
-    int kind;     /* 0 normal, 1 uniform, 2 zeros, 3 ones */
+    int kind;     /* IrInitKind, -1 when the param's init is unknown */
     double scale; /* std or bound */
     IrRng rng;
 } IrInitSampler;
 
 struct IrNode;
-bool ir_init_known(const char *init);
 bool ir_init_begin(IrInitSampler *s, const struct IrNode *n, uint64_t seed);
 double ir_init_next(IrInitSampler *s);
 

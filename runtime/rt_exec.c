@@ -131,7 +131,7 @@ static int find_source(const IrGraph *g, const char *name)
 static bool check_init(const IrNode *n, IrError *err)
 {
     const char *init = ir_node_str(n, ATTR_INIT, NULL);
-    if (ir_init_known(init))
+    if (ir_init_kind(init) >= 0)
         return true;
     ir_error(err, "param '%s' has %s init '%s'", n->name ? n->name : "?",
              init ? "an unknown" : "no", init ? init : "");
