@@ -964,7 +964,8 @@ static void call_member(CgLower *L, LLVMValueRef fn, LLVMValueRef m, int64_t off
     LLVMTypeRef fty = LLVMGlobalGetValueType(m);
     LLVMValueRef slots = LLVMGetParam(fn, 0), args[3] = {slots, NULL, NULL};
     if (!parallel) {
-        args[1] = LLVMConstInt(L->i64, 0, 0), args[2] = LLVMConstInt(L->i64, (unsigned long long)ext, 0);
+        args[1] = LLVMConstInt(L->i64, 0, 0);
+        args[2] = LLVMConstInt(L->i64, (unsigned long long)ext, 0);
         LLVMBuildCall2(L->b, fty, m, args, 3, "");
         return;
     }

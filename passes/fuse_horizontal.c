@@ -28,26 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* n is returned under the name of one of g's sources (a write-back). */
-static bool writes_back(const IrGraph *g, const IrNode *n)
-{
-    for (int o = 0; o < g->nout; o++) {
-        if (g->outs[o].node != n)
-            continue;
-        for (int i = 0; i < g->nnodes; i++) {
-            const IrNode *s = g->nodes[i];
-            if ((s->op == OP_PARAM || s->op == OP_INPUT) && s->name &&
-                !strcmp(s->name, g->outs[o].name))
-                return true;
-        }
-    }
-    return false;
-}
-
 static bool update_node(const IrGraph *g, const IrNode *n, const int *readers)
 {
     return n->op == OP_FUSED && n->body && !ir_node_attr(n, ATTR_HGROUP) &&
-           readers[n->index] == 0 && pass_elementwise_kernel(n) && writes_back(g, n);
+           readers[n->index] == 0 && pass_elementwise_kernel(n) && pass_written_back(g, n) >= 0;
 }
 
 /* Marks every node of each qualifying sibling run; returns the number of runs. */

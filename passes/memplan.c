@@ -231,8 +231,7 @@ static int source_named(const IrGraph *g, const char *name)
     return -1;
 }
 
-/* The source an output whose root is n writes back, or -1. */
-static int written_back(const IrGraph *g, const IrNode *n)
+int pass_written_back(const IrGraph *g, const IrNode *n)
 {
     for (int o = 0; o < g->nout; o++) {
         if (view_root(g->outs[o].node) != n || !g->outs[o].name)
@@ -248,7 +247,7 @@ int pass_mem_writeback(const IrGraph *g, const IrNode *n)
 {
     if (pass_mem_kind(n) != PM_KERNEL)
         return -1;
-    int s = written_back(g, n);
+    int s = pass_written_back(g, n);
     if (s < 0)
         return -1;
     const IrNode *src = g->nodes[s];
@@ -351,7 +350,7 @@ static void decide_slab(Mem *m, int i)
 {
     PassMemPlan *p = m->p;
     const IrNode *n = m->g->nodes[i];
-    int s = written_back(m->g, n);
+    int s = pass_written_back(m->g, n);
     if (s < 0)
         return;
     const char *why = writeback_refusal(m, n, m->g->nodes[s]);

@@ -159,6 +159,9 @@ bool pass_elementwise_kernel(const IrNode *n);
  * it), when n's kernel may compute the new value straight into that source's
  * buffer provided nothing after the kernel reads the old value; else -1. */
 int pass_mem_writeback(const IrGraph *g, const IrNode *n);
+/* The input or param that an output whose root is n is named like (the
+ * runtime writes n's value back into it after a run), or -1. */
+int pass_written_back(const IrGraph *g, const IrNode *n);
 
 typedef struct PassMemOpts {
     const bool *pinned;    /* [nnodes] kernel roots the caller keeps outside the arena; may be NULL */
