@@ -14,6 +14,7 @@
  */
 #include "frontend/fe.h"
 #include "passes/pass.h"
+#include "interp_cmp.h"
 #include "testlib.h"
 
 #include <dirent.h>
@@ -63,25 +64,11 @@ static int count_kernels(const IrGraph *g)
     return c;
 }
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static double unif(uint64_t *s)
-{
-    *s = mix64(*s);
-    return (double)(*s >> 11) * 0x1p-53;
-}
-
 /* Deterministic values from the input's name: tokens in [0, hi), some
  * targets ignored, a step >= 1, small lr, AdamW second moments >= 0. */
 static double value_of(const IrNode *n, uint64_t *s, int64_t k, int64_t hi)
 {
-    double u = unif(s);
+    double u = cmp_unif(s);
     if (n->dtype == DT_BOOL)
         return u < 0.5;
     if (n->dtype == DT_I32) {
@@ -101,11 +88,9 @@ static double value_of(const IrNode *n, uint64_t *s, int64_t k, int64_t hi)
 static bool set_input(IrInterp *it, const IrNode *n, const int64_t *bind, int64_t hi)
 {
     int64_t dim[IR_MAX_RANK];
-    uint64_t s = 1469598103934665603ull;
+    uint64_t s = cmp_name_seed(n->name);
     for (int d = 0; d < n->shape.rank; d++)
         dim[d] = ir_dim_eval(n->shape.d[d], bind);
-    for (const char *p = n->name; *p; p++)
-        s = (s ^ (unsigned char)*p) * 1099511628211ull;
     IrTensor *t = ir_tensor_new(n->dtype, n->shape.rank, dim);
     for (int64_t k = 0; k < t->numel; k++)
         t->data[k] = value_of(n, &s, k, hi);
@@ -132,29 +117,6 @@ static IrInterp *eval(const IrGraph *g, const int64_t *bind, int64_t hi)
         ir_interp_free(it);
     }
     return ok ? it : NULL;
-}
-
-static bool close_enough(double a, double b)
-{
-    if (isnan(a) || isnan(b))
-        return isnan(a) && isnan(b);
-    return a == b || fabs(a - b) <= REL_TOL * fmax(fabs(a), fabs(b));
-}
-
-/* Elements of output `name` that differ between the two runs. */
-static int64_t diff_output(IrInterp *a, IrInterp *b, const char *name, const char *what)
-{
-    const IrTensor *ta = ir_interp_output(a, name), *tb = ir_interp_output(b, name);
-    if (!ta || !tb || ta->numel != tb->numel) {
-        fprintf(stderr, "%s: output %s missing or resized\n", what, name);
-        return 1;
-    }
-    int64_t bad = 0;
-    for (int64_t k = 0; k < ta->numel; k++)
-        if (!close_enough(ta->data[k], tb->data[k]) && bad++ == 0)
-            fprintf(stderr, "%s: %s[%lld] = %.17g before fusion, %.17g after\n", what, name,
-                    (long long)k, ta->data[k], tb->data[k]);
-    return bad;
 }
 
 /* print(parse(print(g))) == print(g), and fusing again changes nothing. */
@@ -190,7 +152,7 @@ static IrGraph *check_fused(const IrGraph *g, const int64_t *bind, int64_t hi, c
     IrInterp *a = eval(g, bind, hi), *b = ok ? eval(h, bind, hi) : NULL;
     CHECK(a && b);
     for (int i = 0; a && b && i < g->nout; i++)
-        CHECK(diff_output(a, b, g->outs[i].name, what) == 0);
+        CHECK(cmp_diff_output(a, b, g->outs[i].name, what, REL_TOL) == 0);
     ir_interp_free(a);
     ir_interp_free(b);
     check_text(h, what);

@@ -15,6 +15,7 @@
  */
 #include "frontend/fe.h"
 #include "passes/pass.h"
+#include "interp_cmp.h"
 #include "testlib.h"
 
 #include <dirent.h>
@@ -98,26 +99,12 @@ static IrNode *out(const IrGraph *g, int i)
 
 /* ---------------------------------------------------------------- inputs */
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
-
-static double unif(uint64_t *s)
-{
-    *s = mix64(*s);
-    return (double)(*s >> 11) * 0x1p-53;
-}
-
 static double f32_value(uint64_t *s, int64_t k, bool specials)
 {
     static const double sp[] = {INFINITY, -INFINITY, NAN, -0.0};
     if (specials && k % 7 == 3)
         return sp[(k / 7) % 4];
-    return (unif(s) - 0.5) * 6.0;
+    return (cmp_unif(s) - 0.5) * 6.0;
 }
 
 /* An i32 element: targets are sometimes ignore_index, a step is >= 1 (AdamW's
@@ -127,8 +114,8 @@ static double i32_value(const IrNode *n, uint64_t *s, int64_t k, const Fill *f)
     if (!strcmp(n->name, "targets") && f->ignore_every > 0 && k % f->ignore_every == 0)
         return -100;
     if (!strcmp(n->name, "step"))
-        return 1 + floor(unif(s) * 9);
-    return floor(unif(s) * f->int_hi);
+        return 1 + floor(cmp_unif(s) * 9);
+    return floor(cmp_unif(s) * f->int_hi);
 }
 
 /* f32 elements: AdamW's second moments (adam.v.*) are >= 0, lr is small. */
@@ -142,14 +129,12 @@ static double f32_input(const IrNode *n, uint64_t *s, int64_t k, const Fill *f)
 
 static void fill_tensor(const IrNode *n, IrTensor *t, const Fill *f)
 {
-    uint64_t s = 1469598103934665603ull;
-    for (const char *p = n->name; *p; p++)
-        s = (s ^ (unsigned char)*p) * 1099511628211ull;
+    uint64_t s = cmp_name_seed(n->name);
     for (int64_t k = 0; k < t->numel; k++) {
         if (t->dtype == DT_F32)
             t->data[k] = f32_input(n, &s, k, f);
         else if (t->dtype == DT_BOOL)
-            t->data[k] = unif(&s) < 0.5;
+            t->data[k] = cmp_unif(&s) < 0.5;
         else
             t->data[k] = i32_value(n, &s, k, f);
     }
@@ -191,29 +176,6 @@ static IrInterp *eval(const IrGraph *g, const int64_t *bind, const Fill *f)
 
 /* ---------------------------------------------------------------- comparison */
 
-static bool close_enough(double a, double b)
-{
-    if (isnan(a) || isnan(b))
-        return isnan(a) && isnan(b);
-    return a == b || fabs(a - b) <= REL_TOL * fmax(fabs(a), fabs(b));
-}
-
-/* Number of elements of output `name` that differ (all of them if missing). */
-static int64_t diff_output(IrInterp *a, IrInterp *b, const char *name, const char *what)
-{
-    const IrTensor *ta = ir_interp_output(a, name), *tb = ir_interp_output(b, name);
-    if (!ta || !tb || ta->numel != tb->numel) {
-        fprintf(stderr, "%s: output %s missing or resized\n", what, name);
-        return 1;
-    }
-    int64_t bad = 0;
-    for (int64_t k = 0; k < ta->numel; k++)
-        if (!close_enough(ta->data[k], tb->data[k]) && bad++ == 0)
-            fprintf(stderr, "%s: output %s[%lld] = %.17g, after: %.17g\n", what, name,
-                    (long long)k, ta->data[k], tb->data[k]);
-    return bad;
-}
-
 /* Non-finite elements over all outputs of a run (models must have none, or
  * the comparison would only be NaN against NaN). */
 static int64_t count_nonfinite(const IrGraph *g, IrInterp *it)
@@ -246,7 +208,7 @@ static int check_same(const IrGraph *g, const char *pipeline, const int64_t *bin
     if (a && require_finite)
         CHECK(count_nonfinite(g, a) == 0);
     for (int i = 0; a && b && i < g->nout; i++)
-        CHECK(diff_output(a, b, g->outs[i].name, label) == 0);
+        CHECK(cmp_diff_output(a, b, g->outs[i].name, label, REL_TOL) == 0);
     int n = ok ? h->nnodes : -1;
     ir_interp_free(a);
     ir_interp_free(b);
