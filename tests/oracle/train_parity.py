@@ -26,7 +26,6 @@ usage: train_parity.py --gradc BIN --text FILE [--steps N] [-v]
 Exit 0 on agreement, 1 on a mismatch, 3 when gradc could not run.
 """
 import argparse
-import math
 import os
 import re
 import subprocess
@@ -53,7 +52,7 @@ def gradc(args, *cmd):
     return p.stdout
 
 
-def token_ids(args, tmp):
+def token_ids(args):
     """The char tokenizer's ids of the whole text, and the vocabulary size."""
     out = gradc(args, "tokenize", "--tokenizer", "char", args.text)
     ids = [int(x) for x in out.split()]
@@ -134,7 +133,7 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("GRADC_CACHE_DIR", os.path.join(tmp, "cache"))
-        ids, vocab = token_ids(args, tmp)
+        ids, vocab = token_ids(args)
         gradc(args, *train_args(args, vocab, os.path.join(tmp, "init"), 1, 1e-30), "--quiet")
         init, _ = safetensors_io.load(os.path.join(tmp, "init", "ckpt.safetensors"))
         log = gradc(args, *train_args(args, vocab, os.path.join(tmp, "run"), args.steps, args.lr))
