@@ -71,6 +71,18 @@ static double matmul_flops(const IrNode *n, const int64_t *binding)
     return 2.0 * dim_value(k, binding) * numel(&n->shape, binding);
 }
 
+/* Per causal (i, j <= i) pair and head: forward q.k, exp, and the
+ * weighted v (4*hd + 5); the gradient recomputes q.k twice (row
+ * statistics, then the weights) and adds dout.v, dq, dk, dv (12*hd + 10). */
+static double attention_flops(const IrNode *n, const int64_t *binding)
+{
+    const IrShape *x = &n->in[0]->shape;
+    double T = dim_value(x->d[x->rank - 2], binding), D = dim_value(x->d[x->rank - 1], binding) / 3;
+    double H = (double)ir_node_int(n, ATTR_HEADS, 1), hd = D / H;
+    double pairs = numel(x, binding) / (T * 3 * D) * H * T * (T + 1) / 2;
+    return pairs * (n->op == OP_CAUSAL_ATTENTION ? 4 * hd + 5 : 12 * hd + 10);
+}
+
 static double body_flops(const IrGraph *g, const IrGraph *body, const int64_t *binding)
 {
     int64_t b[IR_MAX_SYMS];
@@ -90,6 +102,7 @@ static double node_flops(const IrGraph *g, const IrNode *n, const int64_t *bindi
     switch (n->op) {
     case OP_MATMUL: return matmul_flops(n, binding);
     case OP_GATHER: return 0;
+    case OP_CAUSAL_ATTENTION: case OP_CAUSAL_ATTENTION_GRAD: return attention_flops(n, binding);
     case OP_SOFTMAX: case OP_LOG_SOFTMAX: return 5 * out;
     case OP_LAYERNORM: return 8 * out;
     case OP_GELU: return 10 * out;

@@ -26,6 +26,11 @@ const char *ir_op_name(IrOp op)
     return op < OP_COUNT ? ir_ops[op].name : "?";
 }
 
+bool ir_op_drops(IrOp op)
+{
+    return op == OP_DROPOUT || op == OP_CAUSAL_ATTENTION || op == OP_CAUSAL_ATTENTION_GRAD;
+}
+
 IrOp ir_op_lookup(const char *name)
 {
     for (int i = 0; i < OP_COUNT; i++)

@@ -540,6 +540,151 @@ static bool ir_interp_gather(IrInterp *it, const IrNode *n, IrTensor *out, IrErr
     return true;
 }
 
+/* ---------------------------------------------------------------- causal attention */
+
+/* One causal_attention[_grad] node: qkv rows [lead, T, 3D] hold q | k | v;
+ * head h of row t is the hd = D/H columns from h*hd of each third. */
+typedef struct Att {
+    int64_t lead, T, D, H, hd;
+    double scale, p;
+    uint64_t seed, step;
+    const double *qkv;
+} Att;
+
+static bool att_setup(IrInterp *it, const IrNode *n, Att *a, IrError *err)
+{
+    const IrTensor *x = arg(it, n, 0);
+    int nf = n->op == OP_CAUSAL_ATTENTION ? 1 : 3;
+    a->T = x->dim[x->rank - 2];
+    a->D = x->dim[x->rank - 1] / 3;
+    a->H = ir_node_int(n, ATTR_HEADS, 1);
+    a->hd = a->D / a->H;
+    a->lead = a->T ? x->numel / (a->T * 3 * a->D) : 0;
+    a->scale = ir_node_float(n, ATTR_SCALE, 1.0);
+    a->p = ir_node_float(n, ATTR_P, 0.0);
+    a->seed = (uint64_t)ir_node_int(n, ATTR_SEED, 0);
+    a->step = 0;
+    a->qkv = x->data;
+    if (!(a->p >= 0 && a->p < 1))
+        return node_fail(err, n, "p = %g is outside [0, 1)", a->p);
+    if (n->nin > nf) {
+        if (arg(it, n, nf)->numel != 1)
+            return node_fail(err, n, "step must hold one element");
+        a->step = (uint64_t)(int64_t)arg(it, n, nf)->data[0];
+    }
+    return true;
+}
+
+/* Head h's columns of third `part` (0 q, 1 k, 2 v) of row t of batch b. */
+static const double *att_vec(const Att *a, int part, int64_t b, int64_t t, int64_t h)
+{
+    return a->qkv + (b * a->T + t) * 3 * a->D + part * a->D + h * a->hd;
+}
+
+/* The dropout multiplier of weight (i, j): the flat index of the
+ * [lead, H, T, T] weights, as dropout after softmax in the primitive graph. */
+static double att_keep(const Att *a, int64_t b, int64_t h, int64_t i, int64_t j)
+{
+    if (a->p == 0)
+        return 1.0;
+    return ir_dropout_keep(a->seed, a->step, ((b * a->H + h) * a->T + i) * a->T + j, a->p);
+}
+
+/* w[0..i]: softmax over j <= i of scale * q_i . k_j (the masked j > i are 0). */
+static void att_weights(const Att *a, int64_t b, int64_t h, int64_t i, double *w)
+{
+    const double *q = att_vec(a, 0, b, i, h);
+    double mx = -INFINITY, sum = 0;
+    for (int64_t j = 0; j <= i; j++) {
+        const double *k = att_vec(a, 1, b, j, h);
+        double s = 0;
+        for (int64_t c = 0; c < a->hd; c++)
+            s += q[c] * k[c];
+        w[j] = s * a->scale;
+        mx = fmax(mx, w[j]);
+    }
+    for (int64_t j = 0; j <= i; j++)
+        sum += (w[j] = exp(w[j] - mx));
+    for (int64_t j = 0; j <= i; j++)
+        w[j] /= sum;
+}
+
+static bool ir_interp_causal_attention(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err)
+{
+    Att a;
+    if (!att_setup(it, n, &a, err))
+        return false;
+    double *w = malloc((size_t)(a.T ? a.T : 1) * sizeof *w);
+    if (!w)
+        return node_fail(err, n, "out of memory");
+    memset(out->data, 0, (size_t)out->numel * sizeof(double));
+    for (int64_t b = 0; b < a.lead; b++)
+        for (int64_t h = 0; h < a.H; h++)
+            for (int64_t i = 0; i < a.T; i++) {
+                double *o = out->data + (b * a.T + i) * a.D + h * a.hd;
+                att_weights(&a, b, h, i, w);
+                for (int64_t j = 0; j <= i; j++) {
+                    const double *v = att_vec(&a, 2, b, j, h);
+                    double wk = w[j] * att_keep(&a, b, h, i, j);
+                    for (int64_t c = 0; c < a.hd; c++)
+                        o[c] += wk * v[c];
+                }
+            }
+    free(w);
+    return true;
+}
+
+/* The gradient of one row i of head (b, h) into dqkv: with P the weights,
+ * z the dropout multipliers and g_j = z_ij dout_i . v_j,
+ *   dv_j += P_ij z_ij dout_i,  dS_ij = P_ij (g_j - sum_k P_ik g_k),
+ *   dq_i += scale sum_j dS_ij k_j,  dk_j += scale dS_ij q_i. */
+static void att_grad_row(const Att *a, const double *dout, double *dqkv, int64_t b, int64_t h,
+                         int64_t i, double *w, double *g)
+{
+    const double *q = att_vec(a, 0, b, i, h), *go = dout + (b * a->T + i) * a->D + h * a->hd;
+    double dot = 0;
+    att_weights(a, b, h, i, w);
+    for (int64_t j = 0; j <= i; j++) {
+        const double *v = att_vec(a, 2, b, j, h);
+        double z = att_keep(a, b, h, i, j), s = 0;
+        for (int64_t c = 0; c < a->hd; c++)
+            s += go[c] * v[c];
+        g[j] = z * s;
+        dot += w[j] * g[j];
+        double *dv = dqkv + (v - a->qkv);
+        for (int64_t c = 0; c < a->hd; c++)
+            dv[c] += w[j] * z * go[c];
+    }
+    double *dq = dqkv + (q - a->qkv);
+    for (int64_t j = 0; j <= i; j++) {
+        double ds = w[j] * (g[j] - dot) * a->scale;
+        const double *k = att_vec(a, 1, b, j, h);
+        double *dk = dqkv + (k - a->qkv);
+        for (int64_t c = 0; c < a->hd; c++) {
+            dq[c] += ds * k[c];
+            dk[c] += ds * q[c];
+        }
+    }
+}
+
+static bool ir_interp_causal_attention_grad(IrInterp *it, const IrNode *n, IrTensor *out,
+                                            IrError *err)
+{
+    Att a;
+    if (!att_setup(it, n, &a, err))
+        return false;
+    double *w = malloc((size_t)(a.T ? a.T : 1) * 2 * sizeof *w);
+    if (!w)
+        return node_fail(err, n, "out of memory");
+    memset(out->data, 0, (size_t)out->numel * sizeof(double));
+    for (int64_t b = 0; b < a.lead; b++)
+        for (int64_t h = 0; h < a.H; h++)
+            for (int64_t i = 0; i < a.T; i++)
+                att_grad_row(&a, arg(it, n, 2)->data, out->data, b, h, i, w, w + a.T);
+    free(w);
+    return true;
+}
+
 /* scatter_add(base[V, R...], idx[I...], src[I..., R...]) -> [V, R...]:
  * out = base, then out[idx[i], r] += src[i, r] in index order (repeated
  * indices accumulate).  An index outside [0, V) is an error. */

@@ -147,6 +147,9 @@ IrOp ir_op_lookup(const char *name);
 /* The known op name nearest to `name` (edit distance), for hints. */
 const char *ir_op_nearest(const char *name);
 const char *ir_opkind_name(IrOpKind k);
+/* Ops that apply dropout keyed by attributes p and seed and an optional
+ * step operand: dropout, causal_attention and its gradient. */
+bool ir_op_drops(IrOp op);
 
 /* ---------------------------------------------------------------- dtypes */
 

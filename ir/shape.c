@@ -352,6 +352,37 @@ static bool ir_shape_causal(const IrGraph *g, IrNode *n, IrError *err)
     return true;
 }
 
+/* causal_attention(qkv[..., T, 3D]) -> [..., T, D] with D a multiple of
+ * heads; causal_attention_grad(qkv, out[..., T, D], dout[..., T, D]) ->
+ * qkv's shape.  A trailing i32 scalar operand is the dropout step. */
+static bool ir_shape_attention(const IrGraph *g, IrNode *n, IrError *err)
+{
+    const char *op = ir_op_name(n->op);
+    const IrShape *x = &n->in[0]->shape;
+    IrShape o = *x;
+    int64_t heads = ir_node_int(n, ATTR_HEADS, 0), d;
+    if (!need_attr(n, ATTR_HEADS, err) || !need_attr(n, ATTR_SCALE, err))
+        return false;
+    if (x->rank < 2 || !ir_dim_is_const(x->d[x->rank - 1], &d) || heads < 1 ||
+        d % (3 * heads) != 0) {
+        char sa[128];
+        ir_error(err, "%s: qkv of shape %s must be [..., T, 3*D] with D a known multiple of "
+                 "heads = %lld", op, SHP(n->in[0], sa), (long long)heads);
+        return false;
+    }
+    o.d[o.rank - 1] = ir_dim_const(d / 3);
+    for (int i = 1; n->op == OP_CAUSAL_ATTENTION_GRAD && i < 3; i++)
+        if (!ir_shape_eq(&n->in[i]->shape, &o)) {
+            char sa[128], sb[128];
+            ir_error(err, "%s: %s of shape %s must be %s (qkv's rows, one third as wide)", op,
+                     i == 1 ? "out" : "dout", SHP(n->in[i], sa),
+                     (ir_shape_str(&o, g->sym, sb, sizeof sb), sb));
+            return false;
+        }
+    n->shape = n->op == OP_CAUSAL_ATTENTION ? o : *x;
+    return true;
+}
+
 /* cross_entropy(logits[..., V], targets[...]) -> mean over targets, [] */
 static bool ir_shape_xent(const IrGraph *g, IrNode *n, IrError *err)
 {
@@ -497,6 +528,17 @@ static bool ir_dtype_scatter(const IrGraph *g, IrNode *n, IrError *err)
         return dt_fail(n, 1, "i32", err);
     if (n->in[2]->dtype != DT_F32)
         return dt_fail(n, 2, "f32", err);
+    n->dtype = DT_F32;
+    return true;
+}
+
+/* causal_attention[_grad]: f32 operands, then an optional i32 step. */
+static bool ir_dtype_attention(const IrGraph *g, IrNode *n, IrError *err)
+{
+    int nf = n->op == OP_CAUSAL_ATTENTION ? 1 : 3;
+    for (int i = 0; i < n->nin; i++)
+        if (n->in[i]->dtype != (i < nf ? DT_F32 : DT_I32))
+            return dt_fail(n, i, i < nf ? "f32" : "i32", err);
     n->dtype = DT_F32;
     return true;
 }

@@ -116,7 +116,8 @@ static bool wire_dropout_step(IrGraph *g, PassCtx *ctx)
     IrNode *step = NULL;
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = g->nodes[i];
-        if (n->op != OP_DROPOUT || n->nin != 1 || ir_node_float(n, ATTR_P, 0) <= 0)
+        bool lone = (n->op == OP_DROPOUT || n->op == OP_CAUSAL_ATTENTION) && n->nin == 1;
+        if (!lone || ir_node_float(n, ATTR_P, 0) <= 0)
             continue;
         if (!step)
             step = ir_graph_find(g, OP_INPUT, "step");

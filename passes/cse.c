@@ -52,7 +52,7 @@ static bool is_commutative(IrOp op)
 
 static bool mergeable(const IrNode *n)
 {
-    return n->op != OP_INPUT && n->op != OP_PARAM && n->op != OP_DROPOUT;
+    return n->op != OP_INPUT && n->op != OP_PARAM && !ir_op_drops(n->op);
 }
 
 /* Operand j of n in canonical order (commutative pairs sorted by index). */

@@ -39,6 +39,7 @@ static const struct {
     {OP_GATHER, 1, "gather indices are integers"},
     {OP_SCATTER_ADD, 1, "scatter indices are integers"},
     {OP_CROSS_ENTROPY, 1, "cross_entropy targets are integer class ids"},
+    {OP_CAUSAL_ATTENTION, 1, "the step operand only keys the RNG counter"},
 };
 
 const char *pass_autodiff_nondiff_reason(IrOp op, int operand)
@@ -609,6 +610,23 @@ static void ad_cross_entropy(AdState *ad, IrNode *n, IrNode *g)
     IrNode *sm = mk(ad, OP_SOFTMAX, &z, 1, &ax, 1, NULL, NULL);
     IrNode *scale = dvd(ad, g, count);
     ad_acc(ad, z, mul(ad, mul(ad, sub(ad, sm, onehot), valid), scale));
+}
+
+/* causal_attention(qkv[, step]): its gradient is one op that recomputes
+ * the weights row by row from qkv (never a T x T buffer), with the forward
+ * output for the softmax term and the same seed and step for dropout. */
+static void ad_causal_attention(AdState *ad, IrNode *n, IrNode *g)
+{
+    IrNode *in[4] = {n->in[0], n, g, n->nin > 1 ? n->in[1] : NULL};
+    ad_acc(ad, n->in[0], mk(ad, OP_CAUSAL_ATTENTION_GRAD, in, n->nin + 2, n->attr, n->nattr,
+                            NULL, NULL));
+}
+
+/* The gradient of the gradient is not needed for training; like a fused
+ * kernel, reaching this rule is an error rather than a silent zero. */
+static void ad_causal_attention_grad(AdState *ad, IrNode *n, IrNode *g)
+{
+    ad_fail(ad, n, "causal_attention_grad has no gradient rule (no second derivatives)");
 }
 
 /* Fused kernels are made by the fuse pass, after autodiff.  A gradient that

@@ -88,7 +88,7 @@ int32_t rt_sampler_pick(RtSampler *s, const float *logits, int64_t V)
 void rt_graph_no_dropout(IrGraph *g)
 {
     for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->op == OP_DROPOUT)
+        if (ir_op_drops(g->nodes[i]->op))
             ir_node_set_attr(g, g->nodes[i], ir_attr_float(ATTR_P, 0.0));
 }
 

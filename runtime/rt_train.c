@@ -267,7 +267,7 @@ static void seed_dropouts(IrGraph *g, uint64_t seed)
 {
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = g->nodes[i];
-        if (n->op != OP_DROPOUT)
+        if (!ir_op_drops(n->op))
             continue;
         uint64_t s = ir_splitmix64(seed ^ ir_splitmix64((uint64_t)ir_node_int(n, ATTR_SEED, 0)));
         ir_node_set_attr(g, n, ir_attr_int(ATTR_SEED, (int64_t)(s >> 1)));
@@ -297,7 +297,7 @@ static bool build_graphs(RtTrain *t, IrError *err)
     if (!bind(t, t->train_g, err))
         return false;
     ctx.binding = t->binding;
-    if (!pass_run_pipeline(t->train_g, "autodiff,optimizer", &ctx) ||
+    if (!pass_run_pipeline(t->train_g, pass_train_pipeline, &ctx) ||
         !run_pipeline(t->train_g, t->o.passes, &ctx))
         return false;
     t->eval_g = eval_graph(t->model->graph, err);
