@@ -115,7 +115,7 @@ static int prepare(IrGraph *g, const BenchArgs *a, const int64_t *binding, IrErr
             ir_error_hint(err, "run `gradc bench` without --train to time the forward graph");
             return cli_fail(err);
         }
-        int r = cli_run_passes(g, "autodiff,optimizer", binding, err);
+        int r = cli_run_passes(g, pass_train_pipeline, binding, err);
         if (r >= 0)
             return r;
     }

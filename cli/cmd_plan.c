@@ -471,7 +471,7 @@ static const char *default_pipeline(void)
 
 static int train_step(IrGraph *g, PassCtx *ctx)
 {
-    if (pass_run_pipeline(g, "autodiff,optimizer", ctx))
+    if (pass_run_pipeline(g, pass_train_pipeline, ctx))
         return -1;
     ir_error_print(ctx->err, stderr);
     return ctx->internal ? 2 : 1;

@@ -62,6 +62,8 @@ extern const int pass_count;
 
 /* The default pipelines, as strings (docs/passes.md). */
 extern const char *const pass_default_pipeline;
+/* Model -> train step: "attention,autodiff,optimizer" (registry.c). */
+extern const char *const pass_train_pipeline;
 
 PassCtx pass_ctx_default(IrError *err);
 /* NULL when no pass has that name. */
@@ -98,6 +100,8 @@ bool pass_fuse(IrGraph *g, PassCtx *ctx);
  * pass_autodiff adds the loss (if the graph has no scalar output "loss") and
  * an output "grad.P" for every trainable param P; pass_optimizer consumes
  * them and appends the AdamW update (outputs P, adam.m.P, adam.v.P). */
+/* Causal attention chains -> causal_attention; q/k/v -> one matmul (attention.c). */
+bool pass_attention(IrGraph *g, PassCtx *ctx);
 bool pass_autodiff(IrGraph *g, PassCtx *ctx);
 bool pass_optimizer(IrGraph *g, PassCtx *ctx);
 /* The forward half of the train step, which pass_autodiff runs first:

@@ -11,6 +11,8 @@ const PassInfo pass_registry[] = {
     {"cse", "merge nodes that compute the same value (same op, operands, attributes, type)",
      pass_cse},
     {"dce", "remove nodes that no output depends on (inputs and params stay)", pass_dce},
+    {"attention", "causal attention chains (matmul, causal_mask, scale, softmax, dropout, matmul) "
+     "-> one causal_attention op; q/k/v linears -> one matmul", pass_attention},
     {"autodiff", "add the loss (if none) and reverse-mode gradients: outputs grad.P per trainable "
      "param", pass_autodiff},
     {"optimizer", "append the AdamW update of every param with a grad.P output (lr, step inputs; "
@@ -44,4 +46,9 @@ const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
  * its offsets are numbers at one binding: the runtime plans its arena with
  * memplan's planner at its own binding, and `gradc plan` and
  * `dump --stage=sched` run memplan at theirs. */
-const char *const pass_default_pipeline = "decompose,simplify,cse,dce,fuse,schedule";
+const char *const pass_default_pipeline = "attention,decompose,simplify,cse,dce,fuse,schedule";
+
+/* What turns a model into its train step, before the pipeline above: the
+ * attention rewrite must come before autodiff, so that the backward is the
+ * causal_attention_grad op rather than the T x T primitives' gradients. */
+const char *const pass_train_pipeline = "attention,autodiff,optimizer";

@@ -12,6 +12,14 @@
  * structural tests check which rewrites happen, and which must not (x * 0
  * and x - x for floats, division by a constant that is not a power of two,
  * transposes that do not cancel).
+ *
+ * The attention pass is checked the same way on every model, with dropout
+ * on (p = 0.25): the forward with a loss, and the train step built with
+ * attention before autodiff against the one built without it, so that
+ * causal_attention and causal_attention_grad are held to the primitives
+ * and their autodiff, output by output (within 1e-9 of each output's
+ * largest element plus 1e-15: the gradient sums in another order, and
+ * the key bias's gradient is zero up to rounding).
  */
 #include "frontend/fe.h"
 #include "passes/pass.h"
@@ -736,8 +744,9 @@ static const FeSet shrink_sets[] = {
     {"vocab_size", "64"},    {"context_length", "16"}, {"drop_rate", "0"},
 };
 
-/* The model at path with every shrink key that its config has. */
-static FeModel *load_shrunk(const char *path)
+/* The model at path with every shrink key that its config has; drop_rate
+ * as given. */
+static FeModel *load_shrunk(const char *path, const char *drop_rate)
 {
     FeOptions none = {NULL, 0};
     IrError err = {0};
@@ -752,6 +761,9 @@ static FeModel *load_shrunk(const char *path)
     for (int i = 0; i < 6; i++)
         if (fe_config(m, shrink_sets[i].key, &v))
             sets[n++] = shrink_sets[i];
+    for (int i = 0; i < n; i++)
+        if (!strcmp(sets[i].key, "drop_rate"))
+            sets[i].value = drop_rate;
     fe_model_free(m);
     FeOptions o = {sets, n};
     m = fe_load_file(path, &o, &err);
@@ -797,9 +809,78 @@ static IrGraph *train_step(const IrGraph *g)
     return h;
 }
 
+/* Output `name` of runs a and b within tol of its largest element. */
+static int64_t diff_scaled(IrInterp *a, IrInterp *b, const char *name, const char *what, double tol)
+{
+    const IrTensor *ta = ir_interp_output(a, name), *tb = ir_interp_output(b, name);
+    if (!ta || !tb || ta->numel != tb->numel) {
+        fprintf(stderr, "%s: output %s missing or resized\n", what, name);
+        return 1;
+    }
+    double big = 0;
+    int64_t bad = 0;
+    for (int64_t k = 0; k < ta->numel; k++)
+        big = fmax(big, fabs(ta->data[k]));
+    for (int64_t k = 0; k < ta->numel; k++)
+        if (!(fabs(ta->data[k] - tb->data[k]) <= tol * big + 1e-15) && bad++ == 0)
+            fprintf(stderr, "%s: %s[%lld] = %.17g without, %.17g with attention\n", what, name,
+                    (long long)k, ta->data[k], tb->data[k]);
+    return bad;
+}
+
+static int count_attention(const IrGraph *g)
+{
+    return count_op(g, OP_CAUSAL_ATTENTION);
+}
+
+/* The train step with the attention pass before autodiff against the one
+ * without: every output (loss, grads, updated params, moments). */
+static void check_attention_step(const IrGraph *g, const int64_t *bind, const Fill *f,
+                                 const char *path)
+{
+    IrGraph *t0 = ir_graph_clone(g), *t1 = ir_graph_clone(g);
+    bool ok = run(t0, "autodiff,optimizer") && run(t1, pass_train_pipeline);
+    CHECK(ok);
+    CHECK(count_op(t1, OP_CAUSAL_ATTENTION_GRAD) == count_attention(t1));
+    IrInterp *a = ok ? eval(t0, bind, f) : NULL, *b = ok ? eval(t1, bind, f) : NULL;
+    CHECK(!ok || (a && b));
+    int64_t bad = !(a && b);
+    for (int i = 0; a && b && i < t0->nout; i++)
+        bad += diff_scaled(a, b, t0->outs[i].name, path, 1e-9);
+    CHECK(bad == 0);
+    if (!bad)
+        printf("  %s: attention: %d causal_attention ops; train step (%d outputs) agrees\n", path,
+           count_attention(t1), t0->nout);
+    ir_interp_free(a);
+    ir_interp_free(b);
+    ir_graph_free(t0);
+    ir_graph_free(t1);
+}
+
+/* The attention pass with dropout on: forward with a loss, and train step. */
+static void check_attention(const char *path)
+{
+    FeModel *m = load_shrunk(path, "0.25");
+    CHECK(m != NULL);
+    if (!m)
+        return;
+    double vocab = 64;
+    fe_config(m, "vocab_size", &vocab);
+    int64_t bind[IR_MAX_SYMS];
+    model_binding(m->graph, bind);
+    Fill f = {(int64_t)vocab, 5, false};
+    IrGraph *g = ir_graph_clone(m->graph);
+    if (pass_lookup("autodiff") && pass_lookup("optimizer"))
+        check_attention_step(g, bind, &f, path);
+    add_loss(g);
+    check_same(g, "attention", bind, &f, path);
+    ir_graph_free(g);
+    fe_model_free(m);
+}
+
 static void check_model(const char *path)
 {
-    FeModel *m = load_shrunk(path);
+    FeModel *m = load_shrunk(path, "0");
     CHECK(m != NULL);
     if (!m)
         return;
@@ -854,6 +935,7 @@ TEST(models_keep_their_values)
         char path[512];
         snprintf(path, sizeof path, "models/%s", names[i]);
         check_model(path);
+        check_attention(path);
         free(names[i]);
     }
 }
