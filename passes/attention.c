@@ -243,7 +243,7 @@ static IrNode *named(const Att *a, IrNode *n, const IrNode *like, const char *sf
     if (!like->name)
         return n;
     const char *dot = strrchr(like->name, '.');
-    int len = dot ? (int)(dot - like->name) : (int)strlen(like->name);
+    int len = dot ? (int)(dot - like->name) : 0;
     snprintf(buf, sizeof buf, "%.*s%s%s", len, like->name, len ? "." : "", sfx);
     n->name = ir_arena_strdup(a->g->arena, buf);
     return n;
