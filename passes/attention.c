@@ -46,6 +46,8 @@
 typedef struct Match {
     IrNode *scores, *mask, *scaled, *weights, *drop, *out; /* the chain, in order */
     IrNode *x[3];   /* Xq, Xk, Xv: [B,T,D] */
+    bool merge;     /* Xq, Xk, Xv = matmul(lin_in[0], w[k], tb=1) [+ b[k]] become one */
+    IrNode *lin_in[3], *w[3], *b[3];
     double scale;
     int64_t heads;
 } Match;
@@ -283,42 +285,47 @@ static bool linear(IrNode *x, IrNode **in, IrNode **w, IrNode **b)
     return true;
 }
 
-/* Xq, Xk, Xv as one matmul when they are linears of one x read nowhere
- * else; NULL (with the reason said) when not. */
-static IrNode *merged_qkv(const Att *a, const Match *m)
+/* Decides (at match time, while a->uses is indexed right) whether Xq, Xk,
+ * Xv are linears of one x read nowhere else, and says why not. */
+static void plan_qkv(const Att *a, Match *m)
 {
-    IrNode *in[3], *w[3], *b[3];
     for (int k = 0; k < 3; k++) {
-        if (!linear(m->x[k], &in[k], &w[k], &b[k]) || in[k] != in[0] || !b[k] != !b[0]) {
-            say(a, "qkv of '%s': qkv-inputs (q, k and v are not linears of one input "
-                "alike); concat copies them", nm(m->out));
-            return NULL;
+        if (!linear(m->x[k], &m->lin_in[k], &m->w[k], &m->b[k]) || m->lin_in[k] != m->lin_in[0] ||
+            !m->b[k] != !m->b[0]) {
+            say(a, "qkv of '%s': qkv-inputs (q, k and v are not linears of one input alike); "
+                "concat copies them", nm(m->out));
+            return;
         }
         bool shared = a->uses[m->x[k]->index] != 1 ||
-                      (b[k] && a->uses[m->x[k]->in[0]->index] != 1);
+                      (m->b[k] && a->uses[m->x[k]->in[0]->index] != 1);
         if (shared) {
             say(a, "qkv of '%s': qkv-value-needed ('%s' is read elsewhere); concat copies "
                 "them", nm(m->out), nm(m->x[k]));
-            return NULL;
+            return;
         }
     }
-    IrNode *wc = named(a, concat3(a, w, 0), m->x[0], "qkv_weight");
-    IrAttr tb = ir_attr_int(ATTR_TB, 1);
-    IrNode *mm[2] = {in[0], wc};
-    IrNode *q = named(a, build(a, OP_MATMUL, mm, 2, &tb, 1, NULL), m->x[0], "qkv_lin");
-    if (b[0]) {
-        IrNode *add[2] = {q, named(a, concat3(a, b, 0), m->x[0], "qkv_bias")};
-        q = named(a, build(a, OP_ADD, add, 2, NULL, 0, NULL), m->x[0], "qkv");
-    }
+    m->merge = true;
     say(a, "qkv of '%s': one matmul of '%s' by concat('%s', '%s', '%s')", nm(m->out),
-        nm(in[0]), nm(w[0]), nm(w[1]), nm(w[2]));
-    return q;
+        nm(m->lin_in[0]), nm(m->w[0]), nm(m->w[1]), nm(m->w[2]));
+}
+
+/* qkv = matmul(x, concat(Wq, Wk, Wv), tb=1) [+ concat(bq, bk, bv)]. */
+static IrNode *merged_qkv(const Att *a, const Match *m)
+{
+    IrNode *wc = named(a, concat3(a, (IrNode **)m->w, 0), m->x[0], "qkv_weight");
+    IrAttr tb = ir_attr_int(ATTR_TB, 1);
+    IrNode *mm[2] = {m->lin_in[0], wc};
+    IrNode *q = named(a, build(a, OP_MATMUL, mm, 2, &tb, 1, NULL), m->x[0], "qkv_lin");
+    if (!m->b[0])
+        return q;
+    IrNode *add[2] = {q, named(a, concat3(a, (IrNode **)m->b, 0), m->x[0], "qkv_bias")};
+    return named(a, build(a, OP_ADD, add, 2, NULL, 0, NULL), m->x[0], "qkv");
 }
 
 /* The replacement of m->out, built at the end of the graph. */
 static IrNode *rewrite(Att *a, const Match *m)
 {
-    IrNode *qkv = merged_qkv(a, m);
+    IrNode *qkv = m->merge ? merged_qkv(a, m) : NULL;
     if (!qkv)
         qkv = named(a, concat3(a, (IrNode **)m->x, 2), m->x[0], "qkv");
     IrAttr at[4];
@@ -408,9 +415,12 @@ bool pass_attention(IrGraph *g, PassCtx *ctx)
     Match *ms = malloc((size_t)(g->nnodes + 1) * sizeof *ms);
     IR_ASSERT(ms);
     int nm_ = 0;
-    for (int i = 0; i < g->nnodes; i++)
-        if (g->nodes[i]->op == OP_SOFTMAX && match(&a, g->nodes[i], &ms[nm_]))
-            explain_match(&a, &ms[nm_++]);
+    for (int i = 0; i < g->nnodes; i++) {
+        if (g->nodes[i]->op != OP_SOFTMAX || !match(&a, g->nodes[i], &ms[nm_]))
+            continue;
+        explain_match(&a, &ms[nm_]);
+        plan_qkv(&a, &ms[nm_++]);
+    }
     qsort(ms, (size_t)nm_, sizeof *ms, by_out);
     if (nm_)
         rebuild(&a, ms, nm_);
