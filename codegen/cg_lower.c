@@ -122,6 +122,8 @@ static LowerFn lower_fn(IrOp op)
     case OP_MATMUL:        return cg_lower_matmul;
     case OP_GATHER:        return cg_lower_gather;
     case OP_SCATTER_ADD:   return cg_lower_scatter_add;
+    case OP_CAUSAL_ATTENTION:      return cg_lower_causal_attention;
+    case OP_CAUSAL_ATTENTION_GRAD: return cg_lower_causal_attention_grad;
     case OP_SOFTMAX:
     case OP_LOG_SOFTMAX:   return cg_lower_softmax;
     case OP_LAYERNORM:     return cg_lower_layernorm;

@@ -33,7 +33,7 @@
 #include "cg.h"
 
 /* Bump when the generated code changes for the same IR (cache key). */
-#define CG_LOWER_VERSION 3
+#define CG_LOWER_VERSION 4
 
 typedef enum CgNodeKind { CG_SOURCE, CG_ALIAS, CG_KERNEL } CgNodeKind;
 

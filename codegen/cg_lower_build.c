@@ -69,16 +69,17 @@ static int sig_attr(char *buf, size_t cap, const IrAttr *a)
 }
 
 /* The one attribute a body takes as an argument instead of a constant:
- * dropout's seed, const's value (its bits); 0 for other ops. */
+ * the seed of an op that drops out (ir_op_drops: dropout, the attention
+ * ops), const's value (its bits); 0 for other ops. */
 static bool is_aux_attr(const IrNode *n, IrAttrKey key)
 {
-    return (n->op == OP_DROPOUT && key == ATTR_SEED) || (n->op == OP_CONST && key == ATTR_VALUE);
+    return (ir_op_drops(n->op) && key == ATTR_SEED) || (n->op == OP_CONST && key == ATTR_VALUE);
 }
 
 static unsigned long long node_aux(const IrNode *n)
 {
     uint64_t v = 0;
-    if (n->op == OP_DROPOUT)
+    if (ir_op_drops(n->op))
         v = (uint64_t)ir_node_int(n, ATTR_SEED, 0);
     if (n->op == OP_CONST) {
         double d = ir_node_float(n, ATTR_VALUE, 0.0);

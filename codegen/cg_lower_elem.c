@@ -285,19 +285,12 @@ bool cg_lower_gelu(CgLower *L, const IrNode *n)
 
 /* ---------------------------------------------------------------- dropout */
 
-typedef struct Dropout {
-    double p;
-    LLVMValueRef mix; /* seed ^ step * C1, i64; the seed is the body's aux argument */
-} Dropout;
-
-static void dropout_setup(CgKernel *k, void *ctx)
+/* seed ^ step * C1 (ir/rng.h), both i64: what every element's hash of
+ * one dropout shares. */
+LLVMValueRef cg_dropout_mix(CgKernel *k, LLVMValueRef seed, LLVMValueRef step)
 {
-    Dropout *d = ctx;
-    LLVMValueRef step = cg_i64(k, 0);
-    if (k->n->nin == 2)
-        step = LLVMBuildSExt(k->b, cg_load(k, DT_I32, k->ptr[2], cg_i64(k, 0)), k->L->i64, "");
     LLVMValueRef sm = LLVMBuildMul(k->b, step, cg_i64(k, (int64_t)0xA0761D6478BD642Full), "");
-    d->mix = LLVMBuildXor(k->b, sm, k->aux, "");
+    return LLVMBuildXor(k->b, sm, seed, "mix");
 }
 
 /* z ^= z >> s; z *= c (mod 2^64) */
@@ -307,25 +300,46 @@ static LLVMValueRef xsm(CgKernel *k, LLVMValueRef z, int s, uint64_t c)
     return c ? LLVMBuildMul(k->b, z, cg_i64(k, (int64_t)c), "") : z;
 }
 
-/* x * keep(seed, step, flat, p), keep as in ir/rng.h: u >= p with u the top
- * 53 bits of splitmix64 over 2^53, i.e. (z >> 11) >= ceil(p 2^53) exactly. */
+/* keep(seed, step, index, p) as in ir/rng.h: u >= p with u the top 53 bits
+ * of splitmix64(mix ^ index C2) over 2^53, i.e. (z >> 11) >= ceil(p 2^53)
+ * exactly.  Only for 0 < p < 1. */
+LLVMValueRef cg_dropout_keep(CgKernel *k, LLVMValueRef mix, LLVMValueRef index, double p)
+{
+    LLVMBuilderRef b = k->b;
+    LLVMValueRef x = LLVMBuildMul(b, index, cg_i64(k, (int64_t)0xE7037ED1A0B428DBull), "");
+    x = LLVMBuildXor(b, x, mix, "");
+    LLVMValueRef z = LLVMBuildAdd(b, x, cg_i64(k, (int64_t)0x9E3779B97F4A7C15ull), "");
+    z = xsm(k, xsm(k, xsm(k, z, 30, 0xBF58476D1CE4E5B9ull), 27, 0x94D049BB133111EBull), 31, 0);
+    uint64_t thresh = (uint64_t)ceil(p * 0x1p53);
+    return LLVMBuildICmp(b, LLVMIntUGE, LLVMBuildLShr(b, z, cg_i64(k, 11), ""),
+                         cg_i64(k, (int64_t)thresh), "keep");
+}
+
+typedef struct Dropout {
+    double p;
+    LLVMValueRef mix; /* cg_dropout_mix of the seed (the body's aux argument) and step */
+} Dropout;
+
+static void dropout_setup(CgKernel *k, void *ctx)
+{
+    Dropout *d = ctx;
+    LLVMValueRef step = cg_i64(k, 0);
+    if (k->n->nin == 2)
+        step = LLVMBuildSExt(k->b, cg_load(k, DT_I32, k->ptr[2], cg_i64(k, 0)), k->L->i64, "");
+    d->mix = cg_dropout_mix(k, k->aux, step);
+}
+
+/* x * keep(seed, step, flat, p): x / (1 - p) or 0. */
 static LLVMValueRef dropout_fn(CgKernel *k, const LLVMValueRef *v, LLVMValueRef flat, void *ctx)
 {
     Dropout *d = ctx;
-    LLVMBuilderRef b = k->b;
     if (d->p <= 0)
         return v[0];
     if (d->p >= 1)
         return cg_f32c(k, 0);
-    LLVMValueRef x = LLVMBuildMul(b, flat, cg_i64(k, (int64_t)0xE7037ED1A0B428DBull), "");
-    x = LLVMBuildXor(b, x, d->mix, "");
-    LLVMValueRef z = LLVMBuildAdd(b, x, cg_i64(k, (int64_t)0x9E3779B97F4A7C15ull), "");
-    z = xsm(k, xsm(k, xsm(k, z, 30, 0xBF58476D1CE4E5B9ull), 27, 0x94D049BB133111EBull), 31, 0);
-    uint64_t thresh = (uint64_t)ceil(d->p * 0x1p53);
-    LLVMValueRef keep = LLVMBuildICmp(b, LLVMIntUGE, LLVMBuildLShr(b, z, cg_i64(k, 11), ""),
-                                      cg_i64(k, (int64_t)thresh), "");
-    LLVMValueRef scaled = LLVMBuildFMul(b, v[0], cg_f32c(k, 1.0 / (1.0 - d->p)), "");
-    return LLVMBuildSelect(b, keep, scaled, cg_f32c(k, 0), "");
+    LLVMValueRef keep = cg_dropout_keep(k, d->mix, flat, d->p);
+    LLVMValueRef scaled = LLVMBuildFMul(k->b, v[0], cg_f32c(k, 1.0 / (1.0 - d->p)), "");
+    return LLVMBuildSelect(k->b, keep, scaled, cg_f32c(k, 0), "");
 }
 
 bool cg_lower_dropout(CgLower *L, const IrNode *n)

@@ -25,6 +25,7 @@
  *   cg_lower_elem.c     strided maps: elementwise, movement, const, iota, dropout
  *   cg_lower_reduce.c   sum/max/mean, softmax, log_softmax, layernorm, cross_entropy
  *   cg_lower_matmul.c   matmul (cblas_sgemm), gather, scatter_add
+ *   cg_lower_attention.c  causal_attention and its gradient (flash style)
  *   cg_lower_fused*.c   fused nodes: one kernel per body (cg_fused_int.h)
  */
 #ifndef GRADC_CG_LOWER_INT_H
@@ -71,7 +72,8 @@ typedef struct CgKernel {
     const IrNode *n;
     LLVMValueRef fn;
     LLVMValueRef begin, end;
-    LLVMValueRef aux; /* i64: dropout's seed, const's value bits (see cg_kernel_begin) */
+    LLVMValueRef aux; /* i64: a dropout seed (dropout, causal_attention[_grad]), const's
+                       * value bits (see cg_kernel_begin) */
     LLVMValueRef ptr[IR_MAX_IN + 1];
     LLVMBasicBlockRef entry; /* allocas go here */
 } CgKernel;
@@ -81,9 +83,10 @@ typedef struct CgKernel {
  * creates a body, positions the builder in it and returns true: build
  * the body, then cg_kernel_end.  Otherwise the wrapper calls the existing
  * body and it returns false: nothing more to build.  Twelve identical
- * transformer blocks thus compile their kernels once.  Dropout's seed and
- * const's value are not part of the signature: the wrapper passes them
- * to the body as the i64 argument k->aux (the value as its double bits). */
+ * transformer blocks thus compile their kernels once.  The seed of dropout
+ * and of the attention ops and const's value are not part of the
+ * signature: the wrapper passes them to the body as the i64 argument
+ * k->aux (the value as its double bits). */
 bool cg_kernel_begin(CgLower *L, const IrNode *n, CgKernel *k);
 void cg_kernel_end(CgKernel *k);
 
@@ -150,6 +153,11 @@ bool cg_lower_const(CgLower *L, const IrNode *n);
 bool cg_lower_iota(CgLower *L, const IrNode *n);
 bool cg_lower_causal_mask(CgLower *L, const IrNode *n);
 bool cg_lower_gelu(CgLower *L, const IrNode *n);
+/* The dropout hash of ir/rng.h, for every kernel that drops: mix = seed ^
+ * step * C1 (i64 seed and step) once per kernel, then per element the i1
+ * keep(mix, index) for a probability 0 < p < 1. */
+LLVMValueRef cg_dropout_mix(CgKernel *k, LLVMValueRef seed, LLVMValueRef step);
+LLVMValueRef cg_dropout_keep(CgKernel *k, LLVMValueRef mix, LLVMValueRef index, double p);
 
 /* ---------------------------------------------------------------- cg_lower_reduce.c */
 
@@ -163,6 +171,11 @@ bool cg_lower_cross_entropy(CgLower *L, const IrNode *n);
 bool cg_lower_matmul(CgLower *L, const IrNode *n);
 bool cg_lower_gather(CgLower *L, const IrNode *n);
 bool cg_lower_scatter_add(CgLower *L, const IrNode *n);
+
+/* ---------------------------------------------------------------- cg_lower_attention.c */
+
+bool cg_lower_causal_attention(CgLower *L, const IrNode *n);      /* parallel over rows */
+bool cg_lower_causal_attention_grad(CgLower *L, const IrNode *n); /* parallel over heads */
 
 /* ---------------------------------------------------------------- cg_lower_fused.c */
 
