@@ -72,15 +72,16 @@ static double matmul_flops(const IrNode *n, const int64_t *binding)
 }
 
 /* Per causal (i, j <= i) pair and head: forward q.k, exp, and the
- * weighted v (4*hd + 5); the gradient recomputes q.k twice (row
- * statistics, then the weights) and adds dout.v, dq, dk, dv (12*hd + 10). */
+ * weighted v (4*hd + 10); the gradient recomputes q.k twice (row
+ * statistics, then the weights) and adds dout.v, dq, dk, dv (12*hd + 20), as
+ * codegen counts them. */
 static double attention_flops(const IrNode *n, const int64_t *binding)
 {
     const IrShape *x = &n->in[0]->shape;
     double T = dim_value(x->d[x->rank - 2], binding), D = dim_value(x->d[x->rank - 1], binding) / 3;
     double H = (double)ir_node_int(n, ATTR_HEADS, 1), hd = D / H;
     double pairs = numel(x, binding) / (T * 3 * D) * H * T * (T + 1) / 2;
-    return pairs * (n->op == OP_CAUSAL_ATTENTION ? 4 * hd + 5 : 12 * hd + 10);
+    return pairs * (n->op == OP_CAUSAL_ATTENTION ? 4 * hd + 10 : 12 * hd + 20);
 }
 
 static double body_flops(const IrGraph *g, const IrGraph *body, const int64_t *binding)

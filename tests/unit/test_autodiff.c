@@ -345,6 +345,40 @@ TEST(cross_entropy_with_ignore_index)
     ir_graph_free(g);
 }
 
+/* causal_attention's rule (one causal_attention_grad) against finite
+ * differences: with dropout and a step, without, and with rank-2 qkv. */
+TEST(causal_attention_rule)
+{
+    IrGraph *g = graph();
+    IrNode *qkv = in(g, "qkv", S(2, 5, 12)), *flat = in(g, "flat", S(6, 12));
+    IrNode *step = ir_input(g, "step", DT_I32, S0);
+    IrAttr at[4] = {ir_attr_int(ATTR_HEADS, 2), ir_attr_float(ATTR_SCALE, 0.7),
+                    ir_attr_float(ATTR_P, 0.3), ir_attr_int(ATTR_SEED, 5)};
+    RULE_OK(g, ir_op2(g, OP_CAUSAL_ATTENTION, qkv, step, at, 4), NULL,
+            ints(&(IrShape){0}, (int[]){2}));
+    RULE_OK(g, op(g, OP_CAUSAL_ATTENTION, qkv, at, 2), NULL);
+    RULE_OK(g, op(g, OP_CAUSAL_ATTENTION, flat, at, 4), NULL);
+    ir_graph_free(g);
+}
+
+/* There is no second derivative: differentiating causal_attention_grad is
+ * an error, not a silent zero. */
+TEST(causal_attention_grad_is_an_error)
+{
+    IrGraph *g = graph();
+    IrNode *qkv = ir_param(g, "qkv", S(1, 3, 6), "normal", 1, true), *o = in(g, "o", S(1, 3, 2));
+    IrAttr at[2] = {ir_attr_int(ATTR_HEADS, 1), ir_attr_float(ATTR_SCALE, 1)};
+    IrNode *k = ir_node_new(g, OP_CAUSAL_ATTENTION_GRAD, (IrNode *[]){qkv, o, o}, 3, at, 2, NULL,
+                            NULL, NULL);
+    ir_graph_add_output(g, "loss", ir_reduce(g, OP_SUM, k, (int[]){0, 1, 2}, 3, false));
+    IrError err = {0};
+    PassCtx ctx = pass_ctx_default(&err);
+    CHECK(!pass_autodiff(g, &ctx));
+    CHECK(strstr(err.msg, "no second derivatives") != NULL);
+    covered[OP_CAUSAL_ATTENTION_GRAD] = true;
+    ir_graph_free(g);
+}
+
 /* A fused kernel (made after autodiff) on the path to a param is an error,
  * not a silent zero gradient. */
 TEST(fused_kernel_is_an_error)
@@ -652,6 +686,8 @@ int main(void)
     RUN(causal_mask_rule);
     RUN(cross_entropy_with_ignore_index);
     RUN(fused_kernel_is_an_error);
+    RUN(causal_attention_rule);
+    RUN(causal_attention_grad_is_an_error);
     RUN(every_op_has_a_checked_rule);
     RUN(adds_loss_and_grad_outputs);
     RUN(shared_use_accumulates);

@@ -879,6 +879,33 @@ out:
     fx_free(&f);
 }
 
+/* causal_attention by hand: T = 2, one head of width 1, scale 1.  Row 0
+ * sees only key 0 (out = v0 = 2); row 1 scores (q1 k0, q1 k1) = (0, ln 3),
+ * weights (1/4, 3/4), out = 2/4 + 6 * 3/4 = 5.  The gradient with dout = 1:
+ * dv = (1 + 1/4, 3/4); row 1: g = (2, 6), sum P g = 5, dS = (-3/4, 3/4),
+ * dq1 = 3/4 ln 3, dk = (-3/4 q1, 3/4 q1); row 0 has dS = 0. */
+TEST(causal_attention)
+{
+    Fx f = fx_new();
+    IrNode *qkv = in_f32(&f, "qkv", SH(2, 3)), *dout = in_f32(&f, "dout", SH(2, 1));
+    IrAttr at[2] = {ir_attr_int(ATTR_HEADS, 1), ir_attr_float(ATTR_SCALE, 1.0)};
+    IrNode *a = node(&f, OP_CAUSAL_ATTENTION, &qkv, 1, at, 2, NULL, NULL);
+    IrNode *da = node(&f, OP_CAUSAL_ATTENTION_GRAD, (IrNode *[]){qkv, a, dout}, 3, at, 2, NULL,
+                      NULL);
+    if (!fx_start(&f, NULL))
+        goto out;
+    fx_put(&f, "qkv", (double[]){7, 0, 2, 1, log(3.0), 6});
+    fx_put(&f, "dout", (double[]){1, 1});
+    if (!fx_run(&f))
+        goto out;
+    EXPECT(f, a, 1e-15, 2, 5);
+    EXPECT_DIMS(f, a, 2, 1);
+    EXPECT(f, da, 1e-15, 0, -0.75, 1.25, 0.75 * log(3.0), 0.75, 0.75);
+    covered[OP_CAUSAL_ATTENTION] = covered[OP_CAUSAL_ATTENTION_GRAD] = true;
+out:
+    fx_free(&f);
+}
+
 /* ---------------------------------------------------------------- binding, errors */
 
 TEST(symbolic_binding)
@@ -1264,6 +1291,7 @@ int main(void)
     RUN(gelu);
     RUN(causal_mask);
     RUN(cross_entropy);
+    RUN(causal_attention);
     RUN(fused);
     RUN(symbolic_binding);
     RUN(missing_input);

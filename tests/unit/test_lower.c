@@ -834,6 +834,36 @@ TEST(scatter_add)
     ir_graph_free(g);
 }
 
+/* ---------------------------------------------------------------- causal attention */
+
+/* causal_attention and its gradient on qkv of shape `s` ([..., T, 3D]),
+ * with H heads, dropout p (and a step) when p > 0. */
+static void attention_case(IrShape s, int64_t heads, double p)
+{
+    IrGraph *g = ir_graph_new("attention");
+    IrNode *qkv = in_f32(g, "qkv", s), *step = ir_input(g, "step", DT_I32, SCALAR);
+    IrShape os = s;
+    int64_t d3;
+    IR_ASSERT(ir_dim_is_const(s.d[s.rank - 1], &d3));
+    os.d[os.rank - 1] = ir_dim_const(d3 / 3);
+    IrNode *dout = in_f32(g, "dout", os);
+    IrAttr at[4] = {ir_attr_int(ATTR_HEADS, heads), ir_attr_float(ATTR_SCALE, 0.6),
+                    ir_attr_float(ATTR_P, p), ir_attr_int(ATTR_SEED, 9)};
+    int na = p > 0 ? 4 : 2, ns = p > 0;
+    IrNode *a = op_n(g, OP_CAUSAL_ATTENTION, (IrNode *[]){qkv, step}, 1 + ns, at, na);
+    op_n(g, OP_CAUSAL_ATTENTION_GRAD, (IrNode *[]){qkv, a, dout, step}, 3 + ns, at, na);
+    Gen gens[] = {{"qkv", -2, 2, 0}, {"dout", -1, 1, 0}, {"step", 0, 50, 0}, {0}};
+    verify(g, NULL, gens, 1e-5);
+}
+
+TEST(causal_attention)
+{
+    attention_case(SH(1, 1, 3), 1, 0);         /* one row, one key */
+    attention_case(SH(2, 9, 24), 2, 0.2);      /* two heads of 4 */
+    attention_case(SH(130, 3 * 64), 1, 0.1);   /* hd 64, three key tiles, a remainder */
+    attention_case(SH(2, 3, 40, 36), 3, 0);    /* two leading dims */
+}
+
 /* ---------------------------------------------------------------- composites */
 
 static void softmax_case(IrOp op, IrShape s, int axis, double lo, double hi)
@@ -1312,6 +1342,7 @@ int main(void)
     RUN(gather);
     RUN(gather_out_of_range);
     RUN(scatter_add);
+    RUN(causal_attention);
     RUN(softmax);
     RUN(causal_mask);
     RUN(layernorm);
