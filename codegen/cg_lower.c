@@ -21,6 +21,7 @@
  * X", and cg_op_lowered answers the same question up front.
  */
 #include "cg_lower_int.h"
+#include "passes/pass.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
@@ -73,14 +74,22 @@ static bool lower_source(CgLower *L, const IrNode *n)
     return true;
 }
 
-/* reshape: a view of the operand's buffer (resolved to its owner). */
-static bool lower_alias(CgLower *L, const IrNode *n)
+/* A view (reshape, contiguous slice) of the operand's buffer, resolved to
+ * its owner, at the operand's offset plus its own. */
+bool cg_lower_alias(CgLower *L, const IrNode *n)
 {
     CgNodeCode *c = &L->code[n->index];
+    const CgNodeCode *x = &L->code[n->in[0]->index];
     c->kind = CG_ALIAS;
     c->alias_of = L->buf[n->in[0]->index];
+    c->alias_off = (x->kind == CG_ALIAS ? x->alias_off : 0) + pass_view_offset(n, L->binding);
     L->buf[n->index] = c->alias_of;
     return true;
+}
+
+int64_t cg_buf_offset(const CgLower *L, int node)
+{
+    return L->code[node].kind == CG_ALIAS ? L->code[node].alias_off : 0;
 }
 
 static LowerFn lower_fn(IrOp op)
@@ -115,7 +124,7 @@ static LowerFn lower_fn(IrOp op)
     case OP_SUM:
     case OP_MAX:
     case OP_MEAN:          return cg_lower_reduce;
-    case OP_RESHAPE:       return lower_alias;
+    case OP_RESHAPE:       return cg_lower_alias;
     case OP_TRANSPOSE:     return cg_lower_transpose;
     case OP_SLICE:         return cg_lower_slice;
     case OP_CONCAT:        return cg_lower_concat;
@@ -218,6 +227,7 @@ static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
     for (int i = 0; i < g->nnodes; i++) {
         L->buf[i] = i;
         L->code[i].alias_of = -1;
+        L->code[i].alias_off = 0;
         if (!eval_dims(L, g->nodes[i], &L->code[i]))
             return false;
     }

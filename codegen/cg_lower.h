@@ -4,10 +4,12 @@
  * node becomes one of
  *   SOURCE  input, param or const: the runtime owns its buffer (const nodes
  *           get a kernel that fills them, so they are KERNEL too);
- *   ALIAS   a view with no code: reshape (row-major) shares its operand's
- *           buffer (alias_of = the node that owns the memory: a chain of
- *           reshapes resolves to its root, and kernels read the root's
- *           slot, so the runtime need not fill alias slots);
+ *   ALIAS   a view with no code (memplan's views: reshape, and a slice over
+ *           leading dims of 1): it shares its operand's buffer (alias_of =
+ *           the node that owns the memory, alias_off = the view's byte
+ *           offset in it: a chain of views resolves to its root, the
+ *           offsets add up); kernels read the root's slot plus the offset,
+ *           the runtime fills an alias's slot likewise for its outputs;
  *   KERNEL  one JIT-compiled function
  *               void fn(void *const *slots, int64_t begin, int64_t end);
  *           slots[i] is the buffer of node i (f32 as float, i32 as int32_t,
@@ -33,7 +35,7 @@
 #include "cg.h"
 
 /* Bump when the generated code changes for the same IR (cache key). */
-#define CG_LOWER_VERSION 4
+#define CG_LOWER_VERSION 5
 
 typedef enum CgNodeKind { CG_SOURCE, CG_ALIAS, CG_KERNEL } CgNodeKind;
 
@@ -42,6 +44,7 @@ typedef void (*CgKernelFn)(void *const *slots, int64_t begin, int64_t end);
 typedef struct CgNodeCode {
     CgNodeKind kind;
     int alias_of;          /* CG_ALIAS: node index whose buffer this is */
+    int64_t alias_off;     /* CG_ALIAS: byte offset into that buffer (a contiguous slice) */
     CgKernelFn fn;         /* CG_KERNEL */
     int64_t extent;        /* parallel range [0, extent) */
     bool parallel;         /* the runtime may split [0, extent) over threads */

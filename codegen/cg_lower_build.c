@@ -118,6 +118,19 @@ static LLVMValueRef find_body(CgLower *L, char *sig)
     return NULL;
 }
 
+/* The buffer of node x in a kernel: slots[buf(x)] plus x's view offset. */
+LLVMValueRef cg_slot(CgLower *L, LLVMValueRef slots, int x, const char *name)
+{
+    LLVMValueRef idx = LLVMConstInt(L->i64, (unsigned long long)L->buf[x], 0);
+    LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, L->ptr, slots, &idx, 1, "slot");
+    LLVMValueRef v = LLVMBuildLoad2(L->b, L->ptr, p, name);
+    int64_t off = cg_buf_offset(L, x);
+    if (!off)
+        return v;
+    LLVMValueRef o = LLVMConstInt(L->i64, (unsigned long long)off, 0);
+    return LLVMBuildInBoundsGEP2(L->b, L->i8, v, &o, 1, name);
+}
+
 /* The wrapper: loads slots[buf(out)], slots[buf(in i)] and calls body. */
 static void cg_wrapper(CgLower *L, const IrNode *n, LLVMValueRef body, const char *name)
 {
@@ -129,10 +142,8 @@ static void cg_wrapper(CgLower *L, const IrNode *n, LLVMValueRef body, const cha
     LLVMValueRef args[IR_MAX_IN + 4], slots = LLVMGetParam(fn, 0);
     int np = 1 + n->nin;
     for (int i = 0; i < np; i++) {
-        int node = L->buf[i == 0 ? n->index : n->in[i - 1]->index];
-        LLVMValueRef idx = LLVMConstInt(L->i64, (unsigned long long)node, 0);
-        LLVMValueRef p = LLVMBuildInBoundsGEP2(b, L->ptr, slots, &idx, 1, "slot");
-        args[i] = LLVMBuildLoad2(b, L->ptr, p, i == 0 ? "out" : "in");
+        int x = i == 0 ? n->index : n->in[i - 1]->index;
+        args[i] = cg_slot(L, slots, x, i == 0 ? "out" : "in");
     }
     args[np] = LLVMGetParam(fn, 1);
     args[np + 1] = LLVMGetParam(fn, 2);

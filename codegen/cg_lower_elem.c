@@ -25,6 +25,7 @@
  *     [R0_p, R0_p + rows_p) of the range.
  */
 #include "cg_lower_int.h"
+#include "passes/pass.h"
 
 #include <math.h>
 #include <string.h>
@@ -385,8 +386,12 @@ bool cg_lower_transpose(CgLower *L, const IrNode *n)
 }
 
 /* out = x[..., start:end, ...] along axis: x's strides plus an offset. */
+/* A slice over leading dims of 1 is a view (memplan's rule); any other
+ * copies its range. */
 bool cg_lower_slice(CgLower *L, const IrNode *n)
 {
+    if (pass_mem_kind(n) == PM_VIEW)
+        return cg_lower_alias(L, n);
     Job j = {.nsp = 1, .f = copy_fn};
     space_of_output(L, n, &j.sp[0]);
     Map *m = space_add_dense(L, n, 0, &j.sp[0]);

@@ -673,13 +673,6 @@ static LLVMValueRef aux_array(Fx *x)
     return g;
 }
 
-static LLVMValueRef slot_ptr(CgLower *L, LLVMValueRef slots, int node)
-{
-    LLVMValueRef idx = LLVMConstInt(L->i64, (unsigned long long)L->buf[node], 0);
-    LLVMValueRef p = LLVMBuildInBoundsGEP2(L->b, L->ptr, slots, &idx, 1, "slot");
-    return LLVMBuildLoad2(L->b, L->ptr, p, "buf");
-}
-
 /* kN_fused(slots, begin, end): the buffers from slots, then the body. */
 /* A kernel function void NAME(slots, begin, end), the builder at its entry. */
 static LLVMValueRef kernel_fn(CgLower *L, const char *name)
@@ -699,9 +692,9 @@ static void wrapper(Fx *x, LLVMValueRef body, const char *name)
     LLVMValueRef args[FX_MAX_OUT + IR_MAX_IN + 3], slots = LLVMGetParam(fn, 0);
     int np = 0;
     for (int s = 0; s < x->nsib; s++)
-        args[np++] = slot_ptr(L, slots, x->sib[s]->index);
+        args[np++] = cg_slot(L, slots, x->sib[s]->index, "buf");
     for (int i = 0; i < x->nin; i++)
-        args[np++] = slot_ptr(L, slots, last->in[i]->index);
+        args[np++] = cg_slot(L, slots, last->in[i]->index, "buf");
     args[np++] = LLVMGetParam(fn, 1);
     args[np++] = LLVMGetParam(fn, 2);
     args[np++] = aux_array(x);

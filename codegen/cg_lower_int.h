@@ -56,6 +56,10 @@ typedef struct CgLower {
     IrError *err;
 } CgLower;
 
+/* A view with no code (reshape, contiguous slice): ALIAS of the operand's
+ * owner; cg_buf_offset is a node's byte offset in its owner's buffer. */
+bool cg_lower_alias(CgLower *L, const IrNode *n);
+int64_t cg_buf_offset(const CgLower *L, int node);
 /* Fills kind/extent/parallel of node n's code (KERNEL). */
 void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, double flops);
 int64_t cg_numel(const CgLower *L, const IrNode *n);
@@ -89,6 +93,8 @@ typedef struct CgKernel {
  * k->aux (the value as its double bits). */
 bool cg_kernel_begin(CgLower *L, const IrNode *n, CgKernel *k);
 void cg_kernel_end(CgKernel *k);
+/* In a kernel function: node x's buffer, slots[buf(x)] plus its view offset. */
+LLVMValueRef cg_slot(CgLower *L, LLVMValueRef slots, int x, const char *name);
 
 /* A counted loop for (i = lo; i < hi; i++) with up to 4 carried values.
  *   CgFor f;  LLVMValueRef i = cg_for_begin(k, &f, lo, hi, 1, &init);

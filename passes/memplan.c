@@ -9,11 +9,14 @@
  *
  * Buffers.  Every node's value is one of (pass_mem_kind):
  *   source  an input or param: the runtime's slabs hold it, not planned;
- *   view    a reshape: codegen gives it no code and no memory, it reads its
- *           operand's buffer (a chain of views resolves to its root);
+ *   view    a reshape, or a slice whose dims before its axis are all 1 (its
+ *           elements are one contiguous range of the operand's, at a byte
+ *           offset: pass_view_offset): codegen gives it no code and no
+ *           memory, it reads its operand's buffer (a chain of views
+ *           resolves to its root, the offsets add up);
  *   kernel  everything else, consts and iotas included: one arena buffer.
- * Transposes, slices and broadcasts are kernels that copy (codegen lowers
- * them so); inside a fused body they are views, but bodies are the
+ * Transposes, other slices and broadcasts are kernels that copy (codegen
+ * lowers them so); inside a fused body they are views, but bodies are the
  * kernels' business, not the planner's.  Sibling fused nodes (adjacent, one
  * `group`, the same operands) are computed by the last one's kernel, so
  * their buffers are all written there.
@@ -94,11 +97,37 @@ void pass_binding(const IrGraph *g, const PassCtx *ctx, int64_t *binding)
     }
 }
 
+/* A slice is contiguous when every dim before its axis is 1. */
+static bool contiguous_slice(const IrNode *n)
+{
+    if (n->op != OP_SLICE)
+        return false;
+    const IrShape *s = &n->in[0]->shape;
+    int ax = ir_axis(ir_node_int(n, ATTR_AXIS, -1), s->rank);
+    if (ax < 0)
+        return false;
+    for (int d = 0; d < ax; d++)
+        if (!ir_dim_is_one(s->d[d]))
+            return false;
+    return true;
+}
+
 PassMemKind pass_mem_kind(const IrNode *n)
 {
     if (n->op == OP_INPUT || n->op == OP_PARAM)
         return PM_SOURCE;
-    return n->op == OP_RESHAPE ? PM_VIEW : PM_KERNEL;
+    return n->op == OP_RESHAPE || contiguous_slice(n) ? PM_VIEW : PM_KERNEL;
+}
+
+int64_t pass_view_offset(const IrNode *n, const int64_t *binding)
+{
+    if (!contiguous_slice(n))
+        return 0;
+    const IrShape *s = &n->in[0]->shape;
+    int64_t inner = (int64_t)ir_dtype_size(n->dtype);
+    for (int d = ir_axis(ir_node_int(n, ATTR_AXIS, -1), s->rank) + 1; d < s->rank; d++)
+        inner *= ir_dim_eval(s->d[d], binding);
+    return ir_node_int(n, ATTR_START, 0) * inner;
 }
 
 int64_t pass_mem_bytes(const IrNode *n, const int64_t *binding)

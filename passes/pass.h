@@ -145,6 +145,10 @@ void pass_binding(const IrGraph *g, const PassCtx *ctx, int64_t *binding);
 
 typedef enum PassMemKind { PM_SOURCE, PM_VIEW, PM_KERNEL } PassMemKind;
 PassMemKind pass_mem_kind(const IrNode *n);
+/* A view's byte offset into its operand's buffer at binding: 0 for a
+ * reshape, start * (the elements of one index of the axis) for a slice
+ * whose leading dims before the axis are all 1 (a contiguous range). */
+int64_t pass_view_offset(const IrNode *n, const int64_t *binding);
 /* Bytes of n's value at the binding, rounded up to PASS_MEM_ALIGN. */
 int64_t pass_mem_bytes(const IrNode *n, const int64_t *binding);
 /* [*first, *end]: the sibling run that computes node i as one kernel

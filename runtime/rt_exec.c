@@ -249,8 +249,8 @@ static void fill_slots(RtExec *ex)
         int r = ex->plan.root[i];
         if (ex->block[i] != SB_NONE)
             continue;
-        if (r != i)
-            ex->slots[i] = ex->slots[r];
+        if (r != i) /* a view: its root's buffer at its offset (a contiguous slice) */
+            ex->slots[i] = (char *)ex->slots[r] + ex->prog->nodes[i].alias_off;
         else if (ex->plan.slab[i] >= 0)
             ex->slots[i] = ex->slots[ex->plan.slab[i]];
         else

@@ -145,7 +145,7 @@ static bool alloc_slots(Run *r)
     for (int i = 0; i < r->p->nnodes; i++) {
         const CgNodeCode *c = &r->p->nodes[i];
         if (c->kind == CG_ALIAS)
-            r->slots[i] = r->slots[c->alias_of];
+            r->slots[i] = (char *)r->slots[c->alias_of] + c->alias_off;
         else
             r->slots[i] = malloc(c->bytes ? c->bytes : 1);
     }
