@@ -857,54 +857,68 @@ static void check_attention_step(const IrGraph *g, const int64_t *bind, const Fi
     ir_graph_free(t1);
 }
 
+/* A model of models/ shrunk, its binding, how to fill its inputs, and a
+ * copy of its graph to check. */
+typedef struct ModelCase {
+    FeModel *m;
+    int64_t bind[IR_MAX_SYMS];
+    Fill f;
+    IrGraph *g;
+} ModelCase;
+
+static bool model_case(const char *path, const char *drop_rate, ModelCase *c)
+{
+    c->m = load_shrunk(path, drop_rate);
+    CHECK(c->m != NULL);
+    if (!c->m)
+        return false;
+    double vocab = 64;
+    fe_config(c->m, "vocab_size", &vocab);
+    model_binding(c->m->graph, c->bind);
+    c->f = (Fill){(int64_t)vocab, 5, false};
+    c->g = ir_graph_clone(c->m->graph);
+    return true;
+}
+
+static void model_case_free(ModelCase *c)
+{
+    ir_graph_free(c->g);
+    fe_model_free(c->m);
+}
+
 /* The attention pass with dropout on: forward with a loss, and train step. */
 static void check_attention(const char *path)
 {
-    FeModel *m = load_shrunk(path, "0.25");
-    CHECK(m != NULL);
-    if (!m)
+    ModelCase c;
+    if (!model_case(path, "0.25", &c))
         return;
-    double vocab = 64;
-    fe_config(m, "vocab_size", &vocab);
-    int64_t bind[IR_MAX_SYMS];
-    model_binding(m->graph, bind);
-    Fill f = {(int64_t)vocab, 5, false};
-    IrGraph *g = ir_graph_clone(m->graph);
     if (pass_lookup("autodiff") && pass_lookup("optimizer"))
-        check_attention_step(g, bind, &f, path);
-    add_loss(g);
-    check_same(g, "attention", bind, &f, path);
-    ir_graph_free(g);
-    fe_model_free(m);
+        check_attention_step(c.g, c.bind, &c.f, path);
+    add_loss(c.g);
+    check_same(c.g, "attention", c.bind, &c.f, path);
+    model_case_free(&c);
 }
 
 static void check_model(const char *path)
 {
-    FeModel *m = load_shrunk(path, "0");
-    CHECK(m != NULL);
-    if (!m)
+    ModelCase c;
+    if (!model_case(path, "0", &c))
         return;
-    double vocab = 64;
-    fe_config(m, "vocab_size", &vocab);
-    int64_t bind[IR_MAX_SYMS];
-    model_binding(m->graph, bind);
-    Fill f = {(int64_t)vocab, 5, false};
-    IrGraph *g = ir_graph_clone(m->graph);
-    IrGraph *t = train_step(g);
+    IrGraph *g = c.g, *t = train_step(g);
     require_finite = true;
     add_loss(g);
-    int before = g->nnodes, after = check_same(g, "decompose,simplify,cse,dce", bind, &f, path);
+    int before = g->nnodes;
+    int after = check_same(g, "decompose,simplify,cse,dce", c.bind, &c.f, path);
     printf("  %s: forward+loss %d nodes, after decompose,simplify,cse,dce %d\n", path, before,
            after);
-    check_all(g, bind, &f, path);
+    check_all(g, c.bind, &c.f, path);
     if (t) {
-        check_all(t, bind, &f, path);
+        check_all(t, c.bind, &c.f, path);
         printf("  %s: train step checked (%d nodes)\n", path, t->nnodes);
     }
     require_finite = false;
     ir_graph_free(t);
-    ir_graph_free(g);
-    fe_model_free(m);
+    model_case_free(&c);
 }
 
 static int cmp_str(const void *a, const void *b)
