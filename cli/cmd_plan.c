@@ -35,7 +35,8 @@ const char cmd_plan_usage[] =
     "cost: the kernel count, the arena's peak bytes under the memory plan, the bytes\n"
     "every value would take in a buffer of its own, the FLOPs, and a table of the\n"
     "kernels.  Nothing is compiled or run.  With --train the graph is the whole\n"
-    "train step (autodiff and the AdamW optimizer run first, as in gradc train).\n"
+    "train step: the attention rewrite, autodiff and the AdamW optimizer run\n"
+    "first, as in gradc train, each with its row.\n"
     "\n"
     "The pass pipeline (the default one, or --passes) runs one pass at a time;\n"
     "after each the kernel count, peak bytes, naive bytes and FLOPs are printed,\n"
@@ -469,14 +470,6 @@ static const char *default_pipeline(void)
     return buf;
 }
 
-static int train_step(IrGraph *g, PassCtx *ctx)
-{
-    if (pass_run_pipeline(g, pass_train_pipeline, ctx))
-        return -1;
-    ir_error_print(ctx->err, stderr);
-    return ctx->internal ? 2 : 1;
-}
-
 static int plan_graph(IrGraph *g, const FeModel *m, const PlanArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS] = {0};
@@ -485,16 +478,17 @@ static int plan_graph(IrGraph *g, const FeModel *m, const PlanArgs *a, IrError *
     const char *pipeline = a->x.passes ? a->x.passes : default_pipeline();
     if (!pass_check_pipeline(pipeline, &ctx))
         return cli_fail(err);
-    int r = a->train ? train_step(g, &ctx) : -1;
-    if (r >= 0)
-        return r;
+    char train[1024]; /* a train step's rows start at the model: its own passes first */
+    snprintf(train, sizeof train, "%s%s%s", pass_train_pipeline, *pipeline ? "," : "", pipeline);
+    if (a->train)
+        pipeline = train;
     if (!cli_bind(g, m, &a->x, binding, err))
         return cli_fail(err);
     ctx.binding = binding;
     printf("plan: %s (%s)  ", a->x.in, a->train ? "train step" : "forward");
     cli_print_binding(g, binding, stdout);
     printf("\npipeline: %s\n\n", *pipeline ? pipeline : "(none)");
-    r = run_pipeline(g, pipeline, &ctx, binding);
+    int r = run_pipeline(g, pipeline, &ctx, binding);
     if (r < 0)
         r = print_summary(g, binding, err);
     if (r < 0)
