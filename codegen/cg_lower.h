@@ -35,7 +35,7 @@
 #include "cg.h"
 
 /* Bump when the generated code changes for the same IR (cache key). */
-#define CG_LOWER_VERSION 6
+#define CG_LOWER_VERSION 7
 
 typedef enum CgNodeKind { CG_SOURCE, CG_ALIAS, CG_KERNEL } CgNodeKind;
 

@@ -860,8 +860,9 @@ TEST(causal_attention)
 {
     attention_case(SH(1, 1, 3), 1, 0);         /* one row, one key */
     attention_case(SH(2, 9, 24), 2, 0.2);      /* two heads of 4 */
-    attention_case(SH(130, 3 * 64), 1, 0.1);   /* hd 64, three key tiles, a remainder */
+    attention_case(SH(130, 3 * 64), 1, 0.1);   /* hd 64, three key blocks, two query chunks */
     attention_case(SH(2, 3, 40, 36), 3, 0);    /* two leading dims */
+    attention_case(SH(2, 70, 3 * 48), 2, 0.1); /* hd 24: a transposed tile of 16 columns, 8 more */
 }
 
 /* ---------------------------------------------------------------- composites */
