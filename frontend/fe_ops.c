@@ -35,6 +35,7 @@ static const char *op_keys(IrOp op)
 {
     switch (op) {
     case OP_DROPOUT: return "p seed";
+    case OP_CAUSAL_ATTENTION: return "heads scale p seed";
     case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_CONCAT: return "axis";
     case OP_LAYERNORM: return "axis eps";
     case OP_SUM: case OP_MAX: case OP_MEAN: return "axes keepdim";
@@ -214,6 +215,16 @@ static bool has_attr(const Build *b, IrAttrKey k)
     return false;
 }
 
+/* A dropping op without a seed takes the next number of the model's
+ * counter, so that no two share a random stream. */
+static bool fe_seed(Fe *fe, Build *b)
+{
+    if (!has_attr(b, ATTR_SEED) && b->nattr < IR_MAX_ATTRS)
+        b->attr[b->nattr++] = ir_attr_int(ATTR_SEED, fe->ndropout);
+    fe->ndropout++;
+    return true;
+}
+
 /* Defaults and required keys of the ops with given types. */
 static bool complete(Fe *fe, Build *b, const char *path)
 {
@@ -229,11 +240,11 @@ static bool complete(Fe *fe, Build *b, const char *path)
         return need(fe, b->has_shape, op, "shape", path);
     if (op == OP_CAST)
         return need(fe, b->has_dtype, op, "dtype", path);
-    if (op == OP_DROPOUT) {
-        if (!has_attr(b, ATTR_SEED) && b->nattr < IR_MAX_ATTRS)
-            b->attr[b->nattr++] = ir_attr_int(ATTR_SEED, fe->ndropout);
-        fe->ndropout++;
-    }
+    if (op == OP_CAUSAL_ATTENTION)
+        return need(fe, has_attr(b, ATTR_HEADS), op, "heads", path) &&
+               need(fe, has_attr(b, ATTR_SCALE), op, "scale", path) && fe_seed(fe, b);
+    if (op == OP_DROPOUT)
+        return fe_seed(fe, b);
     return true;
 }
 
