@@ -54,9 +54,13 @@ static const char *op_keys(IrOp op)
                    op == OP_CAUSAL_MASK ? "" : NULL;
 }
 
+/* w is one of the space-separated words of list (an empty w never is:
+ * strstr would find it everywhere without moving on). */
 static bool has_word(const char *list, const char *w)
 {
     size_t n = strlen(w);
+    if (!n)
+        return false;
     for (const char *s = list; (s = strstr(s, w)); s += n)
         if ((s == list || s[-1] == ' ') && (s[n] == ' ' || !s[n]))
             return true;
