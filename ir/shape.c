@@ -363,8 +363,8 @@ static bool ir_shape_attention(const IrGraph *g, IrNode *n, IrError *err)
     int64_t heads = ir_node_int(n, ATTR_HEADS, 0), d;
     if (!need_attr(n, ATTR_HEADS, err) || !need_attr(n, ATTR_SCALE, err))
         return false;
-    if (x->rank < 2 || !ir_dim_is_const(x->d[x->rank - 1], &d) || heads < 1 ||
-        d % (3 * heads) != 0) {
+    if (x->rank < 2 || !ir_dim_is_const(x->d[x->rank - 1], &d) || heads < 1 || d % 3 != 0 ||
+        (d / 3) % heads != 0) {
         char sa[128];
         ir_error(err, "%s: qkv of shape %s must be [..., T, 3*D] with D a known multiple of "
                  "heads = %lld", op, SHP(n->in[0], sa), (long long)heads);
