@@ -137,8 +137,8 @@ FeNear fe_near(const char *name)
 
 void fe_near_add(FeNear *n, const char *cand)
 {
-    if (!cand || !cand[0] || !strcmp(cand, n->name))
-        return;
+    if (!cand || !cand[0] || !n->name[0] || !strcmp(cand, n->name))
+        return; /* an empty name is near every short one: no guess */
     int d = edit_distance(n->name, cand);
     if (d < n->dist) {
         n->dist = d;
