@@ -62,6 +62,7 @@
  * share a body.
  */
 #include "cg_lower_int.h"
+#include "ir/cost.h"
 
 #include <math.h>
 #include <string.h>
@@ -130,12 +131,6 @@ static bool att_plan(CgLower *L, const IrNode *n, Att *a)
     if (!(a->p >= 0 && a->p < 1))
         return cg_fail(L, n, "p = %g is outside [0, 1)", a->p);
     return true;
-}
-
-/* Query-key pairs (i, j <= i) of all heads. */
-static double att_pairs(const Att *a)
-{
-    return (double)a->lead * (double)a->H * (double)a->T * (double)(a->T + 1) / 2;
 }
 
 /* Chunks of query rows per head. */
@@ -809,7 +804,8 @@ static bool att_lower(CgLower *L, const IrNode *n, bool grad, void (*item)(AttK 
     if (!att_plan(L, n, &a))
         return false;
     int64_t extent = a.lead * a.H * (grad ? 1 : att_chunks(&a));
-    cg_set_kernel(L, n, extent, true, att_pairs(&a) * (grad ? 12.0 * a.hd + 20 : 4.0 * a.hd + 10));
+    /* FLOPs as ir/cost.c counts them for gradc plan: one formula */
+    cg_set_kernel(L, n, extent, true, (double)ir_cost_node_flops(L->g, n, L->binding));
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;

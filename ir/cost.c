@@ -73,8 +73,8 @@ static double matmul_flops(const IrNode *n, const int64_t *binding)
 
 /* Per causal (i, j <= i) pair and head: forward q.k, exp, and the
  * weighted v (4*hd + 10); the gradient recomputes q.k twice (row
- * statistics, then the weights) and adds dout.v, dq, dk, dv (12*hd + 20), as
- * codegen counts them. */
+ * statistics, then the weights) and adds dout.v, dq, dk, dv (12*hd + 20).
+ * Codegen reports these for the kernels too (cg_lower_attention.c). */
 static double attention_flops(const IrNode *n, const int64_t *binding)
 {
     const IrShape *x = &n->in[0]->shape;

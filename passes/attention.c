@@ -56,7 +56,6 @@ typedef struct Att {
     IrGraph *g;
     PassCtx *ctx;
     int *uses; /* uses[i]: operand and output uses of node i */
-    int made;
 } Att;
 
 /* ---------------------------------------------------------------- explain */
@@ -171,9 +170,9 @@ static bool match_scores(const Att *a, IrNode *w, Match *m)
     if (s->op == OP_CAUSAL_MASK) {
         m->mask = s;
         x = s->in[0];
-        m->scaled = (m->scores = unscale(x, &c)) ? x : NULL;
-        if (!m->scores)
-            m->scores = x;
+        IrNode *inner = unscale(x, &c); /* mask(S * c) */
+        m->scaled = inner ? x : NULL;
+        m->scores = inner ? inner : x;
     } else if ((x = unscale(s, &c)) && x->op == OP_CAUSAL_MASK) {
         m->scaled = s;
         m->mask = x;
@@ -354,7 +353,6 @@ static IrNode *rewrite(Att *a, const Match *m)
     IrNode *o = build(a, OP_TRANSPOSE, &r, 1, &perm, 1, NULL);
     o->name = m->out->name;
     IR_ASSERT(ir_shape_eq(&o->shape, &m->out->shape));
-    a->made++;
     return o;
 }
 
@@ -410,7 +408,7 @@ static int by_out(const void *x, const void *y)
 
 bool pass_attention(IrGraph *g, PassCtx *ctx)
 {
-    Att a = {g, ctx, NULL, 0};
+    Att a = {g, ctx, NULL};
     count_uses(&a);
     Match *ms = malloc((size_t)(g->nnodes + 1) * sizeof *ms);
     IR_ASSERT(ms);
