@@ -92,6 +92,28 @@ int64_t cg_buf_offset(const CgLower *L, int node)
     return L->code[node].kind == CG_ALIAS ? L->code[node].alias_off : 0;
 }
 
+bool cg_reads_own_output(const CgLower *L, const IrNode *out, const IrNode *n, int j)
+{
+    int k = L->code[out->index].inplace;
+    if (k < 0)
+        return false;
+    int x = out->in[k]->index, y = n->in[j]->index;
+    return L->buf[x] == L->buf[y] && cg_buf_offset(L, x) == cg_buf_offset(L, y);
+}
+
+/* Which operand each kernel writes over: memplan's decisions at this
+ * binding, as the runtime will make them (rt_memplan checks it). */
+static bool plan_inplace(CgLower *L, IrError *err)
+{
+    PassMemPlan plan;
+    PassMemOpts o = {.use_offsets = true};
+    bool ok = pass_memplan_build(L->g, L->binding, &o, &plan, err);
+    for (int i = 0; i < L->g->nnodes; i++)
+        L->code[i].inplace = ok ? plan.inplace[i] : -1;
+    pass_memplan_free(&plan);
+    return ok;
+}
+
 static LowerFn lower_fn(IrOp op)
 {
     switch (op) {
@@ -231,7 +253,7 @@ static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
         if (!eval_dims(L, g->nodes[i], &L->code[i]))
             return false;
     }
-    return true;
+    return plan_inplace(L, err);
 }
 
 static void lower_done(CgLower *L)

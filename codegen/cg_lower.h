@@ -18,8 +18,14 @@
  *           runtime splits that range over its threads when `parallel`, and
  *           calls fn(slots, 0, extent) once otherwise (matmuls, which call
  *           cblas_sgemm and thread inside OpenBLAS).
- * Buffers are noalias: an output may share memory with an input only
- * element for element (in place, same shape), never shifted or broadcast.
+ * Buffers are noalias, and that promise is kept: an output may share
+ * memory with an input only where memplan puts it in place (element for
+ * element, same shape), and codegen plans memory the same way
+ * (pass_memplan_build at this binding), so a body reads such an operand
+ * through the output's own pointer and never through a second, noalias
+ * one.  (A second pointer let LLVM move a sibling's store above another
+ * sibling's load of the same element: tests/lit/codegen/inplace-siblings.gir.)
+ * The runtime checks that its plan is the one codegen assumed.
  * Fused nodes (node->body, from the fuse pass) are one kernel each.  Every
  * kernel of a program lives in one LLVM module, cached on disk by the IR
  * text of the graph, the binding and CG_LOWER_VERSION.
@@ -35,7 +41,7 @@
 #include "cg.h"
 
 /* Bump when the generated code changes for the same IR (cache key). */
-#define CG_LOWER_VERSION 7
+#define CG_LOWER_VERSION 8
 
 typedef enum CgNodeKind { CG_SOURCE, CG_ALIAS, CG_KERNEL } CgNodeKind;
 
@@ -48,6 +54,9 @@ typedef struct CgNodeCode {
     CgKernelFn fn;         /* CG_KERNEL */
     int64_t extent;        /* parallel range [0, extent) */
     bool parallel;         /* the runtime may split [0, extent) over threads */
+    int inplace;           /* KERNEL: the operand whose buffer memplan lets it write over
+                            * (PassMemPlan.inplace), or -1; its body reads that operand
+                            * through its own output pointer (see below) */
     bool noop;             /* a kernel with nothing to do: a sibling (or a member of a
                             * horizontal launch) whose outputs a later kernel writes */
     int64_t numel;         /* elements of the node's value at this binding */

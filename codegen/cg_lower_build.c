@@ -3,7 +3,8 @@
  *
  * A kernel is a wrapper with the contract's signature that loads its
  * buffers from `slots` and calls a body whose buffer arguments are
- * noalias (see cg_lower_int.h).  Bodies are keyed by a signature string
+ * noalias (see cg_lower_int.h): an operand written over in place is read
+ * through the output's pointer.  Bodies are keyed by a signature string
  * (op, attributes, dtypes, dims of the node and its operands): a node
  * whose signature was seen before gets only a wrapper around the existing
  * body, which keeps compile time proportional to the distinct kernels of
@@ -102,6 +103,9 @@ static char *node_sig(CgLower *L, const IrNode *n)
     for (int i = 0; i < n->nattr && (size_t)at < sizeof buf; i++)
         if (!is_aux_attr(n, (IrAttrKey)n->attr[i].key))
             at += sig_attr(buf + at, sizeof buf - at, &n->attr[i]);
+    for (int i = 0; i < n->nin && (size_t)at < sizeof buf; i++)
+        if (cg_reads_own_output(L, n, n, i))
+            at += snprintf(buf + at, sizeof buf - at, " in%d=out", i);
     IR_ASSERT((size_t)at < sizeof buf);
     return strdup(buf);
 }
@@ -170,6 +174,9 @@ bool cg_kernel_begin(CgLower *L, const IrNode *n, CgKernel *k)
     cg_wrapper(L, n, k->fn, sym);
     for (int i = 0; i <= n->nin; i++)
         k->ptr[i] = LLVMGetParam(k->fn, i);
+    for (int i = 0; i < n->nin; i++)
+        if (cg_reads_own_output(L, n, n, i))
+            k->ptr[1 + i] = k->ptr[0]; /* in place: one pointer, so noalias holds */
     k->begin = LLVMGetParam(k->fn, n->nin + 1);
     k->end = LLVMGetParam(k->fn, n->nin + 2);
     k->aux = LLVMGetParam(k->fn, n->nin + 3);

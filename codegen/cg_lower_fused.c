@@ -619,8 +619,12 @@ static char *signature(const Fx *x)
             fprintf(f, " %%%d", n->in[j]->index);
         sig_attrs(f, n);
     }
-    for (int s = 0; s < x->nsib; s++)
+    for (int s = 0; s < x->nsib; s++) {
         fprintf(f, "\nout %d", x->out[s]);
+        for (int i = 0; i < x->nin; i++)
+            if (cg_reads_own_output(x->L, x->sib[s], x->sib[x->nsib - 1], i))
+                fprintf(f, " in%d", i);
+    }
     fclose(f);
     return buf;
 }
@@ -702,6 +706,20 @@ static void wrapper(Fx *x, LLVMValueRef body, const char *name)
     LLVMBuildRetVoid(L->b);
 }
 
+/* An operand that memplan puts under sibling s's output (in place) is read
+ * through that output's pointer: with two noalias pointers to one buffer,
+ * LLVM may move sibling s's store above another sibling's load of the
+ * same element (the loops load every value before they store, but only
+ * one pointer makes LLVM keep that order). */
+static void read_in_place(Fx *x)
+{
+    const IrNode *last = x->sib[x->nsib - 1];
+    for (int s = 0; s < x->nsib; s++)
+        for (int i = 0; i < x->nin; i++)
+            if (cg_reads_own_output(x->L, x->sib[s], last, i))
+                x->inp[i] = x->outp[s];
+}
+
 /* The wrapper, and the body when no kernel before had this signature
  * (then the builder is in it and true is returned). */
 static bool begin_kernel(Fx *x)
@@ -728,6 +746,7 @@ static bool begin_kernel(Fx *x)
         x->outp[s] = LLVMGetParam(fn, (unsigned)s);
     for (int i = 0; i < x->nin; i++)
         x->inp[i] = LLVMGetParam(fn, (unsigned)(x->nsib + i));
+    read_in_place(x);
     x->k.begin = LLVMGetParam(fn, (unsigned)(x->nsib + x->nin));
     x->k.end = LLVMGetParam(fn, (unsigned)(x->nsib + x->nin + 1));
     x->auxp = LLVMGetParam(fn, (unsigned)(x->nsib + x->nin + 2));

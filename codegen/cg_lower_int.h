@@ -14,9 +14,10 @@
  * that owns the memory) and calls the body, which is internal and never
  * inlined, so that nodes computing the same thing on different buffers
  * share one body (M is the first such node).  Noalias buffer arguments
- * let the loop vectorizer skip runtime overlap checks.  Their contract:
- * an output may share memory with an input only element for element
- * (in-place elementwise), never shifted.
+ * let the loop vectorizer skip runtime overlap checks.  To keep that
+ * promise, an operand that memplan puts under the output (in place) is
+ * read through the output's pointer (cg_reads_own_output), and which
+ * operands those are is part of the body's signature.
  *
  * Sections follow the files:
  *   cg_lower.c          the driver: plan, cache, module, lookups; the op switch
@@ -60,6 +61,10 @@ typedef struct CgLower {
  * owner; cg_buf_offset is a node's byte offset in its owner's buffer. */
 bool cg_lower_alias(CgLower *L, const IrNode *n);
 int64_t cg_buf_offset(const CgLower *L, int node);
+/* Operand j of node n lives in the buffer that kernel `out` writes in
+ * place (out is n, or a sibling of n with the same operands): the body
+ * must read it through out's pointer. */
+bool cg_reads_own_output(const CgLower *L, const IrNode *out, const IrNode *n, int j);
 /* Fills kind/extent/parallel of node n's code (KERNEL). */
 void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, double flops);
 int64_t cg_numel(const CgLower *L, const IrNode *n);

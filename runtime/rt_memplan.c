@@ -44,6 +44,22 @@ static bool agree(const IrGraph *g, const CgProgram *p, int i, IrError *err)
     return false;
 }
 
+/* Codegen read every in-place operand through its output's pointer
+ * (cg_lower.h): the plan must put the same outputs over the same operands. */
+static bool same_inplace(const IrGraph *g, const CgProgram *p, const RtMemPlan *plan,
+                         IrError *err)
+{
+    for (int i = 0; i < p->nnodes; i++) {
+        if (p->nodes[i].kind != CG_KERNEL || p->nodes[i].inplace == plan->inplace[i])
+            continue;
+        ir_error(err, "internal: node %d (%s): codegen assumed it in place of operand %d, "
+                 "the memory plan says %d", i, ir_op_name(g->nodes[i]->op),
+                 p->nodes[i].inplace, plan->inplace[i]);
+        return false;
+    }
+    return true;
+}
+
 bool rt_memplan(const IrGraph *g, const CgProgram *p, const bool *pinned,
                 RtMemPlan *plan, IrError *err)
 {
@@ -53,7 +69,7 @@ bool rt_memplan(const IrGraph *g, const CgProgram *p, const bool *pinned,
         if (!agree(g, p, i, err))
             return false;
     PassMemOpts o = {.pinned = pinned, .use_offsets = true};
-    if (pass_memplan_build(g, p->binding, &o, plan, err))
+    if (pass_memplan_build(g, p->binding, &o, plan, err) && same_inplace(g, p, plan, err))
         return true;
     rt_memplan_free(plan);
     return false;

@@ -101,6 +101,7 @@ static const CgKernelFn tk[] = {
 
 static void code_node(const IrNode *n, CgNodeCode *c)
 {
+    c->inplace = -1;
     c->numel = ir_node_numel_const(n);
     c->bytes = c->numel * (int64_t)ir_dtype_size(n->dtype);
     if (n->op == OP_INPUT || n->op == OP_PARAM) {
@@ -120,6 +121,17 @@ static void code_node(const IrNode *n, CgNodeCode *c)
                                   : (double)c->numel;
 }
 
+static void assume_plan(CgProgram *p)
+{
+    IrError err = {0};
+    PassMemPlan plan;
+    PassMemOpts o = {.use_offsets = true};
+    if (pass_memplan_build(p->graph, p->binding, &o, &plan, &err))
+        for (int i = 0; i < p->nnodes; i++)
+            p->nodes[i].inplace = plan.inplace[i];
+    pass_memplan_free(&plan);
+}
+
 static CgProgram *fake_program(const IrGraph *g)
 {
     CgProgram *p = calloc(1, sizeof *p);
@@ -128,6 +140,7 @@ static CgProgram *fake_program(const IrGraph *g)
     p->nodes = calloc((size_t)g->nnodes, sizeof *p->nodes);
     for (int i = 0; i < g->nnodes; i++)
         code_node(g->nodes[i], &p->nodes[i]);
+    assume_plan(p); /* as codegen does: kernels know what they write over */
     kg = g;
     return p;
 }
@@ -344,6 +357,10 @@ TEST(plan_pinned_and_bad_alias)
     bool pinned[3] = {false, true, false};
     IrError err = {0};
     RtMemPlan pl;
+    CHECK(p->nodes[b->index].inplace == 0); /* unpinned, b would write over a */
+    CHECK(!rt_memplan(g, p, pinned, &pl, &err)); /* a plan codegen did not assume */
+    CHECK(strstr(err.msg, "codegen assumed it in place") != NULL);
+    p->nodes[b->index].inplace = -1;
     CHECK(rt_memplan(g, p, pinned, &pl, &err));
     CHECK(pl.offset[a->index] == -1 && pl.offset[b->index] == 0 && pl.nbuffers == 1);
     rt_memplan_free(&pl);
