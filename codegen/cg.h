@@ -185,4 +185,21 @@ LLVMMemoryBufferRef cg_cache_load(const char *dir, CgKey k);
  * not written. */
 bool cg_cache_store(const char *dir, CgKey k, const void *obj, size_t len);
 
+/* ---------------------------------------------------------------- cg_gemm.c */
+
+/* Runs fn(ctx, begin, end) over [0, n) on a pool and returns when all is
+ * done (the runtime's rt_pool_run has this shape). */
+typedef void (*CgParallelFor)(void *pool, void (*fn)(void *const *ctx, int64_t begin, int64_t end),
+                              void *const *ctx, int64_t n);
+
+/* The sgemm JIT kernels call, with cblas_sgemm's arguments: C is split into
+ * a grid of tiles that depends only on M, N and K, one single-threaded
+ * cblas_sgemm each, so the result has the same bits at any thread count
+ * (with OpenBLAS kept at one thread).  The tiles run on the pool set for
+ * the calling thread, else one after the other. */
+void cg_sgemm(int order, int ta, int tb, int m, int n, int k, float alpha, const float *a,
+              int lda, const float *b, int ldb, float beta, float *c, int ldc);
+/* Lends a pool to the calling thread's cg_sgemm calls (run NULL: none). */
+void cg_gemm_set_pool(CgParallelFor run, void *pool);
+
 #endif

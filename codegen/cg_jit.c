@@ -217,6 +217,20 @@ static bool cg_jit_add_process_symbols(CgJit *jit, IrError *err)
     return true;
 }
 
+/* cg_sgemm by its address: kernels call it whether or not the process
+ * exports its symbols. */
+static bool cg_jit_add_gemm(CgJit *jit, IrError *err)
+{
+    LLVMOrcCSymbolMapPair sym = {
+        LLVMOrcLLJITMangleAndIntern(jit->lljit, "cg_sgemm"),
+        {(LLVMOrcExecutorAddress)(uintptr_t)cg_sgemm,
+         {LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable, 0}},
+    };
+    LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(&sym, 1);
+    LLVMErrorRef e = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(jit->lljit), mu);
+    return cg_llvm_ok(e, "codegen: defining cg_sgemm", err);
+}
+
 static bool cg_env_no_cache(void)
 {
     const char *v = getenv("GRADC_NO_CACHE");
@@ -232,7 +246,8 @@ CgJit *cg_jit_new(IrError *err)
     if (!jit)
         return NULL;
     jit->target = t;
-    if (!cg_jit_create_lljit(jit, err) || !cg_jit_add_process_symbols(jit, err)) {
+    if (!cg_jit_create_lljit(jit, err) || !cg_jit_add_process_symbols(jit, err) ||
+        !cg_jit_add_gemm(jit, err)) {
         cg_jit_free(jit);
         return NULL;
     }

@@ -103,8 +103,12 @@ bool cg_reads_own_output(const CgLower *L, const IrNode *out, const IrNode *n, i
 
 /* Which operand each kernel writes over: memplan's decisions at this
  * binding, as the runtime will make them (rt_memplan checks it). */
-static bool plan_inplace(CgLower *L, IrError *err)
+static bool plan_inplace(CgLower *L, bool own_buffers, IrError *err)
 {
+    for (int i = 0; own_buffers && i < L->g->nnodes; i++)
+        L->code[i].inplace = -1;
+    if (own_buffers)
+        return true;
     PassMemPlan plan;
     PassMemOpts o = {.use_offsets = true};
     bool ok = pass_memplan_build(L->g, L->binding, &o, &plan, err);
@@ -228,7 +232,7 @@ static bool check_graph(const IrGraph *g, const int64_t *binding, IrError *err)
 }
 
 /* Fills L's tables for p; the dims of every node under the binding. */
-static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
+static bool lower_init(CgLower *L, CgProgram *p, bool own_buffers, IrError *err)
 {
     const IrGraph *g = p->graph;
     int n = g->nnodes ? g->nnodes : 1;
@@ -253,7 +257,7 @@ static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
         if (!eval_dims(L, g->nodes[i], &L->code[i]))
             return false;
     }
-    return plan_inplace(L, err);
+    return plan_inplace(L, own_buffers, err);
 }
 
 static void lower_done(CgLower *L)
@@ -392,7 +396,7 @@ CgProgram *cg_program_compile(const IrGraph *g, const int64_t *binding, const Cg
     if (!p)
         return NULL;
     CgLower L;
-    bool ok = lower_init(&L, p, err) && lower_all(&L) && (p->jit = cg_jit_new(err));
+    bool ok = lower_init(&L, p, o.own_buffers, err) && lower_all(&L) && (p->jit = cg_jit_new(err));
     if (ok && o.no_cache)
         cg_jit_set_no_cache(p->jit, true);
     ok = ok && compile(&L, p, &o, err);

@@ -68,6 +68,10 @@ typedef struct CgNodeCode {
 typedef struct CgOptions {
     bool no_cache;         /* compile even when the object is cached */
     bool keep_module;      /* keep LLVM IR / asm text for dumps (llvm_ir, asm) */
+    bool own_buffers;      /* every node gets a buffer of its own (a harness that reads
+                            * every node's value after the run): no kernel reads an
+                            * operand through its output's pointer, and the runtime,
+                            * which plans in place, refuses the program */
 } CgOptions;
 
 typedef struct CgProgram {

@@ -51,6 +51,17 @@ static LLVMValueRef cg_body_decl(CgLower *L, const IrNode *n, const char *name)
     return fn;
 }
 
+/* void cg_sgemm(...), with cblas_sgemm's arguments (codegen/cg_gemm.c),
+ * declared once per module. */
+LLVMValueRef cg_declare_sgemm(CgLower *L, LLVMTypeRef *fty)
+{
+    LLVMTypeRef i32 = L->i32, f32 = L->f32, p = L->ptr;
+    LLVMTypeRef ps[14] = {i32, i32, i32, i32, i32, i32, f32, p, i32, p, i32, f32, p, i32};
+    *fty = LLVMFunctionType(L->vd, ps, 14, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(L->M, "cg_sgemm");
+    return fn ? fn : LLVMAddFunction(L->M, "cg_sgemm", *fty);
+}
+
 /* ---------------------------------------------------------------- signatures */
 
 static int sig_dims(char *buf, size_t cap, IrDType dt, int rank, const int64_t *dim)

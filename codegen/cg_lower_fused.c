@@ -861,15 +861,6 @@ static bool plan_gemm(Fx *x, int mm, Gemm *g)
     return true;
 }
 
-static LLVMValueRef declare_sgemm(CgLower *L, LLVMTypeRef *fty)
-{
-    LLVMTypeRef i32 = L->i32, f32 = L->f32, p = L->ptr;
-    LLVMTypeRef ps[14] = {i32, i32, i32, i32, i32, i32, f32, p, i32, p, i32, f32, p, i32};
-    *fty = LLVMFunctionType(L->vd, ps, 14, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(L->M, "cblas_sgemm");
-    return fn ? fn : LLVMAddFunction(L->M, "cblas_sgemm", *fty);
-}
-
 /* Offsets of batch bi in A, B and C. */
 static void gemm_offsets(Fx *x, const Gemm *g, LLVMValueRef bi, LLVMValueRef *o)
 {
@@ -891,7 +882,7 @@ static void emit_sgemm(Fx *x, const Gemm *g, LLVMValueRef c, LLVMValueRef bi, do
 {
     CgKernel *k = &x->k;
     LLVMTypeRef fty;
-    LLVMValueRef fn = declare_sgemm(x->L, &fty), o[3];
+    LLVMValueRef fn = cg_declare_sgemm(x->L, &fty), o[3];
     gemm_offsets(x, g, bi, o);
     LLVMValueRef args[14] = {
         cg_i32c(k, CBLAS_ROW_MAJOR), cg_i32c(k, g->ta ? CBLAS_TRANS : CBLAS_NO_TRANS),

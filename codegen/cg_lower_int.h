@@ -100,6 +100,8 @@ bool cg_kernel_begin(CgLower *L, const IrNode *n, CgKernel *k);
 void cg_kernel_end(CgKernel *k);
 /* In a kernel function: node x's buffer, slots[buf(x)] plus its view offset. */
 LLVMValueRef cg_slot(CgLower *L, LLVMValueRef slots, int x, const char *name);
+/* The module's declaration of cg_sgemm (cg.h), and its type in *fty. */
+LLVMValueRef cg_declare_sgemm(CgLower *L, LLVMTypeRef *fty);
 
 /* A counted loop for (i = lo; i < hi; i++) with up to 4 carried values.
  *   CgFor f;  LLVMValueRef i = cg_for_begin(k, &f, lo, hi, 1, &init);

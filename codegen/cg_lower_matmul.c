@@ -3,17 +3,18 @@
  * matmul(a[..., M, K], b[..., K, N]) -> [..., M, N], with ta/tb reading a
  * as [..., K, M] and b as [..., N, K].  The leading (batch) dims broadcast
  * like numpy.  The kernel declares
- *     void cblas_sgemm(int, int, int, int, int, int, float, const float *,
- *                      int, const float *, int, float, float *, int)
- * in the module (the JIT resolves it from the process: OpenBLAS) and calls
- * it once per output batch, with the batch's offsets into a and b (0
+ *     void cg_sgemm(int, int, int, int, int, int, float, const float *,
+ *                   int, const float *, int, float, float *, int)
+ * (cblas_sgemm's arguments; codegen/cg_gemm.c tiles C and calls OpenBLAS
+ * per tile, so results do not depend on the thread count) and calls it
+ * once per output batch, with the batch's offsets into a and b (0
  * stride on broadcast axes) computed from the batch index by division by
  * constants.  When b has no batch and a is not transposed and not
  * broadcast, the batch folds into M: one sgemm of (batch*M) x K @ K x N,
  * the usual case of a linear layer on [B, T, D], which lets OpenBLAS use
  * its big-matrix kernels.  Matmul kernels are not parallel: the runtime
- * calls them once with [0, extent) and OpenBLAS threads inside; extent is
- * the number of sgemm calls.  Only f32 is lowered.
+ * calls them once with [0, extent) and cg_sgemm spreads each call's tiles
+ * over the runtime's threads; extent is the number of sgemm calls.  Only f32 is lowered.
  *
  * gather(table[V, R...], idx[I...]) -> [I..., R...]: one work item per
  * index, copying a row of R elements.  An index outside [0, V), which
@@ -97,15 +98,6 @@ static void mm_plan(CgLower *L, const IrNode *n, Mm *mm)
     }
 }
 
-static LLVMValueRef declare_sgemm(CgLower *L, LLVMTypeRef *fty)
-{
-    LLVMTypeRef i32 = L->i32, f32 = L->f32, p = L->ptr;
-    LLVMTypeRef ps[14] = {i32, i32, i32, i32, i32, i32, f32, p, i32, p, i32, f32, p, i32};
-    *fty = LLVMFunctionType(L->vd, ps, 14, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(L->M, "cblas_sgemm");
-    return fn ? fn : LLVMAddFunction(L->M, "cblas_sgemm", *fty);
-}
-
 /* Offsets of batch bi in a and b (elements). */
 static void batch_offsets(CgKernel *k, const Mm *mm, LLVMValueRef bi, LLVMValueRef *ao,
                           LLVMValueRef *bo)
@@ -126,7 +118,7 @@ static void batch_offsets(CgKernel *k, const Mm *mm, LLVMValueRef bi, LLVMValueR
 static void emit_sgemm(CgKernel *k, const Mm *mm, LLVMValueRef bi)
 {
     LLVMTypeRef fty;
-    LLVMValueRef fn = declare_sgemm(k->L, &fty), ao, bo;
+    LLVMValueRef fn = cg_declare_sgemm(k->L, &fty), ao, bo;
     batch_offsets(k, mm, bi, &ao, &bo);
     LLVMValueRef co = cg_mul(k, bi, mm->M * mm->N);
     LLVMValueRef args[14] = {

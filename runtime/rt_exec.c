@@ -10,11 +10,14 @@
  *
  * A run is a straight loop over the nodes in graph order.  A parallel
  * kernel with enough work goes to the pool (rt_pool_run splits its range);
- * every other kernel runs on this thread, and before a big one (a matmul:
- * OpenBLAS threads it) the pool is told to sleep so that the two never
- * compete for the cores.  After the loop, write-back copies every output
- * named like a param or an input into that buffer (a train step's updated
- * weights and AdamW moments).
+ * every other kernel runs on this thread.  Matmuls are among those: their
+ * cg_sgemm calls split C into tiles by shape alone and hand the tiles to
+ * this run's pool (cg_gemm_set_pool), each tile one single-threaded
+ * OpenBLAS call (OpenBLAS is kept at one thread).  No output element's sum
+ * depends on the thread count, so 1 and N threads give the same bits.
+ * After the loop, write-back copies every output named like a param or an
+ * input into that buffer (a train step's updated weights and AdamW
+ * moments).
  *
  * Parameter init matches the interpreter (ir/interp.c): the same stream per
  * param name (ir/rng.h), drawn in double and rounded to float.
@@ -37,9 +40,6 @@
  * while one over 256K (~100 us) gains clearly.  GRADC_PAR_MIN_WORK
  * overrides the threshold (0: split every parallel kernel). */
 #define RT_PAR_MIN_WORK 262144
-/* A serial kernel with at least this many flops (a matmul) puts the pool
- * to sleep first, so that OpenBLAS has the cores to itself. */
-#define RT_BLAS_MIN_FLOPS 1e6
 
 /* Where a source node lives. */
 typedef enum SrcBlock { SB_NONE, SB_PARAM, SB_STATE, SB_INPUT } SrcBlock;
@@ -303,7 +303,7 @@ static bool exec_setup(RtExec *ex, IrError *err)
     ex->pool = rt_pool_new(ex->stats.nthreads, err);
     if (!ex->pool)
         return false;
-    openblas_set_num_threads(ex->stats.nthreads);
+    openblas_set_num_threads(1); /* the pool runs cg_sgemm's tiles */
     return true;
 }
 
@@ -473,6 +473,12 @@ static bool check_inputs(const RtExec *ex, IrError *err)
     return true;
 }
 
+static void pool_for_gemm(void *pool, void (*fn)(void *const *, int64_t, int64_t),
+                          void *const *ctx, int64_t n)
+{
+    rt_pool_run(pool, fn, ctx, n);
+}
+
 static void run_kernel(RtExec *ex, const CgNodeCode *c)
 {
     double work = c->flops > (double)c->numel ? c->flops : (double)c->numel;
@@ -480,8 +486,6 @@ static void run_kernel(RtExec *ex, const CgNodeCode *c)
         rt_pool_run(ex->pool, c->fn, ex->slots, c->extent);
         return;
     }
-    if (c->flops >= RT_BLAS_MIN_FLOPS)
-        rt_pool_idle(ex->pool);
     c->fn(ex->slots, 0, c->extent);
 }
 
@@ -506,6 +510,7 @@ bool rt_exec_run(RtExec *ex, IrError *err)
 {
     if (!check_inputs(ex, err))
         return false;
+    cg_gemm_set_pool(pool_for_gemm, ex->pool);
     for (int i = 0; i < ex->prog->nnodes; i++) {
         if (ex->prog->nodes[i].kind != CG_KERNEL || ex->prog->nodes[i].noop)
             continue;
@@ -514,6 +519,7 @@ bool rt_exec_run(RtExec *ex, IrError *err)
         else
             run_kernel(ex, &ex->prog->nodes[i]);
     }
+    cg_gemm_set_pool(NULL, NULL);
     rt_pool_idle(ex->pool);
     write_back(ex);
     ex->runs++;

@@ -179,7 +179,7 @@ static bool run_graph(Run *r, IrGraph *g, const int64_t *binding, const Gen *gen
     IrError err = {0};
     memset(r, 0, sizeof *r);
     r->g = g;
-    CgOptions o = {.no_cache = true}; /* the cache has its own test */
+    CgOptions o = {.no_cache = true, .own_buffers = true}; /* the cache has its own test */
     r->p = cg_program_compile(g, binding, &o, &err);
     r->it = r->p ? ir_interp_new(g, binding, 7, &err) : NULL;
     bool ok = r->p && r->it && alloc_slots(r);
@@ -775,7 +775,7 @@ TEST(gather_out_of_range)
     IrNode *t = in_f32(g, "table", SH(4, 3)), *i = ir_input(g, "idx", DT_I32, SH(4));
     IrNode *y = ir_binary(g, OP_GATHER, t, i);
     IrError err = {0};
-    CgProgram *p = cg_program_compile(g, NULL, NULL, &err);
+    CgProgram *p = cg_program_compile(g, NULL, &(CgOptions){.own_buffers = true}, &err);
     CHECK(p != NULL);
     if (p) {
         float table[12], out[12];
@@ -820,7 +820,7 @@ TEST(scatter_add)
                      in_f32(g, "src", SH(3, 2))};
     IrNode *y = op_n(g, OP_SCATTER_ADD, in, 3, NULL, 0);
     IrError err = {0};
-    CgProgram *p = cg_program_compile(g, NULL, NULL, &err);
+    CgProgram *p = cg_program_compile(g, NULL, &(CgOptions){.own_buffers = true}, &err);
     CHECK(p != NULL);
     if (p) {
         float base[8] = {1, 2, 3, 4, 5, 6, 7, 8}, src[6] = {10, 20, 30, 40, 50, 60}, out[8];
@@ -1159,7 +1159,9 @@ TEST(elementwise_asm_has_zmm)
     IrNode *xy = ir_binary(g, OP_MUL, x, y);
     ir_binary(g, OP_MUL, ir_unary(g, OP_EXP, xy), y); /* same signature as %2: shares its body */
     IrError err = {0};
-    CgOptions o = {.keep_module = true};
+    /* own buffers: planned in place, %4 would read operand 0 through its output's
+     * pointer, which is part of the signature, and not share %2's body */
+    CgOptions o = {.keep_module = true, .own_buffers = true};
     CgProgram *p = cg_program_compile(g, NULL, &o, &err);
     CHECK(p && p->asm_text && p->llvm_ir);
     if (p && p->asm_text) {
@@ -1188,7 +1190,7 @@ static CgStats compile_stats(IrGraph *g, double cval)
 {
     IrError err = {0};
     CgStats st = {0};
-    CgProgram *p = cg_program_compile(g, NULL, NULL, &err);
+    CgProgram *p = cg_program_compile(g, NULL, &(CgOptions){.own_buffers = true}, &err);
     CHECK(p != NULL);
     if (p) {
         st = p->stats;
