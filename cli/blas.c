@@ -6,7 +6,7 @@
  * (SSE3) kernels, and sgemm runs 3-5x slower than it could.  The only way to
  * choose is the environment variable OPENBLAS_CORETYPE, read at load time,
  * so gradc sets it and executes itself again, once, before a command that
- * runs kernels starts (the commands marked `blas` in main.c's table):
+ * runs kernels starts (the commands marked `blas` in commands.c's table):
  *
  *   OpenBLAS reports a generic core (Prescott, Core2, Nehalem, ...) and
  *   the CPU has AVX-512 F/BW/VL/DQ/CD  ->  OPENBLAS_CORETYPE=SkylakeX
