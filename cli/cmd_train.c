@@ -70,6 +70,9 @@ const char cmd_train_usage[] =
     "  --passes=LIST        the pipeline after attention/autodiff/optimizer (default:\n"
     "                       default)\n"
     "  --threads N          threads (default: $GRADC_THREADS, else the CPUs)\n"
+    "  --determinism-check N  train nothing: take N updates at 1 thread and at\n"
+    "                       --threads (at least 2), compare every tensor bit for bit\n"
+    "                       after each, report the first that differs (exit 1)\n"
     "  --quiet              no progress output\n"
     "\n"
     "examples:\n"
@@ -83,6 +86,7 @@ const char cmd_train_usage[] =
 typedef struct TrainArgs {
     RtTrainOptions o;
     CliModelArgs model;
+    int64_t determinism_steps;   /* --determinism-check N; 0: train */
 } TrainArgs;
 
 static int bad_value(const char *flag, const char *v, const char *want)
@@ -213,7 +217,8 @@ static int parse_args(int argc, char **argv, TrainArgs *a)
                 return 1;
             continue;
         }
-        if ((r = take_ints(argv, argc, &i, &a->o)) >= 0 ||
+        if ((r = int_flag(argv, argc, &i, "--determinism-check", 1, &a->determinism_steps)) >= 0 ||
+            (r = take_ints(argv, argc, &i, &a->o)) >= 0 ||
             (r = take_floats(argv, argc, &i, &a->o)) >= 0 ||
             (r = take_strings(argv, argc, &i, &a->o)) >= 0 || (r = take_switch(argv[i], &a->o)) >= 0) {
             if (r)
@@ -279,6 +284,8 @@ int cmd_train(int argc, char **argv)
     a.o.sets = a.model.sets;
     a.o.nsets = a.model.nsets;
     IrError err = {0};
+    if (a.determinism_steps)
+        return rt_train_determinism_check(&a.o, a.determinism_steps, &err) ? 0 : fail(&err);
     RtTrain *t = rt_train_new(&a.o, &err);
     bool ok = t && rt_train_run(t, &err);
     rt_train_free(t);

@@ -444,7 +444,7 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     ok = ok && load_data(t, c, err) && build_graphs(t, err) && compile_train(t, err);
     if (ok)
         rt_exec_init_params(t->train_ex, t->o.seed);
-    ok = ok && (!c || rt_train_restore(t, c, err)) && prepare_outputs(t, err);
+    ok = ok && (!c || rt_train_restore(t, c, err)) && (o->no_files || prepare_outputs(t, err));
     rt_ckpt_free(c);
     if (!ok) {
         rt_train_free(t);

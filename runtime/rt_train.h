@@ -159,6 +159,7 @@ typedef struct RtTrainOptions {
     const char *passes;        /* pipeline after the train-step passes; NULL: default */
     int threads;               /* 0: the runtime decides */
     bool quiet;                /* no progress lines */
+    bool no_files;             /* create no output directory (the run saves nothing) */
     FILE *out;                 /* progress; NULL: stdout */
 } RtTrainOptions;
 
@@ -200,6 +201,13 @@ bool rt_train_save(RtTrain *t, const char *path, IrError *err);
 double rt_train_lr(const RtTrainOptions *o, int64_t step, int64_t total);
 int64_t rt_train_total_steps(const RtTrain *t);
 const RtEvalPoint *rt_train_history(const RtTrain *t, int *n);
+
+/* rt_train_check.c: builds the run of o twice, at 1 thread and at
+ * o->threads (at least 2), takes `steps` updates on each and compares the
+ * loss and every param, moment and input bit for bit after each; prints a
+ * line per update on o->out.  False + err (naming the first tensor and
+ * element that differ) when they do.  Writes no files. */
+bool rt_train_determinism_check(const RtTrainOptions *o, int64_t steps, IrError *err);
 
 /* The model file with its `base` chain merged (docs/graph-format.md), as
  * one JSON text: what a checkpoint stores so that it loads on its own.

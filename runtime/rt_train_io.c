@@ -144,8 +144,9 @@ static char *history_json(const RtTrain *t)
     cJSON *a = cJSON_CreateArray();
     for (int i = 0; i < t->nhist; i++) {
         const RtEvalPoint *p = &t->hist[i];
+        /* no wall-clock time: the same run gives the same bytes (log.csv has it) */
         double v[7] = {(double)p->step, (double)p->epoch, (double)p->tokens, p->train, p->val,
-                       p->lr, p->seconds};
+                       p->lr, NAN};
         cJSON *row = cJSON_CreateArray();
         for (int k = 0; k < 7; k++)
             cJSON_AddItemToArray(row, isfinite(v[k]) ? cJSON_CreateNumber(v[k])
@@ -165,7 +166,6 @@ static void meta_owned(RtCkptWriter *w, const char *key, char *value)
 
 static void add_meta(RtTrain *t, RtCkptWriter *w)
 {
-    double elapsed = t->seconds + rt_train_now() - t->t_start;
     rt_ckpt_meta(w, "format", RT_TRAIN_FORMAT);
     rt_ckpt_meta(w, "model.json", t->model_json);
     rt_ckpt_meta(w, "model.path", t->model_name);
@@ -177,7 +177,6 @@ static void add_meta(RtTrain *t, RtCkptWriter *w)
     rt_ckpt_metaf(w, "epoch", "%lld", (long long)t->epoch);
     rt_ckpt_metaf(w, "batch", "%lld", (long long)t->batch);
     rt_ckpt_metaf(w, "tokens", "%lld", (long long)t->tokens);
-    rt_ckpt_metaf(w, "elapsed_s", "%.3f", elapsed);
     rt_ckpt_metaf(w, "rng", "{\"seed\":%llu,\"shuffle\":\"%s\",\"dropout\":"
                   "\"(seed attribute, step, element)\",\"step\":%lld}",
                   (unsigned long long)t->o.seed, t->o.no_shuffle ? "off" : "(seed, epoch)",
@@ -438,7 +437,10 @@ bool rt_train_write_csv(RtTrain *t, IrError *err)
                 (long long)p->tokens, p->train);
         if (isfinite(p->val))
             fprintf(f, "%.6f", p->val);
-        fprintf(f, ",%.6g,%.1f\n", p->lr, p->seconds);
+        fprintf(f, ",%.6g,", p->lr);
+        if (isfinite(p->seconds)) /* not known for the points of a resumed run's past */
+            fprintf(f, "%.1f", p->seconds);
+        fprintf(f, "\n");
     }
     return close_tmp(f, tmp, t->csv_path, err);
 }
