@@ -146,12 +146,16 @@ static bool mergeable_kinds(const Fuse *F, const FuseGroup *a, const FuseGroup *
     return a->kind == G_ROW;
 }
 
+static bool has_merged(const Fuse *F, int gi);
+
+/* b joins a's kernel: b is in no kernel yet and has taken no sibling in
+ * (those would stay marked as merged into b, a kernel no more). */
 static bool can_merge(Fuse *F, int ai, int bi)
 {
     FuseGroup *a = &F->gs[ai], *b = &F->gs[bi];
     int in[2 * IR_MAX_IN];
-    if (b->merged_into >= 0 || !mergeable_kinds(F, a, b) || !ir_shape_eq(&a->space, &b->space) ||
-        !shares_input(a, b))
+    if (b->merged_into >= 0 || has_merged(F, bi) || !mergeable_kinds(F, a, b) ||
+        !ir_shape_eq(&a->space, &b->space) || !shares_input(a, b))
         return false;
     if (union_inputs(a, b, in) > IR_MAX_IN || total_outputs(F, ai) + b->nout > FUSE_MAX_OUTS)
         return false;
