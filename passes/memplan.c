@@ -356,6 +356,24 @@ static void explain_writeback(const Mem *m, int i, int s, const char *why)
                 name);
 }
 
+/* Some kernel of i's launch run, other than i's own sibling run, reads the
+ * buffer of root r.  The kernels of one launch (an hgroup) run over their
+ * concatenated ranges in any order, so none of them may write a buffer
+ * that another one reads; siblings are one kernel, which reads in step. */
+static bool read_in_launch(const Mem *m, int i, int r)
+{
+    int lf, le, sf, se;
+    pass_launch_run(m->g, i, &lf, &le);
+    pass_sibling_run(m->g, i, &sf, &se);
+    for (int k = lf; k <= le; k++) {
+        const IrNode *n = m->g->nodes[k];
+        for (int j = 0; (k < sf || k > se) && j < n->nin; j++)
+            if (m->p->root[n->in[j]->index] == r)
+                return true;
+    }
+    return false;
+}
+
 static const char *writeback_refusal(const Mem *m, const IrNode *n, const IrNode *src)
 {
     if (!same_type(src, n))
@@ -364,7 +382,9 @@ static const char *writeback_refusal(const Mem *m, const IrNode *n, const IrNode
         return "not-elementwise";
     if (!reads_in_step(n, src))
         return "not-read-in-step";
-    return m->p->last[src->index] > m->end[n->index] ? "read-after" : NULL;
+    if (m->p->last[src->index] > m->end[n->index])
+        return "read-after";
+    return read_in_launch(m, n->index, src->index) ? "read-in-launch" : NULL;
 }
 
 /* ---------------------------------------------------------------- decisions */
@@ -422,6 +442,8 @@ static const char *inplace_refusal(const Mem *m, int i, int k)
         return "outside-arena";
     if (m->p->last[r] != m->p->begin[i])
         return "lives-on";
+    if (read_in_launch(m, i, r))
+        return "read-in-launch";
     if (!same_type(x, n) || m->p->size[r] != m->p->size[i])
         return "size";
     if (!scatter_base(n, k) && !reads_in_step(n, x))
