@@ -30,6 +30,7 @@
 
 #define CK_MAX_HEADER (100u << 20)   /* the format's own limit: 100 MB */
 #define CK_HASH_KEY "gradc.data_hash"
+#define CK_HEADER_KEY "gradc.header_hash"
 
 /* ---------------------------------------------------------------- dtypes */
 
@@ -113,6 +114,86 @@ uint64_t rt_ckpt_hash(const void *data, size_t n)
     CkHash s = {.h = 0x9E3779B97F4A7C15ull};
     hash_update(&s, data, n);
     return hash_final(&s);
+}
+
+/* ---------------------------------------------------------------- header hash */
+
+/* gradc.header_hash covers what the header says, not how its JSON is spelt:
+ * the metadata sorted by key (the hash's own entry left out) and the tensor
+ * table sorted by name, each string with its length first so that no two
+ * headers hash alike by where their strings split.  gradc.data_hash is one
+ * of the entries, so the two hashes together cover every byte that counts. */
+
+static void hash_int(CkHash *s, int64_t v)
+{
+    unsigned char b8[8];
+    for (int b = 0; b < 8; b++)
+        b8[b] = (unsigned char)((uint64_t)v >> (8 * b));
+    hash_update(s, b8, 8);
+}
+
+static void hash_str(CkHash *s, const char *str)
+{
+    size_t n = strlen(str);
+    hash_int(s, (int64_t)n);
+    hash_update(s, str, n);
+}
+
+typedef struct CkEntry {
+    const RtCkptTensor *t;
+    int64_t begin;
+} CkEntry;
+
+static int meta_by_key(const void *a, const void *b)
+{
+    return strcmp((*(const RtCkptMeta *const *)a)->key, (*(const RtCkptMeta *const *)b)->key);
+}
+
+static int entry_by_name(const void *a, const void *b)
+{
+    return strcmp(((const CkEntry *)a)->t->name, ((const CkEntry *)b)->t->name);
+}
+
+static uint64_t header_hash(const RtCkptMeta *meta, int nmeta, CkEntry *e, int n)
+{
+    CkHash s = {.h = 0x9E3779B97F4A7C15ull};
+    const RtCkptMeta **m = malloc(sizeof *m * (size_t)(nmeta + 1));
+    int k = 0;
+    for (int i = 0; i < nmeta; i++)
+        if (strcmp(meta[i].key, CK_HEADER_KEY))
+            m[k++] = &meta[i];
+    qsort(m, (size_t)k, sizeof *m, meta_by_key);
+    qsort(e, (size_t)n, sizeof *e, entry_by_name);
+    hash_str(&s, "gradc.header.v1");
+    hash_int(&s, k);
+    for (int i = 0; i < k; i++)
+        hash_str(&s, m[i]->key), hash_str(&s, m[i]->value);
+    hash_int(&s, n);
+    for (int i = 0; i < n; i++) {
+        hash_str(&s, e[i].t->name);
+        hash_str(&s, rt_dtype_name(e[i].t->dtype));
+        hash_int(&s, e[i].t->rank);
+        for (int d = 0; d < e[i].t->rank; d++)
+            hash_int(&s, e[i].t->shape[d]);
+        hash_int(&s, e[i].begin);
+        hash_int(&s, e[i].begin + e[i].t->bytes);
+    }
+    free(m);
+    return hash_final(&s);
+}
+
+uint64_t rt_ckpt_header_hash(const RtCkpt *c)
+{
+    uint64_t hlen = 0;
+    for (int b = 7; b >= 0 && c->size >= 8; b--)
+        hlen = hlen << 8 | ((const unsigned char *)c->map)[b];
+    const char *data = (const char *)c->map + 8 + hlen;
+    CkEntry *e = malloc(sizeof *e * (size_t)(c->n + 1));
+    for (int i = 0; i < c->n; i++)
+        e[i] = (CkEntry){&c->t[i], (const char *)c->t[i].data - data};
+    uint64_t h = header_hash(c->meta, c->nmeta, e, c->n);
+    free(e);
+    return h;
 }
 
 /* ---------------------------------------------------------------- writer */
@@ -200,6 +281,18 @@ static uint64_t writer_hash(const RtCkptWriter *w)
     return hash_final(&s);
 }
 
+/* Hash of the header the writer is about to write (see header_hash). */
+static uint64_t writer_header_hash(const RtCkptWriter *w)
+{
+    CkEntry *e = malloc(sizeof *e * (size_t)(w->n + 1));
+    int64_t off = 0;
+    for (int i = 0; i < w->n; off += w->t[i++].bytes)
+        e[i] = (CkEntry){&w->t[i], off};
+    uint64_t h = header_hash(w->meta, w->nmeta, e, w->n);
+    free(e);
+    return h;
+}
+
 static cJSON *tensor_entry(const RtCkptTensor *t, int64_t begin)
 {
     cJSON *e = cJSON_CreateObject(), *shape = cJSON_CreateArray(), *off = cJSON_CreateArray();
@@ -219,6 +312,7 @@ static char *build_header(RtCkptWriter *w, const char *path, size_t *len, IrErro
 {
     cJSON *root = cJSON_CreateObject(), *meta = cJSON_CreateObject();
     rt_ckpt_metaf(w, CK_HASH_KEY, "%016llx", (unsigned long long)writer_hash(w));
+    rt_ckpt_metaf(w, CK_HEADER_KEY, "%016llx", (unsigned long long)writer_header_hash(w));
     for (int i = 0; i < w->nmeta; i++)
         cJSON_AddStringToObject(meta, w->meta[i].key, w->meta[i].value);
     cJSON_AddItemToObject(root, "__metadata__", meta);

@@ -104,5 +104,9 @@ const char *rt_ckpt_meta_get(const RtCkpt *c, const char *key);
 
 /* The hash stored as gradc.data_hash (exposed for tests). */
 uint64_t rt_ckpt_hash(const void *data, size_t n);
+/* The hash stored as gradc.header_hash, of what c's header says: every
+ * metadata entry but that one, and every tensor's name, dtype, shape and
+ * offsets (exposed for tests). */
+uint64_t rt_ckpt_header_hash(const RtCkpt *c);
 
 #endif
