@@ -10,9 +10,12 @@
  * checked against it before anything is used: the length word, the JSON,
  * each entry's dtype, shape and offsets (END - BEGIN must equal the shape's
  * element count times the dtype size), overlaps and holes (the tensors must
- * tile the buffer, as the format requires), and the data hash when the
- * writer stored one.  Each failure says which file, which tensor and what
- * was wrong.
+ * tile the buffer, as the format requires), names (two entries of one name
+ * are refused: JSON readers differ on which one wins), then the two hashes
+ * when the writer stored them: gradc.header_hash over what the header says,
+ * gradc.data_hash over the tensor bytes.  A gradc checkpoint without them
+ * loads with a warning (rt_ckpt_print_warnings).  Each failure says which
+ * file, which tensor and what was wrong.
  */
 #define _GNU_SOURCE
 #include "runtime/rt_ckpt.h"
@@ -431,16 +434,27 @@ static bool corrupt(IrError *err, const char *path, const char *fmt, ...)
     return false;
 }
 
+static bool open_fail(RtCkpt *c, const char *why, IrError *err)
+{
+    ir_error(err, "cannot open checkpoint '%s': %s", c->path, why);
+    ir_error_hint(err, "check the path (gradc train writes OUT/ckpt.safetensors, or --ckpt PATH)");
+    return false;
+}
+
 static bool map_file(RtCkpt *c, IrError *err)
 {
     int fd = open(c->path, O_RDONLY);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
-        ir_error(err, "cannot open checkpoint '%s': %s", c->path, strerror(errno));
-        ir_error_hint(err, "check the path (gradc train writes OUT/ckpt.safetensors, or --ckpt PATH)");
+        bool ok = open_fail(c, strerror(errno), err);
         if (fd >= 0)
             close(fd);
-        return false;
+        return ok;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return open_fail(c, S_ISDIR(st.st_mode) ? "it is a directory" : "it is not a regular "
+                         "file", err);
     }
     c->size = (size_t)st.st_size;
     if (c->size > 0)
@@ -450,6 +464,7 @@ static bool map_file(RtCkpt *c, IrError *err)
         c->map = NULL;
         return corrupt(err, c->path, "cannot map it: %s", strerror(errno));
     }
+    c->mapped = c->map != NULL;
     return true;
 }
 
@@ -541,8 +556,8 @@ static bool parse_tensor(RtCkpt *c, const cJSON *e, const char *data, int64_t av
 
 static bool parse_meta(RtCkpt *c, const cJSON *m, IrError *err)
 {
-    if (!cJSON_IsObject(m))
-        return corrupt(err, c->path, "__metadata__ must be an object of strings");
+    if (!cJSON_IsObject(m) || c->meta)
+        return corrupt(err, c->path, "__metadata__ must be one object of strings");
     c->meta = calloc((size_t)cJSON_GetArraySize(m) + 1, sizeof *c->meta);
     for (const cJSON *e = m->child; e; e = e->next) {
         if (!cJSON_IsString(e))
@@ -578,7 +593,51 @@ static bool check_tiling(RtCkpt *c, const char *data, int64_t avail, IrError *er
     return true;
 }
 
-static bool check_hash(RtCkpt *c, const char *data, int64_t avail, IrError *err)
+static int by_string(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The first name that occurs twice in names[0..n) (sorted in place), or NULL:
+ * JSON readers differ on which of two equal keys wins, so gradc takes none. */
+static const char *first_duplicate(const char **names, int n)
+{
+    qsort(names, (size_t)n, sizeof *names, by_string);
+    for (int i = 1; i < n; i++)
+        if (!strcmp(names[i - 1], names[i]))
+            return names[i];
+    return NULL;
+}
+
+static bool check_unique(RtCkpt *c, IrError *err)
+{
+    int n = c->n > c->nmeta ? c->n : c->nmeta;
+    const char **names = malloc(sizeof *names * (size_t)(n + 1)), *dup;
+    for (int i = 0; i < c->n; i++)
+        names[i] = c->t[i].name;
+    dup = first_duplicate(names, c->n);
+    bool ok = !dup || corrupt(err, c->path, "two tensors are named '%s'", dup);
+    for (int i = 0; ok && i < c->nmeta; i++)
+        names[i] = c->meta[i].key;
+    dup = ok ? first_duplicate(names, c->nmeta) : NULL;
+    ok = ok && (!dup || corrupt(err, c->path, "__metadata__ has two entries '%s'", dup));
+    free(names);
+    return ok;
+}
+
+static void warn(RtCkpt *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void warn(RtCkpt *c, const char *fmt, ...)
+{
+    if (c->nwarning == 2)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->warning[c->nwarning++], sizeof c->warning[0], fmt, ap);
+    va_end(ap);
+}
+
+static bool check_data_hash(RtCkpt *c, const char *data, int64_t avail, IrError *err)
 {
     const char *want = rt_ckpt_meta_get(c, CK_HASH_KEY);
     if (!want)
@@ -592,8 +651,47 @@ static bool check_hash(RtCkpt *c, const char *data, int64_t avail, IrError *err)
                    "computed): some bytes were changed", want, got);
 }
 
+static bool check_header_hash(RtCkpt *c, IrError *err)
+{
+    const char *want = rt_ckpt_meta_get(c, CK_HEADER_KEY);
+    char got[32];
+    snprintf(got, sizeof got, "%016llx", (unsigned long long)rt_ckpt_header_hash(c));
+    if (!strcmp(got, want))
+        return true;
+    ir_error(err, "checkpoint '%s' was edited or damaged: its metadata and tensor table do "
+             "not match %s (%s stored, %s computed)", c->path, CK_HEADER_KEY, want, got);
+    ir_error_hint(err, "use an unedited copy; gradc takes no changed settings from a "
+                  "checkpoint, give them as flags instead (--set, --data, ...)");
+    return false;
+}
+
+/* The two hashes: each is checked when present; a gradc checkpoint (its
+ * format says so) without them gets a warning, a file of another writer
+ * (Hugging Face's, PyTorch's) has none to check. */
+static bool check_hashes(RtCkpt *c, const char *data, int64_t avail, IrError *err)
+{
+    const char *format = rt_ckpt_meta_get(c, "format");
+    bool ours = format && !strncmp(format, "gradc", 5);
+    bool header = rt_ckpt_meta_get(c, CK_HEADER_KEY) != NULL;
+    bool body = rt_ckpt_meta_get(c, CK_HASH_KEY) != NULL;
+    if (header && !check_header_hash(c, err))
+        return false;
+    if (header && !body)
+        return corrupt(err, c->path, "it has a %s but no %s", CK_HEADER_KEY, CK_HASH_KEY);
+    if (!check_data_hash(c, data, avail, err))
+        return false;
+    if (ours && !header)
+        warn(c, "checkpoint '%s' has no %s (an older gradc wrote it, or it was removed): "
+             "its metadata cannot be checked for edits", c->path, CK_HEADER_KEY);
+    if (ours && !body)
+        warn(c, "checkpoint '%s' has no %s: its tensor bytes cannot be checked for damage",
+             c->path, CK_HASH_KEY);
+    return true;
+}
+
 /* Parses the header (owned by root) into c. */
-static bool parse_header(RtCkpt *c, cJSON *root, const char *data, int64_t avail, IrError *err)
+static bool parse_header(RtCkpt *c, cJSON *root, const char *data, int64_t avail,
+                         unsigned flags, IrError *err)
 {
     if (!cJSON_IsObject(root))
         return corrupt(err, c->path, "the header is not a JSON object");
@@ -609,10 +707,11 @@ static bool parse_header(RtCkpt *c, cJSON *root, const char *data, int64_t avail
         if (!parse_tensor(c, e, data, avail, t, err))
             return false;
     }
-    return check_tiling(c, data, avail, err) && check_hash(c, data, avail, err);
+    return check_unique(c, err) && check_tiling(c, data, avail, err) &&
+           ((flags & RT_CKPT_NO_HASH) || check_hashes(c, data, avail, err));
 }
 
-static bool read_header(RtCkpt *c, IrError *err)
+static bool read_header(RtCkpt *c, unsigned flags, IrError *err)
 {
     uint64_t n = 0;
     if (!header_len(c, &n, err))
@@ -622,7 +721,7 @@ static bool read_header(RtCkpt *c, IrError *err)
     if (!root)
         return corrupt(err, c->path, "its %llu-byte header is not valid JSON",
                        (unsigned long long)n);
-    bool ok = parse_header(c, root, hdr + n, (int64_t)(c->size - 8 - n), err);
+    bool ok = parse_header(c, root, hdr + n, (int64_t)(c->size - 8 - n), flags, err);
     cJSON_Delete(root);
     return ok;
 }
@@ -631,11 +730,31 @@ RtCkpt *rt_ckpt_read(const char *path, IrError *err)
 {
     RtCkpt *c = calloc(1, sizeof *c);
     c->path = strdup(path);
-    if (!map_file(c, err) || !read_header(c, err)) {
+    if (!map_file(c, err) || !read_header(c, 0, err)) {
         rt_ckpt_free(c);
         return NULL;
     }
     return c;
+}
+
+RtCkpt *rt_ckpt_read_mem(const void *data, size_t size, const char *name, unsigned flags,
+                         IrError *err)
+{
+    RtCkpt *c = calloc(1, sizeof *c);
+    c->path = strdup(name);
+    c->map = (void *)data;
+    c->size = size;
+    if (!read_header(c, flags, err)) {
+        rt_ckpt_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void rt_ckpt_print_warnings(const RtCkpt *c, FILE *f)
+{
+    for (int i = 0; i < c->nwarning; i++)
+        fprintf(f, "gradc: warning: %s\n", c->warning[i]);
 }
 
 void rt_ckpt_free(RtCkpt *c)
@@ -646,7 +765,7 @@ void rt_ckpt_free(RtCkpt *c)
         free((char *)c->t[i].name);
     for (int i = 0; i < c->nmeta; i++)
         free(c->meta[i].key), free(c->meta[i].value);
-    if (c->map)
+    if (c->mapped)
         munmap(c->map, c->size);
     free(c->t);
     free(c->meta);

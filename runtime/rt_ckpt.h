@@ -12,17 +12,20 @@
  *               row-major, little-endian; tensors tile the buffer exactly
  *
  * so Hugging Face's safetensors library, PyTorch and numpy read gradc's
- * checkpoints, and gradc reads theirs.  gradc adds one metadata key,
- * "gradc.data_hash", a 64-bit hash of the byte buffer, and checks it when
- * present: a flipped bit anywhere in the tensors is reported, not trained
- * on.  What a training checkpoint holds (weights, AdamW moments, step,
- * data position, model file) is decided by rt_train.c (docs/training.md).
+ * checkpoints, and gradc reads theirs.  gradc adds two metadata keys and
+ * checks them when present: "gradc.data_hash", a 64-bit hash of the byte
+ * buffer, and "gradc.header_hash", one of the rest of the header (every other
+ * metadata entry, and each tensor's name, dtype, shape and offsets).  So a
+ * flipped bit in the tensors, an edited metadata value or a torn copy is
+ * reported, not trained on.  What a training checkpoint holds (weights,
+ * AdamW moments, step, data position, model file) is decided by rt_train.c
+ * (docs/training.md).
  *
  * Writing is atomic: PATH.tmp.PID is written, fsync'd and renamed over
  * PATH, then the folder is fsync'd, so a crash leaves the old checkpoint or
  * the new one, never half of one.  Reading maps the file and checks every
- * header field, bound and overlap; any problem is an IrError that names the
- * file and the problem, with a hint.
+ * header field, bound and overlap against the file's size before using it;
+ * any problem is an IrError that names the file and the problem, with a hint.
  *
  *   RtCkptWriter *w = rt_ckpt_writer_new();
  *   rt_ckpt_add(w, "wte", RT_DT_F32, 2, (int64_t[]){50257, 768}, wte);  // borrowed
@@ -43,6 +46,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* The dtypes of the format (names as in the header). */
 typedef enum RtDType {
@@ -93,12 +97,25 @@ typedef struct RtCkpt {
     RtCkptTensor *t;     /* in file order (by offset) */
     int nmeta;
     RtCkptMeta *meta;
-    void *map;           /* the mapped file */
+    void *map;           /* the mapped file (or the caller's bytes) */
     size_t size;
+    bool mapped;         /* map is ours to unmap */
+    int nwarning;        /* checks that could not be made (rt_ckpt_print_warnings) */
+    char warning[2][320];
 } RtCkpt;
 
 RtCkpt *rt_ckpt_read(const char *path, IrError *err);
+/* The same checks on bytes in memory, borrowed until rt_ckpt_free; `name`
+ * stands for the file in messages.  RT_CKPT_NO_HASH skips the two hashes
+ * (for the fuzz harness, which must get past them to reach what follows). */
+#define RT_CKPT_NO_HASH 1u
+RtCkpt *rt_ckpt_read_mem(const void *data, size_t size, const char *name, unsigned flags,
+                         IrError *err);
 void rt_ckpt_free(RtCkpt *c);
+/* "gradc: warning: ..." for each check the reader could not make: a gradc
+ * checkpoint without gradc.header_hash (an older gradc wrote it) or without
+ * gradc.data_hash. */
+void rt_ckpt_print_warnings(const RtCkpt *c, FILE *f);
 const RtCkptTensor *rt_ckpt_find(const RtCkpt *c, const char *name);
 const char *rt_ckpt_meta_get(const RtCkpt *c, const char *key);
 
