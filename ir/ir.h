@@ -20,6 +20,7 @@
  *   verify.c                    the verifier
  *   print.c / parse.c           the text format (docs/ir.md)
  *   interp.c                    the reference interpreter (double precision)
+ *   index.c                     integer inputs and the tables they index
  *   dot.c                       Graphviz export
  *
  * Example: build `y = sum(x * x)` for x : f32[B,4].
@@ -318,6 +319,39 @@ bool ir_interp_run(IrInterp *it, IrError *err);
 /* The value of any node after a run (owned by the interpreter). */
 const IrTensor *ir_interp_value(const IrInterp *it, const IrNode *n);
 const IrTensor *ir_interp_output(const IrInterp *it, const char *name);
+
+/* ---------------------------------------------------------------- index.c */
+
+/* The values an integer input may hold, from the ops that read it (through
+ * movement ops): gather and scatter_add rows, cross_entropy classes.  Read
+ * the graph before `decompose`.
+ *
+ *   IrIndexUse u = ir_index_use(g, x, binding);      // y of an MLP: [0, 5)
+ *   if (!ir_index_check_values(&u, x->name, data, n, &err)) ...
+ */
+typedef struct IrIndexUse {
+    int64_t range;          /* valid: [0, range), the smallest over the uses; 0: none */
+    const IrNode *user;     /* the gather, scatter_add, cross_entropy or one-hot eq */
+    const IrNode *table;    /* its table, or its logits (NULL for eq) */
+    bool has_ignore;        /* targets only: `ignore` is valid too */
+    int64_t ignore;
+} IrIndexUse;
+
+IrIndexUse ir_index_use(const IrGraph *g, const IrNode *x, const int64_t *binding);
+/* False with err (naming the input, the element, the value and the table or
+ * the classes) at the first value outside u. */
+bool ir_index_check_values(const IrIndexUse *u, const char *name, const int32_t *v, int64_t n,
+                           IrError *err);
+/* The largest value of symbol `sym` such that every gather by an iota over
+ * it (positions 0..sym-1) stays inside its table of constant rows; *table
+ * (if not NULL): the smallest such table.  0 when no gather bounds it. */
+int64_t ir_index_sym_limit(const IrGraph *g, int sym, const IrNode **table);
+/* False with err (naming the gather and its table) when at `binding` a
+ * gather by an iota reads past its table; *sym is then the symbol the iota
+ * runs over (-1 when its length is not one symbol), *max its largest value
+ * that fits. */
+bool ir_index_check_binding(const IrGraph *g, const int64_t *binding, int *sym, int64_t *max,
+                            IrError *err);
 
 /* ---------------------------------------------------------------- dot.c */
 
