@@ -85,16 +85,24 @@ int cli_write_ir(const IrGraph *g, const char *path);
 
 typedef struct RtExec RtExec;
 
+/* What picks the values of a graph's symbols, in every command that binds
+ * them: --batch (B), --seq (T), --bind NAME=V (any symbol). */
+typedef struct CliBindArgs {
+    long long batch, seq;
+    bool seq_given;
+    bool others_seq;                      /* check: a symbol without --bind takes T's value */
+    char name[IR_MAX_SYMS][32];           /* --bind NAME=V */
+    long long value[IR_MAX_SYMS];
+    int n;
+} CliBindArgs;
+
 typedef struct CliExecArgs {
     const char *in;
     CliModelArgs model;
-    long long batch, seq, seed, threads;  /* threads 0: the runtime decides */
-    bool seq_given;
+    CliBindArgs bind;
+    long long seed, threads;              /* threads 0: the runtime decides */
     bool no_cache;
     const char *passes;                   /* NULL: the default pipeline */
-    char bind_name[IR_MAX_SYMS][32];      /* --bind NAME=V */
-    long long bind_value[IR_MAX_SYMS];
-    int nbind;
 } CliExecArgs;
 
 /* One random input: node, dims at the binding, data (f32, i32 or u8). */
@@ -103,6 +111,7 @@ typedef struct CliInput {
     int64_t dim[IR_MAX_RANK];
     int64_t numel, bytes;
     bool state;                           /* written back by an output */
+    IrIndexUse use;                       /* i32: the rows or classes it selects */
     void *data;
 } CliInput;
 
@@ -117,6 +126,9 @@ CliExecArgs cli_exec_args_default(void);
  * --no-cache.  Returns -1 when argv[*i] is none of them, 0 when taken, or
  * an exit code after reporting a bad value. */
 int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a);
+/* Takes --batch, --seq and --bind NAME=V (the part of cli_exec_flag that
+ * check and gradcheck share); returns as cli_exec_flag. */
+int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b);
 /* The pass flags of dump and opt: --passes LIST, --print-after P,
  * --print-before P, --explain.  -1 when argv[*i] is none of them, 0 when
  * taken, or an exit code after reporting a missing value. */
@@ -125,15 +137,28 @@ int cli_pass_flag(char **argv, int argc, int *i, const char **passes, struct Pas
 /* `--name N` with N >= min: -1 not this flag, 0 taken, else an exit code. */
 int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
                  long long min, long long *out);
-/* binding[s] for every symbol of g: B, T (capped at context_length unless
- * --seq asked for more: an error), --bind NAME=V; else an error. */
-bool cli_bind(const IrGraph *g, const FeModel *m, const CliExecArgs *a, int64_t *binding,
+/* binding[s] for every symbol of g: --bind NAME=V, B from --batch, T from
+ * --seq, and with others_seq any other symbol from --seq; else an error.
+ * A symbol left at its default is capped at what the model allows (T at
+ * context_length, any symbol at the rows of a table that a gather reads
+ * with an iota over it); one that was given and is too large is an error,
+ * as is any binding that makes such a gather read past its table
+ * (ir_index_check_binding).  Read g before `decompose`. */
+bool cli_bind(const IrGraph *g, const FeModel *m, const CliBindArgs *b, int64_t *binding,
               IrError *err);
+/* gradc train's check of its binding before it starts: loads the model at
+ * `path` and binds B = batch, T = seq (0: the config's context_length) as
+ * cli_bind does.  Returns -1 to go on, else an exit code after reporting. */
+int cli_check_seq(const char *path, const CliModelArgs *m, long long batch, long long seq);
 void cli_print_binding(const IrGraph *g, const int64_t *binding, FILE *f);
-/* Seeded random values for every input of g (see cmd_run.c). */
+/* Seeded random values for every input of g (see cmd_run.c).  Call it on
+ * g before `decompose`: an integer input's range comes from the gathers
+ * and cross_entropy that read it. */
 void cli_make_inputs(const IrGraph *g, const FeModel *m, const int64_t *binding, uint64_t seed,
                      bool state_random, CliInputs *out);
 void cli_free_inputs(CliInputs *in);
+/* Sets every input of ex; an i32 input holding a value outside the rows or
+ * classes it selects (CliInput.use) is an error, before anything runs. */
 bool cli_set_inputs(RtExec *ex, const CliInputs *in, IrError *err);
 /* "  NAME: f32[2,64,256]", then mean/std/min/max and the first values. */
 void cli_print_output(const IrGraph *g, const IrOutput *o, const int64_t *binding,

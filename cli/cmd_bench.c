@@ -45,7 +45,8 @@ const char cmd_bench_usage[] =
     "\n"
     "flags:\n"
     "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, at most context_length)\n"
+    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
+    "                   and at the rows of a positional table; past them: an error)\n"
     "  --steps N        timed steps (default 10)\n"
     "  --warmup W       untimed steps first (default 2)\n"
     "  --train          time a train step (autodiff + AdamW) instead of a forward\n"
@@ -106,8 +107,13 @@ static int parse_args(int argc, char **argv, BenchArgs *a)
 
 /* ---------------------------------------------------------------- the graph */
 
-static int prepare(IrGraph *g, const BenchArgs *a, const int64_t *binding, IrError *err)
+/* The train step (with --train), the random inputs, then the pipeline: the
+ * inputs come before `decompose`, which removes cross_entropy, the op that
+ * says which classes a target may name. */
+static int prepare(IrGraph *g, const FeModel *m, const BenchArgs *a, const int64_t *binding,
+                   CliInputs *in, IrError *err)
 {
+    memset(in, 0, sizeof *in);
     if (a->train) {
         if (!pass_lookup("autodiff") || !pass_lookup("optimizer")) {
             ir_error(err, "--train needs the autodiff and optimizer passes, which this build "
@@ -119,6 +125,7 @@ static int prepare(IrGraph *g, const BenchArgs *a, const int64_t *binding, IrErr
         if (r >= 0)
             return r;
     }
+    cli_make_inputs(g, m, binding, (uint64_t)a->x.seed, false, in);
     return cli_run_passes(g, a->x.passes, binding, err);
 }
 
@@ -277,16 +284,15 @@ static void note_blas_core(const RtExecStats *st)
 static int bench(IrGraph *g, const FeModel *m, const BenchArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS];
-    if (!cli_bind(g, m, &a->x, binding, err))
-        return cli_fail(err);
-    int r = prepare(g, a, binding, err);
-    if (r >= 0)
-        return r;
-    RtExec *ex = cli_exec_new(g, binding, &a->x, true, err);
-    if (!ex)
+    if (!cli_bind(g, m, &a->x.bind, binding, err))
         return cli_fail(err);
     CliInputs in;
-    cli_make_inputs(g, m, binding, (uint64_t)a->x.seed, false, &in);
+    int r = prepare(g, m, a, binding, &in, err);
+    RtExec *ex = r < 0 ? cli_exec_new(g, binding, &a->x, true, err) : NULL;
+    if (!ex) {
+        cli_free_inputs(&in);
+        return r >= 0 ? r : cli_fail(err);
+    }
     rt_exec_init_params(ex, (uint64_t)a->x.seed);
     printf("bench: %s (%s)  ", a->x.in, a->train ? "train step" : "forward");
     cli_print_binding(g, binding, stdout);

@@ -4,9 +4,13 @@
  * through the frontend with --set overrides, or IR text), runs the
  * verifier, and prints the graph's inputs and outputs, its parameter count
  * (the number to compare with PyTorch's sum(p.numel())), the forward FLOPs
- * per token and a rough memory estimate.  Costs come from ir/cost.c under
- * a binding of the symbols: B is --batch (1), every other symbol is --seq,
- * which defaults to the config key context_length.
+ * per token (per example for a graph without T) and a rough memory
+ * estimate.  Costs come from ir/cost.c under a binding of the symbols
+ * (cli_bind, as every command binds): B is --batch (1), a symbol named by
+ * --bind NAME=V is V, every other symbol is --seq, which defaults to the
+ * config key context_length, capped at the rows of a table that a gather
+ * reads with an iota over the symbol.  A binding that makes such a gather
+ * read past its table is an error.
  */
 #include "cli.h"
 #include "passes/pass.h"
@@ -16,30 +20,38 @@
 #include <string.h>
 
 const char cmd_check_usage[] =
-    "usage: gradc check MODEL.json|FILE.gir|- [--set k=v ...] [--batch B] [--seq T] [--params]\n"
+    "usage: gradc check MODEL.json|FILE.gir|- [--set k=v ...] [--batch B] [--seq T]\n"
+    "                   [--bind NAME=V ...] [--params]\n"
     "\n"
     "Loads a model, verifies its graph and prints a summary: inputs and outputs\n"
-    "with their shapes, the parameter count, the forward FLOPs per token and a\n"
-    "rough memory estimate.  A JSON model goes through the frontend\n"
-    "(docs/graph-format.md); a .gir file (or - for stdin) is IR text.\n"
+    "with their shapes, the parameter count, the forward FLOPs per token (per\n"
+    "example when the graph has no sequence symbol T) and a rough memory\n"
+    "estimate.  A JSON model goes through the frontend (docs/graph-format.md); a\n"
+    ".gir file (or - for stdin) is IR text.\n"
     "\n"
     "flags:\n"
-    "  --set k=v     override a config value (repeatable), e.g. --set n_layers=2\n"
-    "  --batch B     batch size for the FLOP and memory estimates (default 1)\n"
-    "  --seq T       sequence length for them; every symbol other than B takes\n"
-    "                this value (default: config key context_length, else 128)\n"
-    "  --params      also list every parameter with its shape and init\n"
+    "  --set k=v       override a config value (repeatable), e.g. --set n_layers=2\n"
+    "  --batch B       batch size for the FLOP and memory estimates (default 1)\n"
+    "  --seq T         sequence length for them; every symbol other than B without\n"
+    "                  a --bind takes this value (default: config key\n"
+    "                  context_length, else 128; a default is capped at the rows\n"
+    "                  of a positional table, one given past them is an error)\n"
+    "  --bind NAME=V   the value of one symbol, e.g. --bind S=64 (repeatable)\n"
+    "  --params        also list every parameter with its shape and init\n"
     "\n"
     "output (gpt2-small):\n"
     "  params: 163,009,536 (trainable 163,009,536)   elements of all parameters\n"
     "  optimizer state: 1,304,076,288 bytes (...)    AdamW m and v (f32) of the trainable ones\n"
+    "  binding: B=1 T=1024                           the sizes of the estimates\n"
     "  forward FLOPs/token: ...                      matmul 2*M*N*K, see ir/cost.h\n"
+    "                                                (FLOPs/example without T)\n"
     "  memory estimate: ...                          params + every activation, no reuse\n"
     "\n"
     "examples:\n"
     "  gradc check models/gpt2-small.json\n"
     "  gradc check models/gpt2-small.json --set tie_embeddings=1\n"
     "  gradc check models/gpt-mini.json --batch 8 --seq 64 --params\n"
+    "  gradc check encdec.json --bind S=64 --seq 32\n"
     "\n"
     "exit codes: 0 the model is valid, 1 a user error (the message names the file\n"
     "and the place, e.g. models/x.json: /modules/block/nodes/3), 2 internal error\n";
@@ -47,7 +59,7 @@ const char cmd_check_usage[] =
 typedef struct CheckArgs {
     const char *path;
     CliModelArgs model;
-    long long batch, seq;      /* seq 0: not given */
+    CliBindArgs bind;          /* --batch, --seq, --bind */
     bool list;
 } CheckArgs;
 
@@ -55,18 +67,15 @@ typedef struct CheckArgs {
 static int parse_args(int argc, char **argv, CheckArgs *a)
 {
     for (int i = 1; i < argc; i++) {
-        const char *v;
+        int r;
         if (cli_is_help(argv[i]))
             return cli_help("check");
         if (cli_take_set(argv, argc, &i, &a->model)) {
             if (a->model.bad)
                 return 1;
-        } else if (cli_flag_value(argv, argc, &i, "--batch", &v)) {
-            if (!cli_parse_int("check", "--batch", v, &a->batch) || a->batch < 1)
-                return v ? cli_usage_error("check", "--batch must be a positive integer") : 1;
-        } else if (cli_flag_value(argv, argc, &i, "--seq", &v)) {
-            if (!cli_parse_int("check", "--seq", v, &a->seq) || a->seq < 1)
-                return v ? cli_usage_error("check", "--seq must be a positive integer") : 1;
+        } else if ((r = cli_bind_flag("check", argv, argc, &i, &a->bind)) >= 0) {
+            if (r)
+                return r;
         } else if (!strcmp(argv[i], "--params"))
             a->list = true;
         else if (argv[i][0] == '-' && argv[i][1])
@@ -156,33 +165,40 @@ static void print_params(const IrGraph *g, bool list)
                commas(state, a, sizeof a), mib(state));
 }
 
-/* B takes --batch; every other symbol takes the sequence length. */
-static long long bind_symbols(const IrGraph *g, const FeModel *m, const CheckArgs *a,
-                              int64_t *bind)
+/* B takes --batch, a symbol named by --bind its value, every other symbol
+ * the sequence length (cli_bind with others_seq): --seq, else the config's
+ * context_length, else 128, capped by the tables of a positional gather. */
+static bool bind_symbols(const IrGraph *g, const FeModel *m, CheckArgs *a, int64_t *bind,
+                         IrError *err)
 {
     double ctx;
-    long long T = a->seq ? a->seq : m && fe_config(m, "context_length", &ctx) && ctx >= 1
-                                        ? (long long)ctx : 128;
-    for (int s = 0; s < IR_MAX_SYMS; s++)
-        bind[s] = s < g->nsym && !strcmp(g->sym[s], "B") ? a->batch : T;
+    if (!a->bind.seq_given)
+        a->bind.seq = m && fe_config(m, "context_length", &ctx) && ctx >= 1 ? (long long)ctx
+                                                                            : 128;
+    return cli_bind(g, m, &a->bind, bind, err);
+}
+
+/* FLOPs per token when the graph has a sequence (T), else per example (B),
+ * else per run: an MLP has no tokens. */
+static void print_flops(const IrGraph *g, const int64_t *bind, int64_t flops)
+{
+    int B = ir_graph_find_sym(g, "B"), T = ir_graph_find_sym(g, "T");
+    int64_t per = (B >= 0 ? bind[B] : 1) * (T >= 0 ? bind[T] : 1);
+    const char *unit = T >= 0 ? "/token" : B >= 0 ? "/example" : " (one run)";
+    char f[32];
+    printf("forward FLOPs%s: %s (%.2f GFLOP)\n", unit, commas(flops / per, f, sizeof f),
+           (double)flops / (double)per / 1e9);
+}
+
+static void print_costs(const IrGraph *g, const int64_t *bind)
+{
+    IrParamStats ps = ir_cost_params(g);
+    int64_t act = ir_cost_activation_bytes(g, bind);
     printf("binding:");
     for (int s = 0; s < g->nsym; s++)
         printf(" %s=%lld", g->sym[s], (long long)bind[s]);
     printf("%s\n", g->nsym ? "" : " (no symbols)");
-    return T;
-}
-
-static void print_costs(const IrGraph *g, const FeModel *m, const CheckArgs *a)
-{
-    int64_t bind[IR_MAX_SYMS];
-    long long T = bind_symbols(g, m, a, bind);
-    long long tokens = a->batch * T;
-    int64_t flops = ir_cost_flops(g, bind);
-    IrParamStats ps = ir_cost_params(g);
-    int64_t act = ir_cost_activation_bytes(g, bind);
-    char f[32];
-    printf("forward FLOPs/token: %s (%.2f GFLOP)\n", commas(flops / tokens, f, sizeof f),
-           (double)flops / (double)tokens / 1e9);
+    print_flops(g, bind, ir_cost_flops(g, bind));
     printf("memory estimate: %.1f MiB (params %.1f MiB + activations %.1f MiB, no reuse)\n",
            mib(ps.bytes + act), mib(ps.bytes), mib(act));
 }
@@ -191,7 +207,8 @@ int cmd_check(int argc, char **argv)
 {
     CheckArgs a;
     memset(&a, 0, sizeof a);
-    a.batch = 1;
+    a.bind.batch = 1;
+    a.bind.others_seq = true;
     int rc = parse_args(argc, argv, &a);
     if (rc >= 0)
         return rc;
@@ -200,14 +217,18 @@ int cmd_check(int argc, char **argv)
     IrGraph *g = cli_load(a.path, &a.model, &m, &err);
     if (!g)
         return cli_fail(&err);
+    int64_t bind[IR_MAX_SYMS];
     if (!ir_verify(g, &err)) {
+        ir_error_where(&err, "%s", a.path);
+        rc = cli_fail(&err);
+    } else if (!bind_symbols(g, m, &a, bind, &err)) {
         ir_error_where(&err, "%s", a.path);
         rc = cli_fail(&err);
     } else {
         printf("graph: %s (%s)\nnodes: %d\n", g->name, a.path, g->nnodes);
         print_io(g);
         print_params(g, a.list);
-        print_costs(g, m, &a);
+        print_costs(g, bind);
         printf("ok\n");
         rc = 0;
     }

@@ -274,7 +274,7 @@ static int run(IrGraph *g, DumpArgs *a)
 {
     int64_t binding[IR_MAX_SYMS] = {0};
     IrError berr = {0};
-    if (cli_bind(g, a->fe, &a->x, binding, &berr))
+    if (cli_bind(g, a->fe, &a->x.bind, binding, &berr))
         a->ctx.binding = binding;
     else if (needs_binding(a->stage))
         return cli_fail(&berr);

@@ -14,7 +14,7 @@
 
 const char cmd_gradcheck_usage[] =
     "usage: gradc gradcheck MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T]\n"
-    "                       [--bind SYM=N ...] [--seed S] [--tol X] [--samples N]\n"
+    "                       [--bind NAME=V ...] [--seed S] [--tol X] [--samples N]\n"
     "                       [--jobs N] [--freeze GLOB ...]\n"
     "\n"
     "Checks the autodiff gradient of every trainable parameter against central\n"
@@ -31,8 +31,9 @@ const char cmd_gradcheck_usage[] =
     "flags:\n"
     "  --set k=v          override a config value of a JSON model (repeatable)\n"
     "  --batch B          value of the symbol B (default 2)\n"
-    "  --seq T            value of the symbol T (default 8)\n"
-    "  --bind SYM=N       value of any other symbol of the graph (repeatable)\n"
+    "  --seq T            value of the symbol T (default 8, capped at context_length\n"
+    "                     and at the rows of a positional table; past them: an error)\n"
+    "  --bind NAME=V      value of any other symbol of the graph (repeatable)\n"
     "  --seed S           seed of the inputs, parameter values and samples (default 0)\n"
     "  --tol X            largest error allowed (default 1e-6)\n"
     "  --samples N        elements checked per parameter (default 4)\n"
@@ -50,34 +51,16 @@ const char cmd_gradcheck_usage[] =
     "exit codes: 0 every error within the tolerance, 1 a failed check or a user\n"
     "error, 2 internal error\n";
 
-#define GC_MAX_BINDS 8
-
 typedef struct GcArgs {
     const char *in;
     CliModelArgs model;
-    long long batch, seq, seed, samples, jobs;
+    CliBindArgs bind;          /* --batch, --seq, --bind */
+    long long seed, samples, jobs;
     double tol;
-    const char *bind_name[GC_MAX_BINDS];
-    long long bind_val[GC_MAX_BINDS];
-    int nbind;
     PassTrainOpts train;
 } GcArgs;
 
 /* ---------------------------------------------------------------- flags */
-
-static int take_bind(GcArgs *a, const char *v)
-{
-    const char *eq = v ? strchr(v, '=') : NULL;
-    char *end;
-    if (!eq || eq == v || a->nbind == GC_MAX_BINDS)
-        return cli_usage_error("gradcheck", "--bind expects SYM=N, got '%s'", v ? v : "");
-    long long n = strtoll(eq + 1, &end, 10);
-    if (*end || n < 1)
-        return cli_usage_error("gradcheck", "--bind %s: the value must be a positive integer", v);
-    a->bind_name[a->nbind] = strndup(v, eq - v);
-    a->bind_val[a->nbind++] = n;
-    return -1;
-}
 
 static int take_double(const char *flag, const char *v, double *out)
 {
@@ -128,10 +111,9 @@ static int take_arg(char **argv, int argc, int *i, GcArgs *a)
         return cli_help("gradcheck");
     if (cli_take_set(argv, argc, i, &a->model))
         return a->model.bad ? 1 : -1;
-    if (cli_flag_value(argv, argc, i, "--batch", &v))
-        return take_int("--batch", v, &a->batch);
-    if (cli_flag_value(argv, argc, i, "--seq", &v))
-        return take_int("--seq", v, &a->seq);
+    int r = cli_bind_flag("gradcheck", argv, argc, i, &a->bind);
+    if (r >= 0)
+        return r ? r : -1;
     if (cli_flag_value(argv, argc, i, "--seed", &v))
         return take_int("--seed", v, &a->seed);
     if (cli_flag_value(argv, argc, i, "--samples", &v))
@@ -140,8 +122,6 @@ static int take_arg(char **argv, int argc, int *i, GcArgs *a)
         return take_int("--jobs", v, &a->jobs);
     if (cli_flag_value(argv, argc, i, "--tol", &v))
         return take_double("--tol", v, &a->tol);
-    if (cli_flag_value(argv, argc, i, "--bind", &v))
-        return v ? take_bind(a, v) : 1;
     if (cli_flag_value(argv, argc, i, "--freeze", &v))
         return take_freeze(a, v);
     if (cli_flag_value(argv, argc, i, "--break-rule", &v))
@@ -164,33 +144,6 @@ static int parse_args(int argc, char **argv, GcArgs *a)
     if (!a->in)
         return cli_usage_error("gradcheck", "missing input: a model .json file or a .gir file");
     return -1;
-}
-
-/* ---------------------------------------------------------------- binding */
-
-static bool bind_one(const GcArgs *a, const char *sym, int64_t *v)
-{
-    for (int i = 0; i < a->nbind; i++)
-        if (!strcmp(a->bind_name[i], sym)) {
-            *v = a->bind_val[i];
-            return true;
-        }
-    if (!strcmp(sym, "B") || !strcmp(sym, "T")) {
-        *v = sym[0] == 'B' ? a->batch : a->seq;
-        return true;
-    }
-    return false;
-}
-
-static bool bind_all(const IrGraph *g, const GcArgs *a, int64_t *binding, IrError *err)
-{
-    for (int i = 0; i < g->nsym; i++)
-        if (!bind_one(a, g->sym[i], &binding[i])) {
-            ir_error(err, "gradcheck: the graph's symbol '%s' has no value", g->sym[i]);
-            ir_error_hint(err, "give it one with --bind %s=N", g->sym[i]);
-            return false;
-        }
-    return true;
 }
 
 /* ---------------------------------------------------------------- report */
@@ -235,13 +188,9 @@ static int gradcheck(const GcArgs *a, IrError *err)
     FeModel *model = NULL;
     IrGraph *g = cli_load(a->in, &a->model, &model, err);
     int64_t binding[IR_MAX_SYMS] = {0};
-    double ctx;
-    if (g && model && fe_config(model, "context_length", &ctx) && a->seq > ctx) {
-        ir_error(err, "gradcheck: --seq %lld exceeds the model's context_length %g", a->seq, ctx);
-        ir_error_hint(err, "use --seq %g or less (the default is 8)", ctx);
-    }
-    if (!g || err->set || !bind_all(g, a, binding, err)) {
-        cli_unload(g, model);
+    if (!g || !cli_bind(g, model, &a->bind, binding, err)) {
+        if (g)
+            cli_unload(g, model);
         return cli_fail(err);
     }
     GcOptions o = gc_options_default();
@@ -263,12 +212,8 @@ static int gradcheck(const GcArgs *a, IrError *err)
 int cmd_gradcheck(int argc, char **argv)
 {
     IrError err = {0};
-    GcArgs a = {.batch = 2, .seq = 8, .samples = 4, .tol = 1e-6,
+    GcArgs a = {.bind = {.batch = 2, .seq = 8}, .samples = 4, .tol = 1e-6,
                 .train = pass_ctx_default(&err).train};
     int r = parse_args(argc, argv, &a);
-    if (r < 0)
-        r = gradcheck(&a, &err);
-    for (int i = 0; i < a.nbind; i++)
-        free((char *)a.bind_name[i]);
-    return r;
+    return r < 0 ? gradcheck(&a, &err) : r;
 }

@@ -504,6 +504,43 @@ static int run_train(Oracle *o, IrError *err)
     return r;
 }
 
+/* ---------------------------------------------------------------- indices */
+
+/* One integer input of the file inside the rows or classes it selects. */
+static bool check_input(const Oracle *o, const IrGraph *g, const IrNode *n, const int64_t *b,
+                        IrError *err)
+{
+    const RtCkptTensor *t = n->op == OP_INPUT && n->dtype == DT_I32 ? find(&o->in, n->name)
+                                                                    : NULL;
+    if (!t || !shape_matches(n, t, b))
+        return true; /* load_values reports it */
+    IrIndexUse u = ir_index_use(g, n, b);
+    return ir_index_check_values(&u, n->name, t->data, t->bytes / 4, err);
+}
+
+/* Before anything runs, on the graph as loaded (with --steps, the forward
+ * with its loss, as the train step makes it, so that `targets` counts):
+ * no gather by position past its table, and every integer input of the
+ * file inside the rows or classes it selects.  The compiled programs
+ * check neither, and after decompose a target outside the classes gives
+ * a finite, wrong loss. */
+static bool check_indices(Oracle *o, IrError *err)
+{
+    IrGraph *g = ir_graph_clone(o->g);
+    PassCtx ctx = pass_ctx_default(err);
+    int64_t b[IR_MAX_SYMS], max;
+    int sym;
+    bool train = o->a->steps > 0;
+    bool ok = (!train || pass_train_forward(g, &ctx)) && bind_symbols(g, &o->in, train, b, err) &&
+              ir_index_check_binding(g, b, &sym, &max, err);
+    for (int i = 0; ok && i < g->nnodes; i++)
+        ok = check_input(o, g, g->nodes[i], b, err);
+    if (!ok && !err->where[0])
+        ir_error_where(err, "%s", o->in.path);
+    ir_graph_free(g);
+    return ok;
+}
+
 /* ---------------------------------------------------------------- the command */
 
 /* Every tensor of the file must have been taken by one of the graphs. */
@@ -526,7 +563,7 @@ static int oracle(Oracle *o, IrError *err)
         return cli_fail(err);
     o->in.used = calloc((size_t)o->in.c->n + 1, sizeof *o->in.used);
     o->out.w = rt_ckpt_writer_new();
-    int r = run_forward(o, err);
+    int r = check_indices(o, err) ? run_forward(o, err) : cli_fail(err);
     if (r < 0 && o->a->steps > 0)
         r = run_train(o, err);
     if (r < 0 && !check_unused(o, err))

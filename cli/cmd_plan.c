@@ -45,7 +45,8 @@ const char cmd_plan_usage[] =
     "\n"
     "flags:\n"
     "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, at most context_length)\n"
+    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
+    "                   and at the rows of a positional table; past them: an error)\n"
     "  --train          plan a train step (autodiff + AdamW) instead of a forward\n"
     "  --set k=v        override a config value of a JSON model (repeatable)\n"
     "  --passes=LIST    the pipeline after the graph (default: the default pipeline,\n"
@@ -482,7 +483,7 @@ static int plan_graph(IrGraph *g, const FeModel *m, const PlanArgs *a, IrError *
     snprintf(train, sizeof train, "%s%s%s", pass_train_pipeline, *pipeline ? "," : "", pipeline);
     if (a->train)
         pipeline = train;
-    if (!cli_bind(g, m, &a->x, binding, err))
+    if (!cli_bind(g, m, &a->x.bind, binding, err))
         return cli_fail(err);
     ctx.binding = binding;
     printf("plan: %s (%s)  ", a->x.in, a->train ? "train step" : "forward");

@@ -7,12 +7,17 @@
  * runtime, and the pieces it needs are shared with `gradc verify` and
  * `gradc bench` (declared in cli.h):
  *
- *   binding   B from --batch, T from --seq (capped at the config's
- *             context_length), any symbol from --bind NAME=V; an unbound
- *             symbol is an error that names it and the flag;
+ *   binding   B from --batch, T from --seq, any symbol from --bind
+ *             NAME=V; an unbound symbol is an error that names it and the
+ *             flag.  A default T is capped at the config's context_length
+ *             and at the rows of a table gathered by positions (an iota
+ *             over T); a value given past either is an error, which names
+ *             the table (ir_index_check_binding);
  *   inputs    integer inputs are uniform in [0, V) where V is the size of
  *             the table that a gather indexes with them (or the logits'
- *             width for cross_entropy targets, else config vocab_size);
+ *             width for cross_entropy targets, else config vocab_size),
+ *             read from the graph before `decompose` (ir_index_use), and
+ *             checked against that range when set;
  *             float inputs are standard normal, except `lr` (1e-3) and
  *             `step` (1); bool inputs are fair coins.  State inputs (an
  *             output of the same name writes them back) start at zero, or
@@ -44,13 +49,16 @@ const char cmd_run_usage[] =
     "compile time (and whether the kernels came from the on-disk cache) and run time.\n"
     "\n"
     "Integer inputs (token ids, targets) are uniform in [0, V), V being the rows of\n"
-    "the table a gather reads with them (else the logits' width, else vocab_size);\n"
-    "float inputs are standard normal (lr = 1e-3, step = 1).\n"
+    "the table a gather reads with them (else the classes of the cross_entropy they\n"
+    "are the targets of, else vocab_size), read before decompose; a value outside\n"
+    "is an error before anything runs.  Float inputs are standard normal (lr = 1e-3,\n"
+    "step = 1).\n"
     "\n"
     "flags:\n"
     "  --set k=v        override a config value of a JSON model (repeatable)\n"
     "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, at most context_length)\n"
+    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
+    "                   and at the rows of a positional table; past them: an error)\n"
     "  --bind NAME=V    the value of any other symbol of the graph (repeatable)\n"
     "  --seed S         seed of the params and inputs (default 42)\n"
     "  --passes=LIST    the pass pipeline before compiling (default: the default\n"
@@ -84,22 +92,33 @@ int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *nam
     return 0;
 }
 
-static int take_bind(const char *cmd, const char *v, CliExecArgs *a)
+static int take_bind(const char *cmd, const char *v, CliBindArgs *b)
 {
     if (!v)
         return 1;
     const char *eq = strchr(v, '=');
     long long x;
-    if (!eq || eq == v || a->nbind == IR_MAX_SYMS)
+    if (!eq || eq == v || b->n == IR_MAX_SYMS)
         return cli_usage_error(cmd, "--bind expects NAME=VALUE, got '%s'", v);
     if (!*(eq + 1) || !cli_parse_int(cmd, "--bind", eq + 1, &x) || x <= 0)
         return cli_usage_error(cmd, "--bind %s needs a positive integer value", v);
-    snprintf(a->bind_name[a->nbind], sizeof a->bind_name[0], "%.*s", (int)(eq - v), v);
-    a->bind_value[a->nbind++] = x;
+    snprintf(b->name[b->n], sizeof b->name[0], "%.*s", (int)(eq - v), v);
+    b->value[b->n++] = x;
     return 0;
 }
 
 int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a)
+int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b)
+{
+    const char *v = NULL;
+    if (cli_flag_value(argv, argc, i, "--bind", &v))
+        return take_bind(cmd, v, b);
+    int r = cli_int_flag(cmd, argv, argc, i, "--batch", 1, &b->batch);
+    if (r < 0 && (r = cli_int_flag(cmd, argv, argc, i, "--seq", 1, &b->seq)) >= 0)
+        b->seq_given = true;
+    return r;
+}
+
 {
     const char *v = NULL;
     if (cli_take_set(argv, argc, i, &a->model))
@@ -108,21 +127,16 @@ int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a
         return a->no_cache = true, 0;
     if (cli_flag_value(argv, argc, i, "--passes", &v))
         return v ? (a->passes = v, 0) : 1;
-    if (cli_flag_value(argv, argc, i, "--bind", &v))
-        return take_bind(cmd, v, a);
     int r;
-    if ((r = cli_int_flag(cmd, argv, argc, i, "--batch", 1, &a->batch)) >= 0 ||
-        (r = cli_int_flag(cmd, argv, argc, i, "--seed", 0, &a->seed)) >= 0 ||
-        (r = cli_int_flag(cmd, argv, argc, i, "--threads", 1, &a->threads)) >= 0)
+    if ((r = cli_bind_flag(cmd, argv, argc, i, &a->bind)) >= 0 ||
+        (r = cli_int_flag(cmd, argv, argc, i, "--seed", 0, &a->seed)) >= 0)
         return r;
-    if ((r = cli_int_flag(cmd, argv, argc, i, "--seq", 1, &a->seq)) >= 0)
-        a->seq_given = true;
-    return r;
+    return cli_int_flag(cmd, argv, argc, i, "--threads", 1, &a->threads);
 }
 
 CliExecArgs cli_exec_args_default(void)
 {
-    return (CliExecArgs){.batch = 2, .seq = 64, .seed = 42};
+    return (CliExecArgs){.bind = {.batch = 2, .seq = 64}, .seed = 42};
 }
 
 /* ---------------------------------------------------------------- binding */
@@ -136,61 +150,107 @@ static bool config_int(const FeModel *m, const char *key, int64_t *v)
     return true;
 }
 
-static bool bind_seq(const FeModel *m, const CliExecArgs *a, int64_t *T, IrError *err)
+/* A symbol at its default: no larger than the rows of a table a gather
+ * reads with an iota over it (and T no larger than context_length). */
+static int64_t cap_default(const IrGraph *g, int s, const FeModel *m, int64_t v)
+{
+    int64_t ctx, lim = ir_index_sym_limit(g, s, NULL);
+    if (!strcmp(g->sym[s], "T") && config_int(m, "context_length", &ctx) && v > ctx)
+        v = ctx;
+    return lim > 0 && v > lim ? lim : v;
+}
+
+static bool bind_seq(const FeModel *m, const CliBindArgs *b, int64_t *T, IrError *err)
 {
     int64_t ctx;
-    *T = a->seq;
-    if (!config_int(m, "context_length", &ctx) || *T <= ctx)
+    *T = b->seq;
+    if (!b->seq_given || !config_int(m, "context_length", &ctx) || *T <= ctx)
         return true;
-    if (!a->seq_given) {
-        *T = ctx;
-        return true;
-    }
-    ir_error(err, "--seq %lld is longer than the model's context_length (%lld)", a->seq,
+    ir_error(err, "--seq %lld is longer than the model's context_length (%lld)", b->seq,
              (long long)ctx);
     ir_error_hint(err, "use --seq %lld or less, or --set context_length=%lld", (long long)ctx,
-                  a->seq);
+                  b->seq);
     return false;
 }
 
-static bool bind_one(const IrGraph *g, int s, const FeModel *m, const CliExecArgs *a,
+static bool bind_one(const IrGraph *g, int s, const FeModel *m, const CliBindArgs *b,
                      int64_t *binding, IrError *err)
 {
-    for (int k = 0; k < a->nbind; k++)
-        if (!strcmp(a->bind_name[k], g->sym[s]))
-            return binding[s] = a->bind_value[k], true;
+    for (int k = 0; k < b->n; k++)
+        if (!strcmp(b->name[k], g->sym[s]))
+            return binding[s] = b->value[k], true;
     if (!strcmp(g->sym[s], "B"))
-        return binding[s] = a->batch, true;
-    if (!strcmp(g->sym[s], "T"))
-        return bind_seq(m, a, &binding[s], err);
+        return binding[s] = b->batch, true;
+    bool seq = !strcmp(g->sym[s], "T") || b->others_seq;
+    if (seq && !bind_seq(m, b, &binding[s], err))
+        return false;
+    if (seq && !b->seq_given)
+        binding[s] = cap_default(g, s, m, binding[s]);
+    if (seq)
+        return true;
     ir_error(err, "symbol '%s' of the graph has no value", g->sym[s]);
     ir_error_hint(err, "give it one with --bind %s=VALUE (B and T come from --batch and --seq)",
                   g->sym[s]);
     return false;
 }
 
-static bool check_binds(const IrGraph *g, const CliExecArgs *a, IrError *err)
+static bool check_binds(const IrGraph *g, const CliBindArgs *b, IrError *err)
 {
-    for (int k = 0; k < a->nbind; k++)
-        if (ir_graph_find_sym(g, a->bind_name[k]) < 0) {
-            ir_error(err, "--bind %s: the graph has no symbol '%s'", a->bind_name[k],
-                     a->bind_name[k]);
+    for (int k = 0; k < b->n; k++)
+        if (ir_graph_find_sym(g, b->name[k]) < 0) {
+            ir_error(err, "--bind %s: the graph has no symbol '%s'", b->name[k], b->name[k]);
             ir_error_hint(err, "the graph's symbols are the open dims of its inputs (B, T, ...)");
             return false;
         }
     return true;
 }
 
-bool cli_bind(const IrGraph *g, const FeModel *m, const CliExecArgs *a, int64_t *binding,
+/* No gather by position past its table; the hint names the flag to lower. */
+static bool check_tables(const IrGraph *g, const int64_t *binding, IrError *err)
+{
+    int s;
+    int64_t max;
+    if (ir_index_check_binding(g, binding, &s, &max, err))
+        return true;
+    if (s >= 0 && (!strcmp(g->sym[s], "T") || !strcmp(g->sym[s], "B")))
+        ir_error_hint(err, "use --%s %lld or less, or give the table more rows in the model",
+                      g->sym[s][0] == 'T' ? "seq" : "batch", (long long)max);
+    else if (s >= 0)
+        ir_error_hint(err, "use --bind %s=%lld or less, or give the table more rows in the model",
+                      g->sym[s], (long long)max);
+    return false;
+}
+
+bool cli_bind(const IrGraph *g, const FeModel *m, const CliBindArgs *b, int64_t *binding,
               IrError *err)
 {
     memset(binding, 0, sizeof(int64_t) * IR_MAX_SYMS);
-    if (!check_binds(g, a, err))
-        return false;
-    for (int s = 0; s < g->nsym; s++)
-        if (!bind_one(g, s, m, a, binding, err))
-            return false;
-    return true;
+    bool ok = check_binds(g, b, err);
+    for (int s = 0; ok && s < g->nsym; s++)
+        ok = bind_one(g, s, m, b, binding, err);
+    ok = ok && check_tables(g, binding, err);
+    if (!ok && m && m->path)
+        ir_error_where(err, "%s", m->path);
+    return ok;
+}
+
+int cli_check_seq(const char *path, const CliModelArgs *m, long long batch, long long seq)
+{
+    IrError err = {0};
+    FeModel *model = NULL;
+    IrGraph *g = cli_load(path, m, &model, &err);
+    int64_t ctx = 0, binding[IR_MAX_SYMS];
+    CliBindArgs b = {.batch = batch, .seq = seq, .seq_given = true};
+    bool bindable = g && (seq > 0 || config_int(model, "context_length", &ctx));
+    for (int s = 0; bindable && s < g->nsym; s++)
+        bindable = !strcmp(g->sym[s], "B") || !strcmp(g->sym[s], "T");
+    if (bindable && seq <= 0)
+        b.seq = ctx;
+    /* what train cannot bind, or cannot load, it reports itself */
+    bool ok = !bindable || cli_bind(g, model, &b, binding, &err);
+    if (g)
+        cli_unload(g, model);
+    return ok ? -1 : cli_fail(&err);
 }
 
 /* "B=2 T=64" */
@@ -203,28 +263,6 @@ void cli_print_binding(const IrGraph *g, const int64_t *binding, FILE *f)
 }
 
 /* ---------------------------------------------------------------- random inputs */
-
-/* The number of values an integer input can take: the rows of a table it
- * indexes (through movement ops), the width of the logits it is the
- * targets of, else 0. */
-static int64_t index_range(const IrGraph *g, const IrNode *x, const int64_t *b, int depth)
-{
-    for (int i = x->index + 1; i < g->nnodes && depth < 4; i++) {
-        const IrNode *n = g->nodes[i];
-        for (int j = 0; j < n->nin; j++) {
-            if (n->in[j] != x)
-                continue;
-            if (n->op == OP_GATHER && j == 1)
-                return ir_dim_eval(n->in[0]->shape.d[0], b);
-            if (n->op == OP_CROSS_ENTROPY && j == 1)
-                return ir_dim_eval(n->in[0]->shape.d[n->in[0]->shape.rank - 1], b);
-            int64_t r = ir_ops[n->op].kind == OPK_MOVEMENT ? index_range(g, n, b, depth + 1) : 0;
-            if (r > 0)
-                return r;
-        }
-    }
-    return 0;
-}
 
 static bool is_state(const IrGraph *g, const IrNode *x)
 {
@@ -253,17 +291,17 @@ static void fill_float(const IrGraph *g, const IrNode *x, float *v, int64_t n, I
         fill_state(x->name, v, n, r);
 }
 
-static void fill_int(const IrGraph *g, const FeModel *m, const IrNode *x, const int64_t *b,
-                     int32_t *v, int64_t n, IrRng *r)
+static void fill_int(const FeModel *m, const CliInput *in, int32_t *v, int64_t n, IrRng *r)
 {
-    int64_t range = index_range(g, x, b, 0);
+    const IrNode *x = in->node;
+    int64_t range = in->use.range;
     if (range <= 0 && !config_int(m, "vocab_size", &range))
         range = 2;
     for (int64_t k = 0; k < n; k++)
         v[k] = !strcmp(x->name, "step") ? 1 : (int32_t)(ir_rng_next(r) % (uint64_t)range);
 }
 
-static void fill_input(const IrGraph *g, const FeModel *m, const int64_t *b, CliInput *in,
+static void fill_input(const IrGraph *g, const FeModel *m, CliInput *in,
                        uint64_t seed, bool state_random)
 {
     IrRng r;
@@ -271,7 +309,7 @@ static void fill_input(const IrGraph *g, const FeModel *m, const int64_t *b, Cli
     if (in->node->dtype == DT_F32)
         fill_float(g, in->node, in->data, in->numel, &r, state_random);
     else if (in->node->dtype == DT_I32)
-        fill_int(g, m, in->node, b, in->data, in->numel, &r);
+        fill_int(m, in, in->data, in->numel, &r);
     else
         for (int64_t k = 0; k < in->numel; k++)
             ((uint8_t *)in->data)[k] = (uint8_t)(ir_rng_next(&r) & 1);
@@ -302,7 +340,8 @@ void cli_make_inputs(const IrGraph *g, const FeModel *m, const int64_t *binding,
         in->bytes = in->numel * (int64_t)ir_dtype_size(n->dtype);
         in->data = calloc((size_t)in->bytes + 1, 1);
         in->state = is_state(g, n);
-        fill_input(g, m, binding, in, seed, state_random);
+        in->use = ir_index_use(g, n, binding);
+        fill_input(g, m, in, seed, state_random);
     }
 }
 
@@ -316,10 +355,15 @@ void cli_free_inputs(CliInputs *in)
 
 bool cli_set_inputs(RtExec *ex, const CliInputs *in, IrError *err)
 {
-    for (int k = 0; k < in->n; k++)
-        if (!rt_exec_set_input(ex, in->in[k].node->name, in->in[k].data, in->in[k].bytes, err))
+    for (int k = 0; k < in->n; k++) {
+        const CliInput *x = &in->in[k];
+        if (x->node->dtype == DT_I32 &&
+            !ir_index_check_values(&x->use, x->node->name, x->data, x->numel, err))
+            return false;
+        if (!rt_exec_set_input(ex, x->node->name, x->data, x->bytes, err))
             return false;
     return true;
+    }
 }
 
 /* ---------------------------------------------------------------- summaries */
@@ -436,7 +480,7 @@ int cli_dump_kernels(const IrGraph *g, const FeModel *m, const CliExecArgs *a, b
 {
     IrError err = {0};
     int64_t binding[IR_MAX_SYMS];
-    if (!cli_bind(g, m, a, binding, &err))
+    if (!cli_bind(g, m, &a->bind, binding, &err))
         return cli_fail(&err);
     CgOptions co = {.no_cache = a->no_cache, .keep_module = true};
     CgProgram *p = cg_program_compile(g, binding, &co, &err);
@@ -494,15 +538,15 @@ static int run_once(RtExec *ex, const IrGraph *g, const int64_t *binding, IrErro
 static int run_graph(IrGraph *g, const FeModel *m, const CliExecArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS];
-    if (!cli_bind(g, m, a, binding, err))
-        return cli_fail(err);
     int r = cli_run_passes(g, a->passes, binding, err);
-    if (r >= 0)
-        return r;
-    RtExec *ex = cli_exec_new(g, binding, a, false, err);
-    if (!ex)
+    RtExec *ex = r < 0 ? cli_exec_new(g, binding, a, false, err) : NULL;
+    if (!ex) {
+        cli_free_inputs(&in);
+        return r >= 0 ? r : cli_fail(err);
+    }
+    if (!cli_bind(g, m, &a->bind, binding, err))
         return cli_fail(err);
-    CliInputs in;
+    CliInputs in; /* before decompose, which removes cross_entropy */
     cli_make_inputs(g, m, binding, (uint64_t)a->seed, false, &in);
     rt_exec_init_params(ex, (uint64_t)a->seed);
     printf("model: %s  ", a->in);

@@ -35,7 +35,8 @@ const char cmd_train_usage[] =
     "  --tokenizer gpt2|char  GPT-2 BPE (default) or characters of the text\n"
     "  --bpe-dir DIR        encoder.json + vocab.bpe (default: the data cache)\n"
     "  --batch B            windows per batch (default 2)\n"
-    "  --seq T              tokens per window (default: config context_length)\n"
+    "  --seq T              tokens per window (default: config context_length;\n"
+    "                       at most it, and at most a positional table's rows)\n"
     "  --stride S           tokens between window starts (default: T)\n"
     "  --train-frac F       training share of the text (default 0.9)\n"
     "length:\n"
@@ -279,6 +280,8 @@ int cmd_train(int argc, char **argv)
         r = parse_args(argc, argv, &a);
     if (r < 0)
         r = check_args(&a);
+    if (r < 0 && a.o.model_path) /* a position past its table: cmd_run.c, cli_bind */
+        r = cli_check_seq(a.o.model_path, &a.model, a.o.batch, a.o.ctx);
     if (r >= 0)
         return r;
     a.o.sets = a.model.sets;

@@ -64,7 +64,8 @@ const char cmd_verify_usage[] =
     "flags:\n"
     "  --set k=v        override a config value of a JSON model (repeatable)\n"
     "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, at most context_length)\n"
+    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
+    "                   and at the rows of a positional table; past them: an error)\n"
     "  --bind NAME=V    the value of any other symbol (repeatable)\n"
     "  --passes=LIST    the pipeline of the compiled graph (default: the default\n"
     "                   pipeline); the reference is never optimized\n"
@@ -180,7 +181,7 @@ static int make_graphs(Verify *v, IrError *err)
         r = make_train_step(v->jit, pass_train_pipeline, err);
     if (r >= 0)
         return r;
-    if (!cli_bind(v->ref, v->model, &v->a->x, v->binding, err))
+    if (!cli_bind(v->ref, v->model, &v->a->x.bind, v->binding, err))
         return cli_fail(err);
     return cli_run_passes(v->jit, v->a->x.passes, v->binding, err);
 }

@@ -199,35 +199,14 @@ static void fill_normal(IrRng *r, IrTensor *t, double mean, double std)
         t->data[e] = mean + std * ir_rng_normal(r);
 }
 
-/* The number of values an integer input may take: the smallest size it
- * indexes (gather table rows, cross_entropy classes); 2 when it indexes
- * nothing.  *target is set when it feeds a cross_entropy. */
-static int64_t index_bound(const IrGraph *g, const IrNode *x, const int64_t *b, bool *target)
-{
-    int64_t hi = -1;
-    for (int i = 0; i < g->nnodes; i++) {
-        const IrNode *n = g->nodes[i];
-        if (n->nin < 2 || n->in[1] != x)
-            continue;
-        const IrShape *s = &n->in[0]->shape;
-        int64_t v = -1;
-        if (n->op == OP_GATHER || n->op == OP_SCATTER_ADD)
-            v = ir_dim_eval(s->d[0], b);
-        if (n->op == OP_CROSS_ENTROPY) {
-            v = ir_dim_eval(s->d[s->rank - 1], b);
-            *target = true;
-        }
-        if (v > 0 && (hi < 0 || v < hi))
-            hi = v;
-    }
-    return hi < 0 ? 2 : hi;
-}
-
+/* An integer input takes values below the smallest size it indexes (gather
+ * table rows, cross_entropy classes: ir_index_use), or 2 when it indexes
+ * nothing; one target in eight is the ignore index. */
 static void fill_input(const IrGraph *g, const IrNode *x, IrTensor *t, IrRng *r,
                        const GcOptions *o)
 {
-    bool target = false;
-    int64_t hi = index_bound(g, x, o->binding, &target);
+    IrIndexUse use = ir_index_use(g, x, o->binding);
+    int64_t hi = use.range > 0 ? use.range : 2;
     for (int64_t e = 0; e < t->numel; e++) {
         double u = ir_rng_uniform(r);
         if (x->dtype == DT_F32)
@@ -236,8 +215,8 @@ static void fill_input(const IrGraph *g, const IrNode *x, IrTensor *t, IrRng *r,
             t->data[e] = u < 0.5;
         else if (t->rank == 0)
             t->data[e] = 1;
-        else if (target && u < 0.125)
-            t->data[e] = o->train.ignore_index;
+        else if (use.has_ignore && u < 0.125)
+            t->data[e] = (double)use.ignore;
         else
             t->data[e] = (double)(int64_t)(ir_rng_uniform(r) * (double)hi);
     }
