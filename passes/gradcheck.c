@@ -32,6 +32,12 @@
  * and the evaluations are spread over threads, each with its own
  * interpreter.  The results do not depend on the number of threads.
  *
+ * Kinks.  A difference across a kink of relu, abs, maximum, minimum or max
+ * (or a jump of a comparison) measures the kink.  Each evaluation reads the
+ * branches of those ops; when they differ between the four points, the
+ * element is stepped again with h/8 (three times at most) and otherwise
+ * skipped, and the report names the op (see "kinks" below).
+ *
  * Blame.  When params fail, the one nearest the loss is taken, and every
  * op on a path from it to the loss is checked on its own (gc_check_node)
  * with the operand values of the failing run; the first op whose rule
@@ -61,15 +67,159 @@ GcOptions gc_options_default(void)
     return o;
 }
 
+/* ---------------------------------------------------------------- kinks */
+
+/* A finite difference measures the derivative only where the loss is
+ * smooth from x-2h to x+2h.  relu, abs, maximum, minimum and max have
+ * kinks, and comparisons (lt, le, eq) and casts of floats to integers
+ * jump; when an element of one of them changes branch between the four
+ * evaluations, the difference measures the kink.  So every evaluation
+ * reads the branch of each such node that can reach the loss (a kink on a
+ * differentiable path to it, a jump anywhere before it) and the four must
+ * agree.  When they do not, the element is stepped again with h/8, up to
+ * GC_RESTEPS times, and skipped, with the op named, when the kink stays
+ * within the step. */
+#define GC_RESTEPS 3
+
+typedef struct Kinks {
+    const IrNode **node;
+    int n;
+} Kinks;
+
+static bool is_kink_op(IrOp op)
+{
+    return op == OP_RELU || op == OP_ABS || op == OP_MAXIMUM || op == OP_MINIMUM || op == OP_MAX;
+}
+
+static bool is_jump(const IrNode *n)
+{
+    bool fin = n->nin && n->in[0]->dtype == DT_F32;
+    return fin && (n->op == OP_LT || n->op == OP_LE || n->op == OP_EQ ||
+                   (n->op == OP_CAST && n->dtype != DT_F32));
+}
+
+/* The kinks and jumps of g that can move its output "loss". */
+static Kinks find_kinks(const IrGraph *g)
+{
+    Kinks k = {calloc((size_t)g->nnodes + 1, sizeof *k.node), 0};
+    const IrNode *loss = NULL;
+    for (int o = 0; o < g->nout; o++)
+        if (!strcmp(g->outs[o].name, "loss"))
+            loss = g->outs[o].node;
+    bool *diff = calloc((size_t)g->nnodes + 1, 2), *before = diff + g->nnodes;
+    if (loss)
+        diff[loss->index] = before[loss->index] = true;
+    for (int i = loss ? loss->index : -1; i >= 0; i--) {
+        const IrNode *n = g->nodes[i];
+        for (int j = 0; j < n->nin && before[i]; j++) {
+            before[n->in[j]->index] = true;
+            diff[n->in[j]->index] |= diff[i] && n->in[j]->dtype == DT_F32 &&
+                                     !pass_autodiff_nondiff_reason(n->op, j);
+        }
+        if ((diff[i] && is_kink_op(n->op)) || (before[i] && is_jump(n)))
+            k.node[k.n++] = n;
+    }
+    free(diff);
+    return k;
+}
+
+static double cmp3(double a, double b)
+{
+    return a > b ? 2 : a < b ? 0 : 1;
+}
+
+/* The element of a (broadcast to y's shape) at y's flat index k. */
+static int64_t bcast_index(const IrTensor *y, const IrTensor *a, int64_t k)
+{
+    int64_t o = 0, stride = 1;
+    for (int d = y->rank - 1, da = a->rank - 1; da >= 0; d--, da--) {
+        int64_t c = k % y->dim[d];
+        k /= y->dim[d];
+        o += a->dim[da] == 1 ? 0 : c * stride;
+        stride *= a->dim[da];
+    }
+    return o;
+}
+
+/* The element of max reduction n's output that element k of its input a goes to. */
+static int64_t reduced_index(const IrNode *n, const IrTensor *a, int64_t k)
+{
+    const IrAttr *ax = ir_node_attr(n, ATTR_AXES);
+    bool red[IR_MAX_RANK];
+    for (int d = 0; d < a->rank; d++)
+        red[d] = !ax || ax->n == 0;
+    for (int i = 0; ax && i < ax->n; i++)
+        red[ir_axis(ax->i[i], a->rank)] = true;
+    int64_t o = 0, stride = 1;
+    for (int d = a->rank - 1; d >= 0; d--) {
+        int64_t c = k % a->dim[d];
+        k /= a->dim[d];
+        o += red[d] ? 0 : c * stride;
+        stride *= red[d] ? 1 : a->dim[d];
+    }
+    return o;
+}
+
+/* The branch of every element of kink or jump n after a run, into out
+ * (NULL: only counted); returns how many. */
+static int64_t branches(const IrInterp *it, const IrNode *n, double *out)
+{
+    const IrTensor *y = ir_interp_value(it, n), *a = ir_interp_value(it, n->in[0]);
+    const IrTensor *b = n->nin > 1 ? ir_interp_value(it, n->in[1]) : NULL;
+    bool per_input = n->op == OP_RELU || n->op == OP_ABS || n->op == OP_MAX;
+    int64_t count = per_input ? a->numel : y->numel;
+    for (int64_t k = 0; out && k < count; k++) {
+        if (n->op == OP_RELU || n->op == OP_ABS)
+            out[k] = cmp3(a->data[k], 0);
+        else if (n->op == OP_MAX)
+            out[k] = a->data[k] == y->data[reduced_index(n, a, k)];
+        else if (n->op == OP_MAXIMUM || n->op == OP_MINIMUM)
+            out[k] = cmp3(a->data[bcast_index(y, a, k)], b->data[bcast_index(y, b, k)]);
+        else
+            out[k] = y->data[k];
+    }
+    return count;
+}
+
 /* ---------------------------------------------------------------- finite differences */
 
 /* The loss of an interpreter as a function of one named tensor. */
 typedef struct Probe {
     IrInterp *it;
     const char *name;
-    IrTensor *val;   /* our copy of the tensor's value, perturbed in place */
+    IrTensor *val;        /* our copy of the tensor's value, perturbed in place */
     IrError *err;
+    const Kinks *kinks;   /* of the interpreter's graph; NULL: none */
+    double *sig;          /* the branches at the first of the four points */
+    int64_t nsig;
+    const IrNode *moved;  /* out: a kink or jump that changed branch, else NULL */
+    int resteps;          /* out: how often h was cut */
+    bool skipped;         /* out: the kink stayed within the smallest step */
 } Probe;
+
+/* Records the branches of the first evaluation (i == 0), or compares the
+ * others with them, setting p->moved at the first change. */
+static void note_branches(Probe *p, int i)
+{
+    int64_t total = 0, off = 0;
+    for (int k = 0; i == 0 && k < p->kinks->n; k++)
+        total += branches(p->it, p->kinks->node[k], NULL);
+    if (i == 0 && total > p->nsig) {
+        free(p->sig);
+        p->sig = malloc((size_t)total * sizeof *p->sig);
+        p->nsig = total;
+    }
+    double *now = i == 0 ? p->sig : malloc((size_t)p->nsig * sizeof *now + 1);
+    for (int k = 0; k < p->kinks->n; k++) {
+        const IrNode *n = p->kinks->node[k];
+        int64_t c = branches(p->it, n, now + off);
+        if (i && !p->moved && memcmp(now + off, p->sig + off, (size_t)c * sizeof *now))
+            p->moved = n;
+        off += c;
+    }
+    if (i)
+        free(now);
+}
 
 static bool loss_now(Probe *p, double *loss)
 {
@@ -88,14 +238,33 @@ static bool loss_at(Probe *p, int64_t e, double x, double *loss)
     return ok;
 }
 
+/* The central difference at element e, stepped again while a kink lies
+ * within the step (p->resteps, p->moved); p->skipped when it still does
+ * after GC_RESTEPS cuts. */
 static bool fd_elem(Probe *p, int64_t e, double h0, double *fd)
 {
     double x = p->val->data[e], h = h0 * fmax(1.0, fabs(x)), l[4];
-    double at[4] = {x + h, x - h, x + 2 * h, x - 2 * h};
-    for (int i = 0; i < 4; i++)
-        if (!loss_at(p, e, at[i], &l[i]))
-            return false;
-    *fd = (8 * (l[0] - l[1]) - (l[2] - l[3])) / (12 * h);
+    bool watch = p->kinks && p->kinks->n;
+    const IrNode *last = NULL;
+    p->resteps = 0;
+    p->skipped = false;
+    for (int t = 0; t <= GC_RESTEPS; t++, h /= 8) {
+        double at[4] = {x + h, x - h, x + 2 * h, x - 2 * h};
+        p->moved = NULL;
+        for (int i = 0; i < 4; i++) {
+            if (!loss_at(p, e, at[i], &l[i]))
+                return false;
+            if (watch)
+                note_branches(p, i);
+        }
+        *fd = (8 * (l[0] - l[1]) - (l[2] - l[3])) / (12 * h);
+        if (!p->moved)
+            break;
+        last = p->moved;
+        p->resteps += t < GC_RESTEPS;
+        p->skipped = t == GC_RESTEPS;
+    }
+    p->moved = last;
     return true;
 }
 
@@ -149,6 +318,26 @@ static int pick_elements(IrRng *r, const IrTensor *grad, int k, int64_t *idx)
     return n;
 }
 
+/* "relu 'act'" or "relu %7": a kink for messages. */
+static void kink_label(const IrNode *n, char *buf, size_t cap)
+{
+    if (n->name)
+        snprintf(buf, cap, "%s '%s'", ir_op_name(n->op), n->name);
+    else
+        snprintf(buf, cap, "%s %%%d", ir_op_name(n->op), n->id);
+}
+
+/* Counts an element whose step met a kink; true when it was skipped. */
+static bool note_kink(GcParam *res, const IrNode *moved, int resteps, bool skipped)
+{
+    if (!moved)
+        return false;
+    res->restepped += resteps > 0 && !skipped;
+    res->skipped += skipped;
+    kink_label(moved, res->kink, sizeof res->kink);
+    return skipped;
+}
+
 /* Compares grad with finite differences on sampled elements of p->val. */
 static bool check_tensor(Probe *p, const IrTensor *grad, const GcOptions *o, IrRng *r,
                          GcParam *res)
@@ -164,6 +353,8 @@ static bool check_tensor(Probe *p, const IrTensor *grad, const GcOptions *o, IrR
             free(idx);
             return false;
         }
+        if (note_kink(res, p->moved, p->resteps, p->skipped))
+            continue;
         double err = elem_error(grad->data[e], fd, o->floor);
         if (res->checked++ == 0 || err > res->worst) {
             res->worst = err;
@@ -283,6 +474,7 @@ static bool build_node_graphs(NodeCheck *c, const IrGraph *g, const IrNode *n,
     IrNode *y = ir_node_new(c->m, n->op, in, n->nin, n->attr, n->nattr, &n->dtype, &n->shape, err);
     if (!y)
         return false;
+    y->name = n->name ? ir_arena_strdup(c->m->arena, n->name) : NULL; /* names a kink */
     add_probe_loss(c->m, y);
     PassCtx ctx = pass_ctx_default(err);
     ctx.train = o->train;
@@ -335,18 +527,20 @@ static double compare_node(NodeCheck *c, const IrNode *n, const GcOptions *o, Ir
     double worst = 0;
     if (!ir_interp_run(c->itb, err))
         return -1;
-    for (int j = 0; j < n->nin; j++) {
+    Kinks kinks = find_kinks(c->m);
+    for (int j = 0; j < n->nin && worst >= 0; j++) {
         char name[16], gname[24];
         snprintf(name, sizeof name, "x%d", j);
         snprintf(gname, sizeof gname, "grad.x%d", j);
         if (!c->diff[j])
             continue;
-        Probe p = {c->it, name, c->val[j], err};
+        Probe p = {.it = c->it, .name = name, .val = c->val[j], .err = err, .kinks = &kinks};
         GcParam res = {0};
-        if (!check_tensor(&p, ir_interp_output(c->itb, gname), o, r, &res))
-            return -1;
-        worst = fmax(worst, res.worst);
+        bool ok = check_tensor(&p, ir_interp_output(c->itb, gname), o, r, &res);
+        worst = ok ? fmax(worst, res.worst) : -1;
+        free(p.sig);
     }
+    free(kinks.node);
     return worst;
 }
 
@@ -393,6 +587,7 @@ typedef struct Gc {
     IrGraph *fwd, *bwd;
     IrInterp *itb;      /* bwd: the gradients, and every forward value */
     IrGraph **cone;     /* by fwd node index: the cone of each trainable param */
+    Kinks *kinks;       /* by fwd node index: the kinks and jumps of its cone */
     IrTensor **val;     /* by fwd node index: the values of inputs and params */
     IrRng rng;
     IrError *err;
@@ -434,6 +629,9 @@ typedef struct FdJob {
     int node;
     int64_t elem;
     double fd;
+    const IrNode *moved;  /* a kink met within the step (cone node), else NULL */
+    int resteps;
+    bool skipped;
 } FdJob;
 
 typedef struct FdPool {
@@ -492,6 +690,8 @@ static IrGraph *build_cone(const Gc *s, const IrNode *p, const IrNode *loss)
             map[i] = ir_node_new(c, n->op, in, n->nin, n->attr, n->nattr, &n->dtype, &n->shape,
                                  NULL);
         IR_ASSERT(!down[i] || map[i]);
+        if (down[i] && n->name) /* names a kink */
+            map[i]->name = ir_arena_strdup(c->arena, n->name);
     }
     if (down[loss->index])
         ir_graph_add_output(c, "loss", map[loss->index]);
@@ -550,9 +750,15 @@ static bool worker_job(Worker *w, FdJob *j)
     Gc *s = w->pool->s;
     if (!worker_switch(w, j->node))
         return false;
-    Probe p = {w->it, s->fwd->nodes[j->node]->name, w->own, &w->err};
+    Probe p = {.it = w->it, .name = s->fwd->nodes[j->node]->name, .val = w->own,
+               .err = &w->err, .kinks = &s->kinks[j->node]};
     j->fd = 0;
-    return !w->it || fd_elem(&p, j->elem, s->o->h, &j->fd);
+    bool ok = !w->it || fd_elem(&p, j->elem, s->o->h, &j->fd);
+    j->moved = w->it ? p.moved : NULL;
+    j->resteps = p.resteps;
+    j->skipped = p.skipped;
+    free(p.sig);
+    return ok;
 }
 
 static void *worker_main(void *arg)
@@ -622,11 +828,23 @@ static FdJob *plan_jobs(Gc *s, GcReport *r, int *first, int *njobs)
         int m = pick_elements(&s->rng, grad_of(s, p), per, idx);
         first[k] = n;
         for (int i = 0; i < m; i++)
-            jobs[n++] = (FdJob){p->index, idx[i], 0};
+            jobs[n++] = (FdJob){.node = p->index, .elem = idx[i]};
     }
     first[r->nparams] = n;
     *njobs = n;
     return jobs;
+}
+
+/* The param's line, and a note when kinks cut steps or skipped elements. */
+static void log_param(const GcOptions *o, const GcParam *res)
+{
+    fprintf(o->log, "  %-44s %10lld %7d   %.2e%s\n", res->name, (long long)res->numel,
+            res->checked, res->worst, res->worst > o->tol ? "   FAIL" : "");
+    if (res->restepped || res->skipped)
+        fprintf(o->log, "      %d element%s within the step of a kink of %s: %d stepped again "
+                "with a smaller h, %d skipped\n", res->restepped + res->skipped,
+                res->restepped + res->skipped == 1 ? "" : "s", res->kink, res->restepped,
+                res->skipped);
 }
 
 static void score_param(Gc *s, GcParam *res, const FdJob *jobs, int n)
@@ -635,7 +853,8 @@ static void score_param(Gc *s, GcParam *res, const FdJob *jobs, int n)
     const IrTensor *grad = grad_of(s, p), *val = s->val[p->index];
     for (int i = 0; i < n; i++) {
         double ad = grad->data[jobs[i].elem];
-        if (!isfinite(val->data[jobs[i].elem]))
+        if (!isfinite(val->data[jobs[i].elem]) ||
+            note_kink(res, jobs[i].moved, jobs[i].resteps, jobs[i].skipped))
             continue;
         double err = elem_error(ad, jobs[i].fd, s->o->floor);
         if (res->checked++ == 0 || err > res->worst) {
@@ -646,8 +865,7 @@ static void score_param(Gc *s, GcParam *res, const FdJob *jobs, int n)
         }
     }
     if (s->o->log)
-        fprintf(s->o->log, "  %-44s %10lld %7d   %.2e%s\n", res->name, (long long)res->numel,
-                res->checked, res->worst, res->worst > s->o->tol ? "   FAIL" : "");
+        log_param(s->o, res);
 }
 
 static void list_params(Gc *s, GcReport *r)
@@ -666,9 +884,11 @@ static void build_cones(Gc *s)
 {
     const IrNode *loss = output_node(s->fwd, "loss");
     s->cone = calloc(s->fwd->nnodes, sizeof *s->cone);
+    s->kinks = calloc(s->fwd->nnodes, sizeof *s->kinks);
     for (int i = 0; i < s->fwd->nnodes; i++)
-        if (pass_param_trainable(s->fwd->nodes[i], &s->o->train))
-            s->cone[i] = build_cone(s, s->fwd->nodes[i], loss);
+        if (pass_param_trainable(s->fwd->nodes[i], &s->o->train) &&
+            (s->cone[i] = build_cone(s, s->fwd->nodes[i], loss)))
+            s->kinks[i] = find_kinks(s->cone[i]);
 }
 
 static bool check_params(Gc *s, GcReport *r)
@@ -758,16 +978,22 @@ static void blame(Gc *s, GcReport *r)
     }
     free(on);
     const IrNode *c = first_consumer(s->fwd, p);
-    snprintf(r->suspect, sizeof r->suspect, "no single op's rule fails on its own; %s is first "
-             "used by '%s' (node %%%d)", p->name, c ? ir_op_name(c->op) : "nothing",
-             c ? c->index : -1);
+    int n = snprintf(r->suspect, sizeof r->suspect, "no single op's rule fails on its own; %s "
+                     "is first used by '%s' (node %%%d)", p->name,
+                     c ? ir_op_name(c->op) : "nothing", c ? c->index : -1);
+    if (last->restepped + last->skipped && n > 0 && (size_t)n < sizeof r->suspect)
+        snprintf(r->suspect + n, sizeof r->suspect - n, "; %d of its elements lay within the "
+                 "step of a kink of %s", last->restepped + last->skipped, last->kink);
 }
 
 static void gc_free(Gc *s)
 {
     for (int i = 0; s->cone && i < s->fwd->nnodes; i++)
         ir_graph_free(s->cone[i]);
+    for (int i = 0; s->kinks && i < s->fwd->nnodes; i++)
+        free(s->kinks[i].node);
     free(s->cone);
+    free(s->kinks);
     for (int i = 0; s->val && i < s->fwd->nnodes; i++)
         ir_tensor_free(s->val[i]);
     free(s->val);

@@ -43,6 +43,9 @@ typedef struct GcParam {
     double worst;           /* worst error */
     int64_t at;             /* the element of the worst error */
     double ad, fd;          /* autodiff and finite difference there */
+    int restepped;          /* elements stepped again: a kink lay within the step */
+    int skipped;            /* elements left out: the kink stayed within the smallest step */
+    char kink[128];         /* the op of such a kink, e.g. "relu 'act'" */
 } GcParam;
 
 typedef struct GcReport {

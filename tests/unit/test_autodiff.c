@@ -11,7 +11,9 @@
  * 3. One AdamW step in the interpreter against a hand computation, with
  *    and without clipping.
  * 4. gradcheck on a whole small model, and with a deliberately broken rule:
- *    it must fail and name the parameter and the op.
+ *    it must fail and name the parameter and the op; elements within the
+ *    finite-difference step of a kink (relu, abs, maximum, minimum, max)
+ *    are stepped again or skipped rather than failed.
  */
 #include "passes/gradcheck.h"
 #include "testlib.h"
@@ -206,6 +208,33 @@ TEST(reductions_over_each_axis)
     int two[2] = {0, 2};
     RULE_OK(g, ir_reduce(g, OP_SUM, x, two, 2, false), NULL);
     RULE_OK(g, ir_reduce(g, OP_MEAN, x, two, 2, true), NULL);
+    ir_graph_free(g);
+}
+
+static IrTensor *values(IrShape s, const double *v)
+{
+    IrTensor *t = tensor(&s, DT_F32);
+    memcpy(t->data, v, (size_t)t->numel * sizeof *v);
+    return t;
+}
+
+/* Values at a kink (relu and abs at 0, maximum and minimum at ties, max
+ * with tied elements) and near one (1e-5 away): a finite difference across
+ * the kink measures the kink, not the derivative.  gradcheck steps those
+ * elements again with a smaller h, or skips them when the kink stays
+ * within the step, so the rules pass. */
+TEST(kinks_within_the_step)
+{
+    IrGraph *g = graph();
+    IrNode *x = in(g, "x", S(2, 3)), *y = in(g, "y", S(2, 3));
+    static const double at[6] = {0, 1e-5, -1e-5, 2e-4, -0.5, 0.7};
+    static const double other[6] = {0, 1e-5 + 1e-5, -0.3, 2e-4, -0.5 - 1e-5, 0.1};
+    static const double ties[6] = {1, 1, 0.5, 0.2, 0.2 + 1e-5, -1};
+    RULE_OK(g, ir_unary(g, OP_RELU, x), values(S(2, 3), at));
+    RULE_OK(g, ir_unary(g, OP_ABS, x), values(S(2, 3), at));
+    RULE_OK(g, ir_binary(g, OP_MAXIMUM, x, y), values(S(2, 3), at), values(S(2, 3), other));
+    RULE_OK(g, ir_binary(g, OP_MINIMUM, x, y), values(S(2, 3), at), values(S(2, 3), other));
+    RULE_OK(g, reduce(g, OP_MAX, x, 1, false), values(S(2, 3), ties));
     ir_graph_free(g);
 }
 
@@ -676,6 +705,7 @@ int main(void)
     RUN(binary_rules_broadcast);
     RUN(where_rule);
     RUN(reductions_over_each_axis);
+    RUN(kinks_within_the_step);
     RUN(mean_over_symbolic_axis);
     RUN(movement_rules);
     RUN(slice_of_symbolic_axis);
