@@ -107,7 +107,6 @@ static int take_bind(const char *cmd, const char *v, CliBindArgs *b)
     return 0;
 }
 
-int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a)
 int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b)
 {
     const char *v = NULL;
@@ -119,6 +118,7 @@ int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b
     return r;
 }
 
+int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a)
 {
     const char *v = NULL;
     if (cli_take_set(argv, argc, i, &a->model))
@@ -362,8 +362,8 @@ bool cli_set_inputs(RtExec *ex, const CliInputs *in, IrError *err)
             return false;
         if (!rt_exec_set_input(ex, x->node->name, x->data, x->bytes, err))
             return false;
-    return true;
     }
+    return true;
 }
 
 /* ---------------------------------------------------------------- summaries */
@@ -538,16 +538,16 @@ static int run_once(RtExec *ex, const IrGraph *g, const int64_t *binding, IrErro
 static int run_graph(IrGraph *g, const FeModel *m, const CliExecArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS];
+    if (!cli_bind(g, m, &a->bind, binding, err))
+        return cli_fail(err);
+    CliInputs in; /* before decompose, which removes cross_entropy */
+    cli_make_inputs(g, m, binding, (uint64_t)a->seed, false, &in);
     int r = cli_run_passes(g, a->passes, binding, err);
     RtExec *ex = r < 0 ? cli_exec_new(g, binding, a, false, err) : NULL;
     if (!ex) {
         cli_free_inputs(&in);
         return r >= 0 ? r : cli_fail(err);
     }
-    if (!cli_bind(g, m, &a->bind, binding, err))
-        return cli_fail(err);
-    CliInputs in; /* before decompose, which removes cross_entropy */
-    cli_make_inputs(g, m, binding, (uint64_t)a->seed, false, &in);
     rt_exec_init_params(ex, (uint64_t)a->seed);
     printf("model: %s  ", a->in);
     cli_print_binding(g, binding, stdout);
