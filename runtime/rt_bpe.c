@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <cjson/cJSON.h>
 
@@ -130,8 +131,17 @@ static void rt_errf(char **err, const char *fmt, ...)
     va_end(ap2);
 }
 
-/* Reads DIR/NAME whole into a malloc'd NUL-terminated buffer. */
-static char *rt_read_file(const char *dir, const char *name, size_t *len, char **err)
+/* The largest files and tokens gradc takes: GPT-2's vocab.bpe has 456 KB,
+ * its encoder.json 1 MB and its longest token 128 bytes.  Building the pair
+ * map costs (token length)^2 per token, so the bounds also bound the time a
+ * hostile file can take. */
+#define RT_BPE_MAX_MERGES_FILE (8u << 20)
+#define RT_BPE_MAX_JSON_FILE (16u << 20)
+#define RT_BPE_MAX_TOKEN 256
+
+/* Reads DIR/NAME whole into a malloc'd NUL-terminated buffer; a directory or
+ * a file past `max` bytes is refused before anything is read. */
+static char *rt_read_file(const char *dir, const char *name, size_t max, size_t *len, char **err)
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, name);
@@ -144,6 +154,13 @@ static char *rt_read_file(const char *dir, const char *name, size_t *len, char *
             rt_errf(err, "cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        rt_errf(err, "cannot read %s: it is a directory; --bpe-dir names the folder that "
+                "holds encoder.json and vocab.bpe", path);
+        fclose(f);
+        return NULL;
+    }
     char *buf = NULL;
     size_t cap = 0, n = 0, got;
     do {
@@ -154,10 +171,18 @@ static char *rt_read_file(const char *dir, const char *name, size_t *len, char *
         }
         got = fread(buf + n, 1, 65536, f);
         n += got;
-    } while (got > 0);
-    int bad = ferror(f);
+    } while (got > 0 && n <= max);
+    int bad = ferror(f), e = errno;
     fclose(f);
-    if (bad) { free(buf); rt_errf(err, "cannot read %s", path); return NULL; }
+    if (bad)
+        rt_errf(err, "cannot read %s: %s", path, strerror(e));
+    else if (n > max)
+        rt_errf(err, "%s has more than the %zu MB gradc reads (GPT-2's has about 1 MB); is "
+                "this GPT-2's %s?", path, max >> 20, name);
+    if (bad || n > max) {
+        free(buf);
+        return NULL;
+    }
     buf[n] = 0;
     *len = n;
     return buf;
@@ -337,7 +362,7 @@ static bool rt_add_merge(RtBpe *b, const int cp_byte[324], const char *line, siz
            rt_tokmap_insert(b, id) < 0;
 }
 
-static bool rt_parse_vocab_bpe(RtBpe *b, char *text, const char *path, char **err)
+static bool rt_parse_vocab_bpe(RtBpe *b, const char *text, const char *path, char **err)
 {
     int32_t byte_cp[256];
     int cp_byte[324], rank_byte[256];
@@ -359,7 +384,7 @@ static bool rt_parse_vocab_bpe(RtBpe *b, char *text, const char *path, char **er
     }
     int32_t id = 256;
     size_t lineno = 0;
-    for (char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
+    for (const char *line = text, *nl; line && *line; line = nl ? nl + 1 : NULL) {
         nl = strchr(line, '\n');
         size_t n = nl ? (size_t)(nl - line) : strlen(line);
         lineno++;
@@ -369,6 +394,12 @@ static bool rt_parse_vocab_bpe(RtBpe *b, char *text, const char *path, char **er
             rt_errf(err, "%s:%zu: bad merge line \"%.*s\" (expected two known tokens "
                     "separated by one space); is this GPT-2's vocab.bpe?", path, lineno,
                     (int)(n > 60 ? 60 : n), line);
+            return false;
+        }
+        if (b->tok_len[id] > RT_BPE_MAX_TOKEN) {
+            rt_errf(err, "%s:%zu: the merge makes a token of %u bytes, more than the %d gradc "
+                    "takes (GPT-2's longest has 128); is this GPT-2's vocab.bpe?", path,
+                    lineno, b->tok_len[id], RT_BPE_MAX_TOKEN);
             return false;
         }
         id++;
@@ -432,6 +463,15 @@ static bool rt_parse_encoder_json(RtBpe *b, const char *text, const char *path, 
         return false;
     }
     b->n_vocab = rt_max_json_id(root) + 1;
+    if (b->n_vocab > cJSON_GetArraySize(root)) {
+        /* ids are distinct (checked below), so this says they are 0..n-1, and the
+         * arrays sized by the largest id stay within the size of the file */
+        rt_errf(err, "%s: the largest id is %d, but there are only %d tokens: ids must be "
+                "0..%d; is this GPT-2's encoder.json?", path, b->n_vocab - 1,
+                cJSON_GetArraySize(root), cJSON_GetArraySize(root) - 1);
+        cJSON_Delete(root);
+        return false;
+    }
     if (b->n_vocab < b->n_merge_tok) b->n_vocab = b->n_merge_tok;
     uint32_t *off = realloc(b->tok_off, (size_t)b->n_vocab * sizeof *off);
     uint32_t *len = off ? realloc(b->tok_len, (size_t)b->n_vocab * sizeof *len) : NULL;
@@ -484,23 +524,81 @@ static bool rt_cache_init(RtPieceCache *c)
     return c->ent != NULL;
 }
 
-RtBpe *rt_bpe_load(const char *dir, char **err)
+/* The parsers read C strings: a NUL byte inside a file would hide the rest. */
+static bool rt_no_nul(const char *text, size_t len, const char *path, char **err)
 {
-    if (err) *err = NULL;
-    char path[4096];
-    size_t len;
+    const char *z = memchr(text, 0, len);
+    if (!z) return true;
+    rt_errf(err, "%s: a NUL byte at offset %zu; is this a GPT-2 BPE file?", path,
+            (size_t)(z - text));
+    return false;
+}
+
+static RtBpe *rt_bpe_new(char **err)
+{
     RtBpe *b = calloc(1, sizeof *b);
     if (!b || !rt_cache_init(&b->cache)) { rt_bpe_free(b); rt_errf(err, "out of memory loading GPT-2 BPE"); return NULL; }
     b->eot = -1;
-    char *merges = rt_read_file(dir, "vocab.bpe", &len, err);
+    return b;
+}
+
+/* vocab.bpe, NUL-terminated at its length; dir names it in messages. */
+static bool rt_bpe_merges(RtBpe *b, const char *text, size_t len, const char *dir, char **err)
+{
+    char path[4096];
     snprintf(path, sizeof path, "%s/vocab.bpe", dir);
-    bool ok = merges && rt_parse_vocab_bpe(b, merges, path, err);
-    free(merges);
-    char *json = ok ? rt_read_file(dir, "encoder.json", &len, err) : NULL;
+    return rt_no_nul(text, len, path, err) && rt_parse_vocab_bpe(b, text, path, err);
+}
+
+/* encoder.json likewise, then the pair map. */
+static bool rt_bpe_encoder(RtBpe *b, const char *text, size_t len, const char *dir, char **err)
+{
+    char path[4096];
     snprintf(path, sizeof path, "%s/encoder.json", dir);
-    ok = json && rt_parse_encoder_json(b, json, path, err);
+    if (!rt_no_nul(text, len, path, err) || !rt_parse_encoder_json(b, text, path, err))
+        return false;
+    if (rt_build_pairs(b)) return true;
+    rt_errf(err, "out of memory loading GPT-2 BPE");
+    return false;
+}
+
+RtBpe *rt_bpe_load(const char *dir, char **err)
+{
+    if (err) *err = NULL;
+    size_t mlen = 0, jlen = 0;
+    RtBpe *b = rt_bpe_new(err);
+    char *merges = b ? rt_read_file(dir, "vocab.bpe", RT_BPE_MAX_MERGES_FILE, &mlen, err) : NULL;
+    bool ok = merges && rt_bpe_merges(b, merges, mlen, dir, err);
+    char *json = ok ? rt_read_file(dir, "encoder.json", RT_BPE_MAX_JSON_FILE, &jlen, err) : NULL;
+    ok = json && rt_bpe_encoder(b, json, jlen, dir, err);
+    free(merges);
     free(json);
-    if (ok && !rt_build_pairs(b)) { rt_errf(err, "out of memory loading GPT-2 BPE"); ok = false; }
+    if (!ok) { rt_bpe_free(b); return NULL; }
+    return b;
+}
+
+static char *rt_copy_z(const char *s, size_t n)
+{
+    char *c = malloc(n + 1);
+    if (c) { memcpy(c, s, n); c[n] = 0; }
+    return c;
+}
+
+RtBpe *rt_bpe_load_mem(const char *merges, size_t mlen, const char *json, size_t jlen,
+                       const char *name, char **err)
+{
+    if (err) *err = NULL;
+    if (mlen > RT_BPE_MAX_MERGES_FILE || jlen > RT_BPE_MAX_JSON_FILE) {
+        rt_errf(err, "%s: the BPE files have %zu and %zu bytes, more than gradc reads", name,
+                mlen, jlen);
+        return NULL;
+    }
+    char *m = rt_copy_z(merges, mlen), *j = rt_copy_z(json, jlen);
+    RtBpe *b = m && j ? rt_bpe_new(err) : NULL;
+    bool ok = b && rt_bpe_merges(b, m, mlen, name, err) && rt_bpe_encoder(b, j, jlen, name, err);
+    if (!m || !j) rt_errf(err, "out of memory loading GPT-2 BPE");
+    free(m);
+    free(j);
     if (!ok) { rt_bpe_free(b); return NULL; }
     return b;
 }

@@ -51,6 +51,10 @@ typedef struct RtBpe RtBpe;
 /* Loads DIR/encoder.json and DIR/vocab.bpe.  On failure returns NULL and sets
  * *err (if err is not NULL) to a malloc'd message naming the file. */
 RtBpe *rt_bpe_load(const char *dir, char **err);
+/* The same from the two files' bytes (for the fuzz harness and tests); `name`
+ * stands for the folder in messages. */
+RtBpe *rt_bpe_load_mem(const char *vocab_bpe, size_t vlen, const char *encoder_json,
+                       size_t jlen, const char *name, char **err);
 void rt_bpe_free(RtBpe *bpe);
 
 /* Encodes text[0..len) into a malloc'd array *ids of *n ids.  Returns 0, or
