@@ -6,11 +6,13 @@
  * repeated blocks unless --expand is given.  Stages follow `gradc dump`:
  * `graph` is the frontend's graph, `opt` the graph after the default pass
  * pipeline; the later stages are listed and refused with a clear message
- * until they exist.  With -o the drawing goes to FILE.tmp and is renamed
- * over FILE, so a failed run never leaves half a file behind.
+ * until they exist.  With -o the drawing goes to FILE.tmp.PID and is
+ * renamed over FILE, so a failed run never leaves half a file behind (a
+ * device or FIFO is written in place: ir/outfile.c).
  */
 #include "cli.h"
 #include "passes/pass.h"
+#include "ir/outfile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -127,34 +129,17 @@ static int write_failed(const char *path, int e)
     return cli_fail(&err);
 }
 
-/* Closes f; returns 0 or an errno value. */
-static int close_checked(FILE *f)
-{
-    int e = ferror(f) ? EIO : 0;
-    errno = 0;
-    if (fflush(f) != 0 && !e)
-        e = errno ? errno : EIO;
-    if (fclose(f) != 0 && !e)
-        e = errno ? errno : EIO;
-    return e;
-}
-
-/* Draws g into FILE.tmp and renames it over FILE. */
+/* Draws g into FILE through ir/outfile.c: atomically over a regular file,
+ * in place into a device or FIFO. */
 static int write_file(const IrGraph *g, const IrDotOptions *opt, const char *path)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return write_failed(path, ENAMETOOLONG);
-    FILE *f = fopen(tmp, "w");
+    IrError err = {0};
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, path, "output", &err);
     if (!f)
-        return write_failed(tmp, errno);
+        return cli_fail(&err);
     ir_dot(g, opt, f);
-    int e = close_checked(f);
-    if (!e && rename(tmp, path) == 0)
-        return 0;
-    e = e ? e : errno;
-    unlink(tmp);
-    return write_failed(path, e);
+    return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
 }
 
 static int write_dot(const IrGraph *g, const DotArgs *a)

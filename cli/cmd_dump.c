@@ -18,12 +18,14 @@
  * stage, so any point in between can be shown.
  *
  * Output goes to stdout, or with -o FILE to FILE atomically: the text is
- * written to FILE.tmp, synced, and renamed over FILE, so a failed or
- * interrupted run never leaves a half-written file.  cli_write_ir, which
+ * written to FILE.tmp.PID, synced, and renamed over FILE, so a failed or
+ * interrupted run never leaves a half-written file; a device or FIFO is
+ * written in place (ir/outfile.c).  cli_write_ir, which
  * does that, is shared with cmd_opt.c.
  */
 #include "cli.h"
 #include "passes/pass.h"
+#include "ir/outfile.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -99,36 +101,17 @@ static int write_failed(const char *path, const char *what)
     return cli_fail(&err);
 }
 
-/* Flushes, syncs and closes f; returns 0 or an errno value. */
-static int finish(FILE *f)
-{
-    int e = 0;
-    errno = 0;
-    if (ferror(f))
-        e = EIO;
-    else if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        e = errno ? errno : EIO;
-    if (fclose(f) != 0 && !e)
-        e = errno ? errno : EIO;
-    return e;
-}
-
-/* Writes g to FILE.tmp, syncs it and renames it over FILE. */
+/* Writes g to FILE through ir/outfile.c: atomically over a regular file,
+ * in place into a device or FIFO. */
 static int write_atomic(const IrGraph *g, const char *path)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return write_failed(path, "path too long");
-    FILE *f = fopen(tmp, "w");
+    IrError err = {0};
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, path, "output", &err);
     if (!f)
-        return write_failed(tmp, strerror(errno));
+        return cli_fail(&err);
     ir_print(g, f);
-    int e = finish(f);
-    if (!e && rename(tmp, path) == 0)
-        return 0;
-    e = e ? e : errno;
-    unlink(tmp);
-    return write_failed(path, strerror(e));
+    return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
 }
 
 /* Prints g to stdout (path NULL or "-") or atomically to path.  Returns an

@@ -26,6 +26,7 @@
  *             is a smooth function of the gradient).
  */
 #include "cli.h"
+#include "ir/outfile.h"
 #include "ir/rng.h"
 #include "passes/pass.h"
 #include "runtime/rt_exec.h"
@@ -457,22 +458,17 @@ void cli_print_exec(const RtExec *ex, FILE *f)
 
 /* ---------------------------------------------------------------- dump --stage=llvm|asm */
 
-/* text to path.tmp, synced, renamed over path; returns an exit code */
+/* text to path through ir/outfile.c (atomic over a regular file, in place
+ * into a device); returns an exit code */
 static int write_text_atomic(const char *text, const char *path)
 {
-    char tmp[4096];
     IrError err = {0};
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return ir_error(&err, "cannot write '%s': path too long", path), cli_fail(&err);
-    FILE *f = fopen(tmp, "w");
-    bool ok = f && fputs(text, f) >= 0 && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = f && fclose(f) == 0 && ok;
-    if (ok && rename(tmp, path) == 0)
-        return 0;
-    unlink(tmp);
-    ir_error(&err, "cannot write '%s': %s", path, strerror(errno));
-    ir_error_hint(&err, "check that the directory exists and is writable");
-    return cli_fail(&err);
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, path, "output", &err);
+    if (!f)
+        return cli_fail(&err);
+    fputs(text, f);
+    return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
 }
 
 int cli_dump_kernels(const IrGraph *g, const FeModel *m, const CliExecArgs *a, bool want_asm,

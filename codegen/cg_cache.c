@@ -10,12 +10,13 @@
  * A file is a 48-byte header (magic, key, payload size, FNV-1a checksum of
  * the payload) followed by the object file.  Loading checks all four, so a
  * truncated, foreign or bit-rotted file is a miss, never wrong code.  A
- * store writes a temp file in the same directory, fsyncs it and renames it
- * over the final name: readers see either no file or a whole one, and two
- * processes compiling the same key race harmlessly (last rename wins, both
- * files are identical).  Cache errors are never fatal: the caller compiles.
+ * store goes through ir/outfile.c (a temp file PATH.tmp.PID in the same
+ * directory, fsync'd and renamed over the final name): readers see either
+ * no file or a whole one, and two processes compiling the same key race
+ * harmlessly (last rename wins, both files are identical).  Cache errors are never fatal: the caller compiles.
  */
 #include "cg.h"
+#include "ir/outfile.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -140,21 +141,6 @@ static bool cg_mkdirs(const char *dir)
 
 /* ---------------------------------------------------------------- file I/O */
 
-static bool cg_write_all(int fd, const void *data, size_t n)
-{
-    const char *p = data;
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
-    }
-    return true;
-}
-
 static bool cg_read_all(int fd, void *data, size_t n)
 {
     char *p = data;
@@ -183,40 +169,19 @@ static CgCacheHeader cg_header(CgKey k, const void *obj, size_t len)
     return h;
 }
 
-/* Best effort: makes the rename itself durable. */
-static void cg_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
-}
-
-static bool cg_write_entry(int fd, CgKey k, const void *obj, size_t len)
-{
-    CgCacheHeader h = cg_header(k, obj, len);
-    return cg_write_all(fd, &h, sizeof h) && cg_write_all(fd, obj, len) && fsync(fd) == 0;
-}
-
 bool cg_cache_store(const char *dir, CgKey k, const void *obj, size_t len)
 {
-    char final[PATH_MAX], tmp[PATH_MAX];
+    char final[PATH_MAX];
     if (!cg_mkdirs(dir) || !cg_entry_path(dir, k, final, sizeof final))
         return false;
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.XXXXXX", final) >= (int)sizeof tmp)
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, final, "cache entry", NULL);
+    if (!f)
         return false;
-    int fd = mkstemp(tmp);
-    if (fd < 0)
-        return false;
-    bool ok = cg_write_entry(fd, k, obj, len);
-    ok = close(fd) == 0 && ok;
-    ok = ok && rename(tmp, final) == 0;
-    if (!ok)
-        unlink(tmp);
-    else
-        cg_fsync_dir(dir);
-    return ok;
+    CgCacheHeader h = cg_header(k, obj, len);
+    fwrite(&h, sizeof h, 1, f);
+    fwrite(obj, 1, len, f);
+    return ir_outfile_commit(&o, NULL);
 }
 
 static bool cg_header_ok(const CgCacheHeader *h, CgKey k, const void *obj)

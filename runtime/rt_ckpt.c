@@ -3,8 +3,10 @@
  * Writer.  Tensors are laid out in the order they were added, back to
  * back; the header is built with cJSON (which escapes names and metadata,
  * such as a whole model file) and padded with spaces to 8 bytes so that the
- * buffer starts aligned.  The file goes to PATH.tmp.PID and becomes PATH
- * only after fsync, so a crash mid-write never leaves a torn checkpoint.
+ * buffer starts aligned.  The file goes through ir/outfile.c: to
+ * PATH.tmp.PID, which becomes PATH only after fsync, so a crash or a full
+ * disk mid-write never leaves a torn checkpoint (a device such as
+ * /dev/null is written in place).
  *
  * Reader.  The file is mapped read-only and every claim of the header is
  * checked against it before anything is used: the length word, the JSON,
@@ -19,6 +21,8 @@
  */
 #define _GNU_SOURCE
 #include "runtime/rt_ckpt.h"
+
+#include "ir/outfile.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -339,81 +343,30 @@ static char *build_header(RtCkptWriter *w, const char *path, size_t *len, IrErro
     return json;
 }
 
-static bool io_fail(IrError *err, const char *what, const char *path)
-{
-    ir_error(err, "cannot %s '%s': %s", what, path, strerror(errno));
-    ir_error_hint(err, "check that the folder exists, is writable and has free space");
-    return false;
-}
-
-/* Writes all of buf, retrying short writes. */
-static bool write_all(int fd, const void *buf, size_t n)
-{
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t k = write(fd, p, n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            return false;
-        p += k;
-        n -= (size_t)k;
-    }
-    return true;
-}
-
-static bool write_body(int fd, const RtCkptWriter *w, const char *hdr, size_t hlen)
+/* The length word, the header and the tensors, in file order. */
+static void write_body(FILE *f, const RtCkptWriter *w, const char *hdr, size_t hlen)
 {
     unsigned char len8[8];
     for (int b = 0; b < 8; b++)
         len8[b] = (unsigned char)((uint64_t)hlen >> (8 * b));
-    if (!write_all(fd, len8, 8) || !write_all(fd, hdr, hlen))
-        return false;
+    fwrite(len8, 1, 8, f);
+    fwrite(hdr, 1, hlen, f);
     for (int i = 0; i < w->n; i++)
-        if (!write_all(fd, w->t[i].data, (size_t)w->t[i].bytes))
-            return false;
-    return fsync(fd) == 0;
-}
-
-/* fsync of the folder that holds path, so that the rename is durable. */
-static void sync_dir(const char *path)
-{
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        *(slash == dir ? slash + 1 : slash) = 0;
-    else
-        strcpy(dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        fsync(fd);
-        close(fd);
-    }
+        fwrite(w->t[i].data, 1, (size_t)w->t[i].bytes, f);
 }
 
 bool rt_ckpt_write(RtCkptWriter *w, const char *path, IrError *err)
 {
     size_t hlen;
-    char *hdr = build_header(w, path, &hlen, err), tmp[4200];
+    char *hdr = build_header(w, path, &hlen, err);
     if (!hdr)
         return false;
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) {
-        free(hdr);
-        return io_fail(err, "create", tmp);
-    }
-    bool ok = write_body(fd, w, hdr, hlen);
-    ok = close(fd) == 0 && ok;
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, path, "checkpoint", err);
+    if (f)
+        write_body(f, w, hdr, hlen);
     free(hdr);
-    if (!ok || rename(tmp, path) != 0) {
-        io_fail(err, ok ? "rename the new checkpoint to" : "write", ok ? path : tmp);
-        unlink(tmp);
-        return false;
-    }
-    sync_dir(path);
-    return true;
+    return f && ir_outfile_commit(&o, err);
 }
 
 /* ---------------------------------------------------------------- reader */

@@ -7,15 +7,16 @@
  * the upper right.  Data coordinates map linearly to a fixed 720x450 canvas;
  * y starts at 0 when every value is positive, as the book's plots do.
  * Non-finite values (a val loss not measured yet) break nothing: they are
- * skipped.  The file is replaced atomically, so a viewer never sees half.
+ * skipped.  The file is replaced atomically (ir/outfile.c), so a viewer never
+ * sees half.
  */
 #include "runtime/rt_train.h"
 
-#include <errno.h>
+#include "ir/outfile.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 /* canvas and plot area, in SVG user units */
 #define PW 720.0
@@ -201,20 +202,10 @@ static void write_svg(FILE *f, const RtPlot *p)
 
 bool rt_plot_svg(const RtPlot *p, const char *path, IrError *err)
 {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        ir_error(err, "cannot write the loss plot '%s': %s", tmp, strerror(errno));
-        ir_error_hint(err, "check that the folder of --plot exists and is writable");
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, path, "loss plot", err);
+    if (!f)
         return false;
-    }
     write_svg(f, p);
-    bool ok = !ferror(f);
-    ok = fclose(f) == 0 && ok && rename(tmp, path) == 0;
-    if (!ok) {
-        ir_error(err, "cannot write the loss plot '%s': %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    return ok;
+    return ir_outfile_commit(&o, err);
 }

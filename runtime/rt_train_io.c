@@ -19,6 +19,8 @@
 #define _GNU_SOURCE
 #include "runtime/rt_train_int.h"
 
+#include "ir/outfile.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
@@ -231,18 +233,65 @@ bool rt_train_check_resume(RtTrain *t, const RtCkpt *c, IrError *err)
     return false;
 }
 
-static void opt_num(const cJSON *j, const char *key, double *v)
+/* A count of a checkpoint's metadata: an integer in [0, 2^53]; a value past
+ * int64_t must not reach a cast. */
+static bool count_of(double d, int64_t *v)
 {
-    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, key);
-    if (cJSON_IsNumber(e))
-        *v = e->valuedouble;
+    if (!(d >= 0 && d <= 9007199254740992.0) || d != floor(d))
+        return false;
+    *v = (int64_t)d;
+    return true;
 }
 
-static void opt_int(const cJSON *j, const char *key, int64_t *v)
+static bool bad_option(const RtCkpt *c, const char *key, const char *want, IrError *err)
 {
-    double d = (double)*v;
-    opt_num(j, key, &d);
-    *v = (int64_t)d;
+    ir_error(err, "checkpoint '%s': train.options '%s' is not %s", c->path, key, want);
+    ir_error_hint(err, "the checkpoint is damaged or was not written by gradc train");
+    return false;
+}
+
+static bool opt_num(const RtCkpt *c, const cJSON *j, const char *key, double *v, IrError *err)
+{
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, key);
+    if (!e)
+        return true;
+    if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble))
+        return bad_option(c, key, "a number", err);
+    *v = e->valuedouble;
+    return true;
+}
+
+static bool opt_int(const RtCkpt *c, const cJSON *j, const char *key, int64_t *v, IrError *err)
+{
+    double d = NAN;
+    if (!opt_num(c, j, key, &d, err))
+        return false;
+    return isnan(d) || count_of(d, v) || bad_option(c, key, "a count", err);
+}
+
+static bool opt_ints(const RtCkpt *c, const cJSON *j, RtTrainOptions *o, int64_t *seed,
+                     IrError *err)
+{
+    const char *k[] = {"batch", "ctx", "stride", "seed", "epochs", "steps", "warmup",
+                       "eval_every", "eval_batches"};
+    int64_t *v[] = {&o->batch, &o->ctx, &o->stride, seed, &o->epochs, &o->steps, &o->warmup,
+                    &o->eval_every, &o->eval_batches};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (!opt_int(c, j, k[i], v[i], err))
+            return false;
+    return true;
+}
+
+static bool opt_nums(const RtCkpt *c, const cJSON *j, RtTrainOptions *o, IrError *err)
+{
+    const char *k[] = {"train_frac", "lr", "min_lr", "beta1", "beta2", "eps", "weight_decay",
+                       "clip"};
+    double *v[] = {&o->train_frac, &o->lr, &o->min_lr, &o->beta1, &o->beta2, &o->eps,
+                   &o->weight_decay, &o->clip};
+    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
+        if (!opt_num(c, j, k[i], v[i], err))
+            return false;
+    return true;
 }
 
 bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err)
@@ -255,14 +304,10 @@ bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err
         return false;
     }
     int64_t seed = (int64_t)o->seed;
-    opt_int(j, "batch", &o->batch), opt_int(j, "ctx", &o->ctx), opt_int(j, "stride", &o->stride);
-    opt_int(j, "seed", &seed), opt_int(j, "epochs", &o->epochs), opt_int(j, "steps", &o->steps);
-    opt_int(j, "warmup", &o->warmup), opt_int(j, "eval_every", &o->eval_every);
-    opt_int(j, "eval_batches", &o->eval_batches);
-    opt_num(j, "train_frac", &o->train_frac), opt_num(j, "lr", &o->lr);
-    opt_num(j, "min_lr", &o->min_lr), opt_num(j, "beta1", &o->beta1);
-    opt_num(j, "beta2", &o->beta2), opt_num(j, "eps", &o->eps);
-    opt_num(j, "weight_decay", &o->weight_decay), opt_num(j, "clip", &o->clip);
+    if (!opt_ints(c, j, o, &seed, err) || !opt_nums(c, j, o, err)) {
+        cJSON_Delete(j);
+        return false;
+    }
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "schedule");
     if (cJSON_IsString(e))
         o->schedule = strcmp(e->valuestring, "cosine") ? RT_LR_CONSTANT : RT_LR_COSINE;
@@ -349,19 +394,37 @@ static bool check_data(RtTrain *t, const RtCkpt *c, IrError *err)
     return false;
 }
 
-static void restore_history(RtTrain *t, const RtCkpt *c)
+/* One row of train.history: [step, epoch, tokens, train, val, lr, seconds],
+ * the first three counts, the others numbers or null. */
+static bool history_row(const cJSON *row, RtEvalPoint *p)
+{
+    double v[7];
+    for (int k = 0; k < 7; k++) {
+        const cJSON *e = cJSON_GetArrayItem(row, k);
+        v[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
+    }
+    *p = (RtEvalPoint){0, 0, 0, v[3], v[4], v[5], v[6]};
+    return cJSON_IsArray(row) && count_of(v[0], &p->step) && count_of(v[1], &p->epoch) &&
+           count_of(v[2], &p->tokens);
+}
+
+static bool restore_history(RtTrain *t, const RtCkpt *c, IrError *err)
 {
     cJSON *a = cJSON_Parse(rt_ckpt_meta_get(c, "train.history") ?: "[]");
-    for (const cJSON *row = a ? a->child : NULL; row; row = row->next) {
-        double v[7];
-        for (int k = 0; k < 7; k++) {
-            const cJSON *e = cJSON_GetArrayItem(row, k);
-            v[k] = cJSON_IsNumber(e) ? e->valuedouble : NAN;
-        }
-        RtEvalPoint p = {(int64_t)v[0], (int64_t)v[1], (int64_t)v[2], v[3], v[4], v[5], v[6]};
-        rt_train_add_point(t, &p);
+    int i = 0;
+    bool ok = cJSON_IsArray(a);
+    for (const cJSON *row = ok ? a->child : NULL; ok && row; row = row->next, i++) {
+        RtEvalPoint p;
+        if ((ok = history_row(row, &p)))
+            rt_train_add_point(t, &p);
     }
     cJSON_Delete(a);
+    if (!ok) {
+        ir_error(err, "checkpoint '%s': metadata train.history %s", c->path,
+                 i ? "has a row that is not [step, epoch, tokens, ...]" : "is not a JSON array");
+        ir_error_hint(err, "the checkpoint is damaged or was not written by gradc train");
+    }
+    return ok;
 }
 
 static bool restore_position(RtTrain *t, const RtCkpt *c, IrError *err)
@@ -382,9 +445,9 @@ bool rt_train_restore(RtTrain *t, const RtCkpt *c, IrError *err)
 {
     if (!check_settings(t, c, err) || !check_data(t, c, err) ||
         !rt_exec_params_from_ckpt(t->train_ex, t->train_g, c, err) ||
-        !restore_state(t, c, err) || !restore_position(t, c, err))
+        !restore_state(t, c, err) || !restore_position(t, c, err) ||
+        !restore_history(t, c, err))
         return false;
-    restore_history(t, c);
     if (!t->o.quiet)
         fprintf(t->out, "resumed from %s at step %lld (epoch %lld, batch %lld)\n", c->path,
                 (long long)t->step, (long long)t->epoch + 1, (long long)t->batch);
@@ -402,32 +465,10 @@ void rt_train_add_point(RtTrain *t, const RtEvalPoint *p)
     t->hist[t->nhist++] = *p;
 }
 
-static FILE *open_tmp(const char *path, char *tmp, const char *what, IrError *err)
-{
-    snprintf(tmp, 4200, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        ir_error(err, "cannot write the %s '%s': %s", what, tmp, strerror(errno));
-        ir_error_hint(err, "check that the folder exists and is writable");
-    }
-    return f;
-}
-
-static bool close_tmp(FILE *f, const char *tmp, const char *path, IrError *err)
-{
-    bool ok = !ferror(f);
-    ok = fclose(f) == 0 && ok && rename(tmp, path) == 0;
-    if (!ok) {
-        ir_error(err, "cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
-    }
-    return ok;
-}
-
 bool rt_train_write_csv(RtTrain *t, IrError *err)
 {
-    char tmp[4200];
-    FILE *f = open_tmp(t->csv_path, tmp, "CSV log", err);
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, t->csv_path, "CSV log", err);
     if (!f)
         return false;
     fprintf(f, "step,epoch,tokens_seen,train_loss,val_loss,lr,elapsed_s\n");
@@ -442,7 +483,7 @@ bool rt_train_write_csv(RtTrain *t, IrError *err)
             fprintf(f, "%.1f", p->seconds);
         fprintf(f, "\n");
     }
-    return close_tmp(f, tmp, t->csv_path, err);
+    return ir_outfile_commit(&o, err);
 }
 
 bool rt_train_write_plot(RtTrain *t, IrError *err)

@@ -239,7 +239,7 @@ TEST(missing_file_and_unwritable_folder)
     rt_ckpt_add(wr, "x", RT_DT_F32, 0, NULL, &x);
     err = (IrError){0};
     CHECK(!rt_ckpt_write(wr, "/nonexistent-dir/x.safetensors", &err));
-    CHECK(strstr(err.msg, "/nonexistent-dir/x.safetensors.tmp") != NULL);
+    CHECK(strstr(err.msg, "checkpoint '/nonexistent-dir/x.safetensors': No such file") != NULL);
     rt_ckpt_add(wr, "x", RT_DT_F32, 0, NULL, &x);
     err = (IrError){0};
     CHECK(!rt_ckpt_write(wr, tmp_path("dup.safetensors"), &err));
