@@ -1,10 +1,13 @@
 /* main.c — the `gradc` command: dispatch to subcommands.
  *
  * The subcommands and their table (cli/commands.c, the whole CLI surface)
- * form the library gradc_cli; this file only dispatches to them.
+ * form the library gradc_cli; this file only dispatches to them, and then
+ * checks that what they printed reached standard output.
  */
 #include "cli.h"
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,7 +23,7 @@ static void main_usage(FILE *f)
                "Exit codes: 0 success, 1 user error, 2 internal error.\n");
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         main_usage(stderr);
@@ -45,4 +48,23 @@ int main(int argc, char **argv)
     fprintf(stderr, "gradc: error: unknown command '%s'\n", argv[1]);
     fprintf(stderr, "  hint: run `gradc --help` for the list of commands\n");
     return 1;
+}
+
+/* What a command printed must have arrived: a write error on standard
+ * output (a full disk, a closed pipe) is exit 1, whatever the command. */
+static int check_stdout(int rc)
+{
+    errno = 0;
+    bool failed = fflush(stdout) != 0, earlier = ferror(stdout);
+    if (!(failed || earlier) || rc != 0)    /* a failed command has reported already */
+        return rc;
+    fprintf(stderr, "gradc: error: cannot write to standard output: %s\n",
+            failed && errno ? strerror(errno) : "a write failed");
+    fprintf(stderr, "  hint: the output is incomplete; check the disk or the pipe it goes to\n");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    return check_stdout(dispatch(argc, argv));
 }
