@@ -146,35 +146,20 @@ static void collect_sets(Gen *g, const GenArgs *a)
                                       strdup(a->model.sets[i].value)};
 }
 
-static bool load_tokenizer(Gen *g, const GenArgs *a, IrError *err)
-{
-    const char *kind = rt_ckpt_meta_get(g->c, "tokenizer");
-    const RtCkptTensor *v = rt_ckpt_find(g->c, "tokenizer.char_vocab");
-    if (kind && !strcmp(kind, "char")) {
-        if (!v) {
-            ir_error(err, "checkpoint '%s' has a char tokenizer but no tokenizer.char_vocab",
-                     g->c->path);
-            return false;
-        }
-        g->tok = rt_tokenizer_char_vocab(v->data, (size_t)v->bytes, err);
-    } else {
-        g->tok = rt_tokenizer_gpt2(a->bpe_dir, err);
-    }
-    return g->tok != NULL;
-}
-
 static bool load(Gen *g, const GenArgs *a, IrError *err)
 {
     if (!(g->c = rt_ckpt_read(a->ckpt, err)))
         return false;
+    rt_ckpt_print_warnings(g->c, stderr);
     const char *json = rt_ckpt_meta_get(g->c, "model.json");
-    const char *name = rt_ckpt_meta_get(g->c, "model.path");
     if (!json)
         return no_model(g->c, err);
     collect_sets(g, a);
     FeOptions fo = {g->sets, g->nsets};
-    if (!(g->model = fe_load_string(json, name ? name : a->ckpt, &fo, err)) ||
-        !load_tokenizer(g, a, err))
+    char name[4200];   /* errors in it are the checkpoint's, not the file model.path names */
+    snprintf(name, sizeof name, "%s (metadata model.json)", a->ckpt);
+    if (!(g->model = fe_load_string(json, name, &fo, err)) ||
+        !(g->tok = rt_ckpt_tokenizer(g->c, g->model->graph, a->bpe_dir, err)))
         return false;
     double ctx;
     int64_t window = fe_config(g->model, "context_length", &ctx) ? (int64_t)ctx : 256;

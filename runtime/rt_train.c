@@ -163,9 +163,12 @@ static bool load_model(RtTrain *t, const RtCkpt *c, IrError *err)
         t->model = fe_load_file(t->o.model_path, &fo, err);
         t->model_json = t->model ? rt_model_flatten(t->o.model_path, err) : NULL;
     } else {
+        /* errors in it are the checkpoint's, not the file model.path names */
+        char name[4200];
+        snprintf(name, sizeof name, "%s (metadata model.json)", c->path);
         t->model_name = strdup(rt_ckpt_meta_get(c, "model.path") ?: "checkpoint");
         t->model_json = strdup(json);
-        t->model = fe_load_string(json, t->model_name, &fo, err);
+        t->model = fe_load_string(json, name, &fo, err);
     }
     return t->model && t->model_json && find_io(t, err) && pick_context(t, err) &&
            apply_init_std(t, err);
@@ -176,12 +179,12 @@ static bool load_model(RtTrain *t, const RtCkpt *c, IrError *err)
 static bool make_tokenizer(RtTrain *t, const RtCkpt *c, const char *text, size_t len,
                            IrError *err)
 {
-    const RtCkptTensor *v = c ? rt_ckpt_find(c, "tokenizer.char_vocab") : NULL;
+    if (c) /* the checkpoint's, checked against the model (check_settings: against o) */
+        return (t->tok = rt_ckpt_tokenizer(c, t->model->graph, t->o.bpe_dir, err)) != NULL;
     if (t->o.tokenizer == RT_TOK_GPT2)
         t->tok = rt_tokenizer_gpt2(t->o.bpe_dir, err);
     else
-        t->tok = v ? rt_tokenizer_char_vocab(v->data, (size_t)v->bytes, err)
-                   : rt_tokenizer_char(text, len, err);
+        t->tok = rt_tokenizer_char(text, len, err);
     if (!t->tok)
         return false;
     int n = rt_tokenizer_vocab_size(t->tok);
@@ -208,7 +211,9 @@ static bool load_data(RtTrain *t, const RtCkpt *c, IrError *err)
         return false;
     t->data_hash = rt_ckpt_hash(text, len);
     RtLoaderOptions lo = {t->T, t->stride, t->o.batch, !t->o.no_shuffle, true, t->o.seed};
-    bool ok = make_tokenizer(t, c, text, len, err) &&
+    /* another text is refused by its hash before a char vocabulary can
+     * fail on a character it lacks */
+    bool ok = (!c || rt_train_check_data(t, c, err)) && make_tokenizer(t, c, text, len, err) &&
               rt_text_data_from(text, len, path, t->tok, t->o.train_frac, &lo, &t->data, err);
     free(text);
     return ok;
@@ -439,6 +444,8 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     t->sets = calloc((size_t)o->nsets + 64, sizeof *t->sets);
     RtCkpt *c = NULL;
     bool ok = !o->resume || (c = rt_ckpt_read(o->resume, err)) != NULL;
+    if (c)
+        rt_ckpt_print_warnings(c, stderr);
     ok = ok && (!c || rt_train_check_resume(t, c, err)) && load_model(t, c, err);
     t->stride = t->o.stride > 0 ? t->o.stride : t->T;
     ok = ok && load_data(t, c, err) && build_graphs(t, err) && compile_train(t, err);

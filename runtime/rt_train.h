@@ -184,6 +184,16 @@ typedef struct RtTrain RtTrain;
  * its flags.  Leaves o as is and fills err when there are none. */
 bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err);
 
+/* The tokenizer a checkpoint was trained with, checked before it is used
+ * (gradc generate, gradc train --resume): metadata 'tokenizer' must be gpt2
+ * or char and agree with train.options; a char checkpoint must hold its
+ * vocabulary (tokenizer.char_vocab, u8) and a gpt2 one must not; and the
+ * tokenizer must fit the model's vocabulary (the last dim of its output
+ * 'logits').  A gpt2 tokenizer is loaded from bpe_dir (NULL: the data cache).
+ * NULL + err, naming the checkpoint. */
+RtTokenizer *rt_ckpt_tokenizer(const RtCkpt *c, const IrGraph *model, const char *bpe_dir,
+                               IrError *err);
+
 /* Loads the model and data, compiles the programs, initialises the weights
  * (or restores a checkpoint).  Prints what it did on o->out. */
 RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err);

@@ -43,6 +43,8 @@ struct RtTrain {
 /* rt_train_io.c */
 bool rt_train_restore(RtTrain *t, const RtCkpt *c, IrError *err);
 bool rt_train_check_resume(RtTrain *t, const RtCkpt *c, IrError *err);
+/* The data file is the one the checkpoint was trained on (data.hash). */
+bool rt_train_check_data(RtTrain *t, const RtCkpt *c, IrError *err);
 bool rt_train_write_csv(RtTrain *t, IrError *err);
 bool rt_train_write_plot(RtTrain *t, IrError *err);
 void rt_train_add_point(RtTrain *t, const RtEvalPoint *p);

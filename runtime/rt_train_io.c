@@ -323,6 +323,83 @@ bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err
     return true;
 }
 
+/* ---------------------------------------------------------------- tokenizer */
+
+static bool tok_mismatch(const RtCkpt *c, const char *what, IrError *err)
+{
+    ir_error(err, "checkpoint '%s' %s", c->path, what);
+    ir_error_hint(err, "the checkpoint was edited or damaged, or not written by gradc train; "
+                  "use an unedited copy");
+    return false;
+}
+
+/* The kind named by metadata 'tokenizer', checked against train.options and
+ * against the vocabulary tensor. */
+static bool ckpt_tok_kind(const RtCkpt *c, RtTokKind *kind, IrError *err)
+{
+    const char *name = rt_ckpt_meta_get(c, "tokenizer");
+    char what[300];
+    if (!rt_tok_kind_parse(name, kind)) {
+        snprintf(what, sizeof what, "names the tokenizer '%.60s', not gpt2 or char",
+                 name ? name : "(none)");
+        return tok_mismatch(c, what, err);
+    }
+    cJSON *j = cJSON_Parse(rt_ckpt_meta_get(c, "train.options") ?: "");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "tokenizer");
+    bool agree = !cJSON_IsString(e) || !strcmp(e->valuestring, name);
+    cJSON_Delete(j);
+    if (!agree)
+        return tok_mismatch(c, "names one tokenizer in 'tokenizer' and another in "
+                            "train.options", err);
+    const RtCkptTensor *v = rt_ckpt_find(c, "tokenizer.char_vocab");
+    if (*kind == RT_TOK_GPT2 && v)
+        return tok_mismatch(c, "names the gpt2 tokenizer but holds a char vocabulary "
+                            "(tokenizer.char_vocab)", err);
+    if (*kind == RT_TOK_CHAR && (!v || v->dtype != RT_DT_U8 || v->rank != 1))
+        return tok_mismatch(c, "has a char tokenizer but no tokenizer.char_vocab (u8[N])", err);
+    return true;
+}
+
+/* The model's vocabulary size: the last dim of its output 'logits'; -1 when
+ * it has none (rt_gen_new and the trainer refuse such a model). */
+static int64_t model_vocab(const IrGraph *g)
+{
+    int64_t V = -1;
+    for (int o = 0; g && o < g->nout; o++) {
+        const IrNode *n = g->outs[o].node;
+        if (!strcmp(g->outs[o].name, "logits") && n->shape.rank >= 1 &&
+            !ir_dim_is_const(n->shape.d[n->shape.rank - 1], &V))
+            V = -1;
+    }
+    return V;
+}
+
+RtTokenizer *rt_ckpt_tokenizer(const RtCkpt *c, const IrGraph *model, const char *bpe_dir,
+                               IrError *err)
+{
+    RtTokKind kind;
+    if (!ckpt_tok_kind(c, &kind, err))
+        return NULL;
+    const RtCkptTensor *v = rt_ckpt_find(c, "tokenizer.char_vocab");
+    RtTokenizer *tok = kind == RT_TOK_CHAR
+                           ? rt_tokenizer_char_vocab(v->data, (size_t)v->bytes, err)
+                           : rt_tokenizer_gpt2(bpe_dir, err);
+    if (!tok) {
+        if (kind == RT_TOK_CHAR)
+            ir_error_where(err, "checkpoint '%s', tokenizer.char_vocab", c->path);
+        return NULL;
+    }
+    int64_t n = rt_tokenizer_vocab_size(tok), V = model_vocab(model);
+    if (V < 0 || n <= V)
+        return tok;
+    rt_tokenizer_free(tok);
+    char what[300];
+    snprintf(what, sizeof what, "names the %s tokenizer, which has %lld tokens, but its model "
+             "has vocab_size %lld", rt_tok_kind_name(kind), (long long)n, (long long)V);
+    tok_mismatch(c, what, err);
+    return NULL;
+}
+
 static bool restore_state(RtTrain *t, const RtCkpt *c, IrError *err)
 {
     const IrGraph *g = t->train_g;
@@ -380,7 +457,7 @@ static bool check_settings(RtTrain *t, const RtCkpt *c, IrError *err)
     return tok_ok;
 }
 
-static bool check_data(RtTrain *t, const RtCkpt *c, IrError *err)
+bool rt_train_check_data(RtTrain *t, const RtCkpt *c, IrError *err)
 {
     char ours[32];
     snprintf(ours, sizeof ours, "%016llx", (unsigned long long)t->data_hash);
@@ -411,9 +488,8 @@ static bool history_row(const cJSON *row, RtEvalPoint *p)
 static bool restore_history(RtTrain *t, const RtCkpt *c, IrError *err)
 {
     cJSON *a = cJSON_Parse(rt_ckpt_meta_get(c, "train.history") ?: "[]");
-    int i = 0;
-    bool ok = cJSON_IsArray(a);
-    for (const cJSON *row = ok ? a->child : NULL; ok && row; row = row->next, i++) {
+    bool array = cJSON_IsArray(a), ok = array;
+    for (const cJSON *row = ok ? a->child : NULL; ok && row; row = row->next) {
         RtEvalPoint p;
         if ((ok = history_row(row, &p)))
             rt_train_add_point(t, &p);
@@ -421,7 +497,7 @@ static bool restore_history(RtTrain *t, const RtCkpt *c, IrError *err)
     cJSON_Delete(a);
     if (!ok) {
         ir_error(err, "checkpoint '%s': metadata train.history %s", c->path,
-                 i ? "has a row that is not [step, epoch, tokens, ...]" : "is not a JSON array");
+                 array ? "has a row that is not [step, epoch, tokens, ...]" : "is not a JSON array");
         ir_error_hint(err, "the checkpoint is damaged or was not written by gradc train");
     }
     return ok;
@@ -443,7 +519,7 @@ static bool restore_position(RtTrain *t, const RtCkpt *c, IrError *err)
 
 bool rt_train_restore(RtTrain *t, const RtCkpt *c, IrError *err)
 {
-    if (!check_settings(t, c, err) || !check_data(t, c, err) ||
+    if (!check_settings(t, c, err) ||
         !rt_exec_params_from_ckpt(t->train_ex, t->train_g, c, err) ||
         !restore_state(t, c, err) || !restore_position(t, c, err) ||
         !restore_history(t, c, err))
