@@ -10,6 +10,7 @@
  *   graphgen_gen.c     the generator: IR builder calls, shapes, numerics
  *   graphgen_check.c   one verify run in a child process, its outcome
  *   graphgen_shrink.c  delta debugging of a failing case
+ *   graphgen_known.c   whether a failure is one of the open bugs
  *   graphgen.c         options, the main loop, replay, reproducer files
  */
 #ifndef GRADC_GRAPHGEN_H
@@ -91,6 +92,13 @@ void gg_command(const char *gradc, const char *path, const GgRun *run, char *buf
  * message up to numbers (node ids change while shrinking). */
 bool gg_same_failure(const GgOutcome *a, const GgOutcome *b);
 
+/* ---------------------------------------------------------------- graphgen_known.c */
+
+/* The open bug (tests/fuzz/graphgen_open/README.md) that explains this
+ * failure of (g, run): "row-constant", "source-output", "fuse-cycle"; or
+ * NULL for a new one. */
+const char *gg_known_bug(const IrGraph *g, const GgRun *run, const GgOutcome *out);
+
 /* ---------------------------------------------------------------- graphgen_shrink.c */
 
 typedef struct GgShrinkLimits {
@@ -98,6 +106,7 @@ typedef struct GgShrinkLimits {
     double max_seconds;
     int timeout_s;       /* of each run */
     unsigned avoid;      /* GG_AVOID_*: candidates keep clear of these too */
+    bool no_known;       /* refuse candidates whose failure is a known open bug */
 } GgShrinkLimits;
 
 /* Shrinks (g, *run), which fails with `fail`, to a smaller graph that

@@ -47,6 +47,7 @@ typedef struct Info {
     bool exact;     /* the same bits in float32 and double: comparisons may read it */
     bool dep;       /* depends on a trainable param through differentiable ops */
     bool index;     /* an integer index input: only gather/scatter/xent read it */
+    bool inf;       /* holds -inf (a causal mask before its softmax): no operand */
     IrDim range;    /* of an index input: the size of what it indexes */
     bool vlast;     /* its elements surely differ along its last axis */
     bool vall;      /* ... and along every axis: random data */
@@ -224,6 +225,8 @@ static void node_facts(Gen *G, IrNode *n, Info *r)
     for (int j = 0; j < n->nin; j++)
         r->dep |= n->dtype == DT_F32 && I(G, n->in[j])->dep &&
                   !pass_autodiff_nondiff_reason(n->op, j);
+    for (int j = 0; j < n->nin; j++)
+        r->inf |= I(G, n->in[j])->inf && n->op != OP_SOFTMAX;
     if (k == OPK_ELEMWISE)
         elem_facts(G, n, a, b, r);
     switch (n->op) {
@@ -253,6 +256,7 @@ static void node_facts(Gen *G, IrNode *n, Info *r)
     case OP_GATHER: r->exact = r->exact || a->exact; break;
     case OP_SCATTER_ADD: r->mag = a->mag + I(G, n->in[2])->mag * 16; break;
     case OP_CAUSAL_ATTENTION: r->mag = a->mag * 2; break;
+    case OP_CAUSAL_MASK: r->inf = true; break;
     case OP_CAUSAL_ATTENTION_GRAD: r->mag = 1e3; break;
     case OP_SOFTMAX: r->mag = 1; break;
     case OP_LOG_SOFTMAX: case OP_CROSS_ENTROPY: r->mag = 2 * a->mag + 6; break;
@@ -337,16 +341,17 @@ static IrNode *mk(Gen *G, IrOp op, IrNode *const *in, int nin, const IrAttr *at,
                   const IrDType *dt, const IrShape *s);
 static IrNode *input(Gen *G, const char *prefix, IrDType dt, IrShape s);
 
-/* With GG_AVOID_ROW_CONSTANT, a computed value wider than 1 along its last
- * axis that may be constant along it (a broadcast of [.., 1], an iota over
- * another axis, consts) is mixed with fresh random data of its type, so
- * that no fused kernel writes such a value: open codegen bug, see
- * tests/fuzz/graphgen_open/README.md. */
+/* With GG_AVOID_ROW_CONSTANT, a computed value of several elements that
+ * may be constant along its last axis wider than 1 (a broadcast of a
+ * [.., 1], an iota over another axis, consts) is mixed with fresh random
+ * data of its type, so that no fused kernel writes such a value: open
+ * codegen bug, see tests/fuzz/graphgen_open/README.md. */
 static IrNode *unflatten(Gen *G, IrNode *n)
 {
     const IrShape *s = &n->shape;
-    if (!(G->avoid & GG_AVOID_ROW_CONSTANT) || ir_ops[n->op].kind == OPK_SOURCE || !s->rank ||
-        ir_dim_is_one(s->d[s->rank - 1]) || I(G, n)->vlast)
+    if (!(G->avoid & GG_AVOID_ROW_CONSTANT) || ir_ops[n->op].kind == OPK_SOURCE ||
+        numel_of(G, s) <= 1 || I(G, n)->vall ||
+        (!ir_dim_is_one(s->d[s->rank - 1]) && I(G, n)->vlast))
         return n;
     IrNode *in[2] = {n, input(G, n->dtype == DT_BOOL ? "c" : "v", n->dtype, *s)};
     return mk(G, n->dtype == DT_BOOL ? OP_EQ : OP_ADD, in, 2, NULL, 0, NULL, NULL);
@@ -396,10 +401,11 @@ static IrNode *input(Gen *G, const char *prefix, IrDType dt, IrShape s)
     return n;
 }
 
+/* A param of shape s; frozen_ok: maybe frozen and maybe a constant init. */
 static IrNode *new_param(Gen *G, IrShape s, bool frozen_ok)
 {
     static const char *const inits[] = {"normal", "uniform", "ones", "normal", "uniform", "zeros"};
-    const char *init = inits[below(G, chance(G, 0.97) ? 5 : 6)];
+    const char *init = frozen_ok ? inits[below(G, chance(G, 0.97) ? 5 : 6)] : "normal";
     IrAttr at[3];
     int na = 0;
     at[na++] = ir_attr_str(ATTR_INIT, init);
@@ -411,6 +417,9 @@ static IrNode *new_param(Gen *G, IrShape s, bool frozen_ok)
     char name[32];
     snprintf(name, sizeof name, "w%d", G->nparam++);
     IrDType dt = DT_F32;
+    for (int i = 0; i < s.rank; i++) /* a param's shape is numbers */
+        if (!ir_dim_is_const(s.d[i], NULL))
+            s.d[i] = ir_dim_const(3);
     IrNode *n = mk(G, OP_PARAM, NULL, 0, at, na, &dt, &s);
     n->name = ir_arena_strdup(G->g->arena, name);
     return n;
@@ -446,7 +455,7 @@ typedef struct Want {
 static bool wanted(Gen *G, const IrNode *n, const Want *w)
 {
     const Info *f = I(G, n);
-    return (w->dtypes >> n->dtype & 1) && !f->index && n->shape.rank >= w->min_rank &&
+    return (w->dtypes >> n->dtype & 1) && !f->index && !f->inf && n->shape.rank >= w->min_rank &&
            n->shape.rank <= w->max_rank && (!w->exact || f->exact) && (!w->no_dep || !f->dep);
 }
 
@@ -481,7 +490,7 @@ static IrNode *find(Gen *G, IrDType dt, const IrShape *s, bool exact)
 {
     for (int t = 0; t < 24 && G->g->nnodes; t++) {
         IrNode *n = G->g->nodes[below(G, (uint32_t)G->g->nnodes)];
-        if (n->dtype == dt && !I(G, n)->index && ir_shape_eq(&n->shape, s) &&
+        if (n->dtype == dt && !I(G, n)->index && !I(G, n)->inf && ir_shape_eq(&n->shape, s) &&
             (!exact || I(G, n)->exact))
             return n;
     }
@@ -835,17 +844,46 @@ static IrNode *op_reduce(Gen *G)
     return reduce(G, ops[below(G, 3)], pick_f32(G, 0), false);
 }
 
+/* An axis of x wider than 1, or -1.  Softmax, layernorm and cross-entropy
+ * over an axis of 1 are constants whose gradients vanish in exact
+ * arithmetic, where verify would judge float32 rounding noise against
+ * nothing. */
+static int wide_axis(Gen *G, const IrNode *x)
+{
+    int axes[IR_MAX_RANK], n = 0;
+    for (int i = 0; i < x->shape.rank; i++)
+        if (!ir_dim_is_one(x->shape.d[i]))
+            axes[n++] = i;
+    return n ? axes[below(G, (uint32_t)n)] : -1;
+}
+
 static IrNode *op_softmax(Gen *G)
 {
-    IrNode *x = tame(G, pick_f32(G, 1), 6);
-    int r = x->shape.rank;
-    IrAttr a = ir_attr_int(ATTR_AXIS, (int)below(G, (uint32_t)r) - (chance(G, 0.4) ? r : 0));
+    IrNode *x = pick_f32(G, 1);
+    int r = x->shape.rank, ax = wide_axis(G, x);
+    if (ax < 0 || !(ax == r - 1 ? I(G, x)->vlast : I(G, x)->vall))
+        return NULL;
+    x = tame(G, x, 6);
+    IrAttr a = ir_attr_int(ATTR_AXIS, ax - (chance(G, 0.4) ? r : 0));
     return mk(G, chance(G, 0.7) ? OP_SOFTMAX : OP_LOG_SOFTMAX, &x, 1, &a, 1, NULL, NULL);
+}
+
+static bool wide_last(const IrNode *x)
+{
+    return x->shape.rank && !ir_dim_is_one(x->shape.d[x->shape.rank - 1]);
 }
 
 static IrNode *op_layernorm(Gen *G)
 {
-    IrNode *x = tame(G, pick_f32(G, 1), 1e3);
+    IrNode *x = pick_f32(G, 1);
+    int64_t len;
+    if (!ir_dim_is_const(x->shape.d[x->shape.rank - 1], &len) || len < 4)
+        return NULL; /* over 2 or 3 values the output is nearly +-1 whatever x: its gradient
+                      * is all cancellation, float32 and double part after 4 digits */
+    /* rows of random spread: over rows that are nearly constant, x - mean
+     * cancels and 1/std amplifies float32 rounding past any tolerance */
+    if (!I(G, x)->exact || !I(G, x)->vall)
+        x = mk2(G, OP_ADD, tame(G, x, 1), input(G, "x", DT_F32, x->shape));
     IrShape d = {.rank = 1, .d = {x->shape.d[x->shape.rank - 1]}};
     IrNode *in[3] = {x, leaf(G, d), leaf(G, d)};
     IrAttr a = ir_attr_float(ATTR_EPS, chance(G, 0.5) ? 1e-5 : 1e-3);
@@ -1044,8 +1082,10 @@ static IrNode *op_mask(Gen *G)
     IrDim dq = s->d[s->rank - 2], dk = s->d[s->rank - 1];
     bool ok = ir_dim_eq(dq, dk) || ir_dim_is_one(dq) ||
               (ir_dim_is_const(dq, &q) && ir_dim_is_const(dk, &k) && q <= k);
-    if (!ok) {
+    if (!ok || ir_dim_is_one(dk)) {
         IrShape t = *s;
+        if (ir_dim_is_one(t.d[t.rank - 1]))
+            t.d[t.rank - 1] = ir_dim_const(3);
         t.d[t.rank - 2] = t.d[t.rank - 1];
         if (!fits(G, &t))
             return NULL;
@@ -1118,8 +1158,8 @@ static IrNode *op_attention(Gen *G)
  * gradient rule of its own): (qkv, causal_attention(qkv), dout).  Its
  * `out` must be that forward output, step included: the interpreter
  * recomputes the weights, codegen reads their softmax term from `out`.
- * With dropout both get the input `step` here, since autodiff would wire
- * it into the lone forward op only. */
+ * With dropout both read the input `step`, here or (when the graph
+ * leaves it out) by autodiff in the train step. */
 static IrNode *op_attention_grad(Gen *G)
 {
     Heads H = heads(G);
@@ -1128,7 +1168,8 @@ static IrNode *op_attention_grad(Gen *G)
     int64_t t = ir_dim_eval(s.d[s.rank - 2], G->bind);
     if (numel_of(G, &s) > GG_MAX_EL || numel_of(G, &s) / (3 * H.d) * t * H.h > GG_MAX_EL)
         return NULL;
-    IrNode *in[4] = {input(G, "x", DT_F32, s)}, *step = H.nat > 2 ? step_input(G) : NULL;
+    IrNode *in[4] = {input(G, "x", DT_F32, s)};
+    IrNode *step = H.nat > 2 && chance(G, 0.5) ? step_input(G) : NULL;
     IrNode *fwd[2] = {in[0], step};
     in[1] = mk(G, OP_CAUSAL_ATTENTION, fwd, step ? 2 : 1, H.at, H.nat, NULL, NULL);
     Want w = {1u << DT_F32, 0, GG_MAX_RANK, false, true};
@@ -1166,10 +1207,11 @@ static void qkv_of(Gen *G, IrNode *x, const Heads *H, IrNode **qkv)
             qkv[k] = project(G, x, H->d, true);
             if (chance(G, 0.3))
                 qkv[k] = mk2(G, OP_ADD, qkv[k], param(G, ir_shape_ints(1, &H->d)));
+            qkv[k] = tame(G, qkv[k], 2);
         }
         return;
     }
-    IrNode *all = project(G, x, 3 * H->d, false);
+    IrNode *all = tame(G, project(G, x, 3 * H->d, false), 2);
     for (int k = 0; k < 3; k++)
         qkv[k] = slice_at(G, all, 2, k * H->d, (k + 1) * H->d);
 }
@@ -1199,7 +1241,10 @@ static IrNode *op_attention_chain(Gen *G)
 /* cross_entropy(logits[..., V], targets): a term of the loss. */
 static IrNode *op_xent(Gen *G)
 {
-    IrNode *x = tame(G, pick_f32(G, 1), 6);
+    IrNode *x = pick_f32(G, 1);
+    if (!wide_last(x) || !I(G, x)->vlast)
+        return NULL;
+    x = tame(G, x, 6);
     IrShape ts = x->shape;
     ts.rank--;
     IrNode *t = index_input(G, ts, x->shape.d[x->shape.rank - 1]);
@@ -1259,32 +1304,64 @@ static IrNode *loss_term(Gen *G, IrNode *v)
     return reduce_all(G, chance(G, 0.5) ? OP_SUM : OP_MEAN, mk2(G, OP_MUL, tame(G, v, 1e3), w));
 }
 
-/* The scalar output "loss": terms of values that depend on params (one
- * made on purpose when none does) and the cross-entropies. */
+static IrNode *named(Gen *G, IrNode *n, const char *name)
+{
+    n->name = ir_arena_strdup(G->g->arena, name);
+    return n;
+}
+
+/* 8 + sum(tanh(w) * lw) for a new trainable w of a few elements: a loss
+ * term whose gradient is of order 1, and a loss far from 0 (a loss that
+ * cancels to near 0 would judge float32 rounding against itself).  Its
+ * nodes are named anchor.*: the shrinker keeps them. */
+static IrNode *anchor(Gen *G)
+{
+    IrShape s = {.rank = 1, .d = {ir_dim_const(1 + below(G, 7))}};
+    IrNode *p = new_param(G, s, false);
+    IrNode *t = named(G, mk1(G, OP_TANH, p), "anchor.tanh");
+    IrNode *m = named(G, mk2(G, OP_MUL, t, input(G, "lw", DT_F32, s)), "anchor.mul");
+    IrNode *r = named(G, reduce_all(G, OP_SUM, m), "anchor.sum");
+    return named(G, mk2(G, OP_ADD, r, scalar(G, 8)), "anchor");
+}
+
+/* The scalar output "loss": the anchor, terms of values that depend on
+ * params, and the cross-entropies.  With the anchor's gradient of order
+ * 1, verify judges the other gradients against that scale (its group
+ * floor) even when they vanish in exact arithmetic. */
 static void add_loss(Gen *G)
 {
     Want w = {1u << DT_F32, 0, GG_MAX_RANK, false, false};
-    IrNode *loss = NULL;
-    for (int k = 0, n = 1 + (int)below(G, 3); k < n; k++) {
-        IrNode *v = sink(G, &w);
-        if (v && (I(G, v)->dep || k == 0)) {
-            IrNode *t = loss_term(G, v);
-            loss = loss ? mk2(G, OP_ADD, loss, t) : t;
-        }
-    }
-    if (!loss || !I(G, loss)->dep) {
-        IrNode *p = new_param(G, rand_shape(G, 1 + (int)below(G, 2)), false);
-        IrNode *t = loss_term(G, mk1(G, OP_TANH, p));
-        loss = loss ? mk2(G, OP_ADD, loss, t) : t;
-    }
+    IrNode *v[3];
+    int n = 1 + (int)below(G, 3);
+    for (int k = 0; k < n; k++)
+        v[k] = sink(G, &w);
+    IrNode *loss = anchor(G);
+    for (int k = 0; k < n; k++)
+        if (v[k] && I(G, v[k])->dep)
+            loss = named(G, mk2(G, OP_ADD, loss, loss_term(G, v[k])), "loss.sum");
     for (int k = 0; k < G->nloss; k++)
-        loss = mk2(G, OP_ADD, loss, G->loss[k]);
+        loss = named(G, mk2(G, OP_ADD, loss, G->loss[k]), "loss.sum");
     ir_graph_add_output(G->g, "loss", loss);
+}
+
+/* A transpose that keeps the order, a broadcast that adds nothing:
+ * simplify makes a view of either. */
+static bool no_op_move(const IrNode *n)
+{
+    if (n->op == OP_BROADCAST)
+        return ir_shape_eq(&n->shape, &n->in[0]->shape);
+    if (n->op != OP_TRANSPOSE)
+        return false;
+    const IrAttr *p = ir_node_attr(n, ATTR_PERM);
+    for (int i = 0; p && i < p->n; i++)
+        if (p->i[i] != i)
+            return false;
+    return true;
 }
 
 bool gg_source_view(const IrNode *n)
 {
-    while (n->op == OP_RESHAPE || n->op == OP_SLICE)
+    while (n->op == OP_RESHAPE || n->op == OP_SLICE || no_op_move(n))
         n = n->in[0];
     return n->op == OP_INPUT || n->op == OP_PARAM;
 }
