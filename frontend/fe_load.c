@@ -20,15 +20,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static const char *const sections[] = {"name", "base", "config", "inputs", "params", "modules",
                                        "nodes", "outputs", "//", "doc", NULL};
 
 /* ---------------------------------------------------------------- files */
 
+/* NULL with errno set when the file cannot be read (EISDIR for a directory,
+ * which fopen opens and fread then fails on). */
 static char *read_text(const char *path)
 {
     FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        errno = EISDIR;
+        return NULL;
+    }
     if (!f)
         return NULL;
     size_t cap = 1 << 16, len = 0, got;

@@ -28,6 +28,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define MAX_BODY_DEPTH 8   /* fusion bodies inside fusion bodies */
 #define MAX_DIM_DEPTH  32  /* parentheses and unary minus in one dim */
@@ -1114,6 +1115,12 @@ IrGraph *ir_parse(const char *text, const char *file, IrError *err)
 static char *read_text(const char *path, IrError *err)
 {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    struct stat st;
+    if (f && f != stdin && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);   /* fopen opens a directory; fread would then fail */
+        f = NULL;
+        errno = EISDIR;
+    }
     if (!f) {
         ir_error(err, "cannot open '%s': %s", path, strerror(errno));
         ir_error_where(err, "%s", path);

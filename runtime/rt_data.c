@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* ---------------------------------------------------------------- files */
 
@@ -54,6 +55,12 @@ static char *read_stream(FILE *f, size_t *len)
 char *rt_file_read(const char *path, size_t *len, IrError *err)
 {
     FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (f && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);   /* fopen opens a directory; fread would then fail */
+        f = NULL;
+        errno = EISDIR;
+    }
     if (!f) {
         ir_error(err, "cannot read '%s': %s", path, strerror(errno));
         ir_error_hint(err, "check the path");
