@@ -1382,7 +1382,8 @@ static void add_outputs(Gen *G)
     }
     for (int i = 0; i < G->g->nnodes && chance(G, 0.15); i++) {
         IrNode *x = G->g->nodes[below(G, (uint32_t)G->g->nnodes)];
-        IrNode *v = x->op == OP_INPUT && x->dtype == DT_F32 ? find(G, DT_F32, &x->shape, false) : NULL;
+        bool f32_input = x->op == OP_INPUT && x->dtype == DT_F32;
+        IrNode *v = f32_input ? find(G, DT_F32, &x->shape, false) : NULL;
         if (v && v != x) {
             ir_graph_add_output(G->g, x->name, mk2(G, OP_ADD, v, x));
             break;
