@@ -2,7 +2,8 @@
 # The test command of the README: installs what is missing, builds, and runs
 # every test (C unit tests, lit/FileCheck pass tests, script tests) in a
 # normal build and in an AddressSanitizer + UBSan build, then a bounded
-# fuzzing run of the two parsers.
+# fuzzing run of every harness (the parsers, checkpoint, BPE, tokenizer and
+# data readers: scripts/fuzz.sh).
 #   GRADC_SKIP_ASAN=1   skip the sanitizer build
 #   GRADC_FUZZ_SECS=N   seconds per fuzz target (default 60; 0 skips)
 set -euo pipefail
