@@ -41,7 +41,7 @@
 #include "cg.h"
 
 /* Bump when the generated code changes for the same IR (cache key). */
-#define CG_LOWER_VERSION 8
+#define CG_LOWER_VERSION 9
 
 typedef enum CgNodeKind { CG_SOURCE, CG_ALIAS, CG_KERNEL } CgNodeKind;
 

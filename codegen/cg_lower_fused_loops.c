@@ -233,24 +233,33 @@ static void accumulate(Fx *x, int r, LLVMValueRef j)
 
 /* ---------------------------------------------------------------- outputs */
 
-/* Stores the outputs that vary with j (inside the last loop) or those that
- * do not (before it); every value first, then the stores, so that an
- * output written in place over the matmul's result is read before. */
+/* Output s is stored inside the last loop: its value varies with j, or its
+ * own map steps along the last dim (a value constant along a row, an iota
+ * over another axis or a broadcast [.., 1], still fills every column of
+ * its row; stored once per row, it wrote column 0 only). */
+static bool stored_per_column(const Fx *x, int s)
+{
+    return x->x[x->out[s]].varies || x->st[x->out_map[s]][x->rank - 1] != 0;
+}
+
+/* Stores the outputs that are stored per column (inside the last loop) or
+ * those that are not (before it); every value first, then the stores, so
+ * that an output written in place over the matmul's result is read before. */
 static void store_outputs(Fx *x, bool varying)
 {
     LLVMValueRef v[FX_MAX_OUT];
     for (int s = 0; s < x->nsib; s++)
-        if (x->x[x->out[s]].varies == varying)
+        if (stored_per_column(x, s) == varying)
             v[s] = fx_value(x, x->out[s]);
     for (int s = 0; s < x->nsib; s++)
-        if (x->x[x->out[s]].varies == varying)
+        if (stored_per_column(x, s) == varying)
             cg_store(&x->k, x->x[x->out[s]].n->dtype, x->outp[s], position(x, x->out_map[s]), v[s]);
 }
 
 static bool any_varying_output(const Fx *x)
 {
     for (int s = 0; s < x->nsib; s++)
-        if (x->x[x->out[s]].varies)
+        if (stored_per_column(x, s))
             return true;
     return false;
 }

@@ -38,9 +38,8 @@ typedef struct GgCoverage {
  * generator keeps clear of, so that a run finds new bugs; --open draws
  * them too.  Drop a flag when its bug is fixed. */
 enum {
-    GG_AVOID_ROW_CONSTANT = 1,   /* codegen: a fused output constant along its last axis */
     GG_AVOID_SOURCE_OUTPUTS = 2, /* runtime: an output that is a written-back source */
-    GG_AVOID_ALL = 3
+    GG_AVOID_ALL = 2
 };
 
 /* A random graph from `seed`: inputs, params (some shared, some frozen),
@@ -95,7 +94,7 @@ bool gg_same_failure(const GgOutcome *a, const GgOutcome *b);
 /* ---------------------------------------------------------------- graphgen_known.c */
 
 /* The open bug (tests/fuzz/graphgen_open/README.md) that explains this
- * failure of (g, run): "row-constant", "source-output", "fuse-cycle"; or
+ * failure of (g, run): "source-output", "fuse-cycle"; or
  * NULL for a new one. */
 const char *gg_known_bug(const IrGraph *g, const GgRun *run, const GgOutcome *out);
 

@@ -341,22 +341,6 @@ static IrNode *mk(Gen *G, IrOp op, IrNode *const *in, int nin, const IrAttr *at,
                   const IrDType *dt, const IrShape *s);
 static IrNode *input(Gen *G, const char *prefix, IrDType dt, IrShape s);
 
-/* With GG_AVOID_ROW_CONSTANT, a computed value of several elements that
- * may be constant along its last axis wider than 1 (a broadcast of a
- * [.., 1], an iota over another axis, consts) is mixed with fresh random
- * data of its type, so that no fused kernel writes such a value: open
- * codegen bug, see tests/fuzz/graphgen_open/README.md. */
-static IrNode *unflatten(Gen *G, IrNode *n)
-{
-    const IrShape *s = &n->shape;
-    if (!(G->avoid & GG_AVOID_ROW_CONSTANT) || ir_ops[n->op].kind == OPK_SOURCE ||
-        numel_of(G, s) <= 1 || I(G, n)->vall ||
-        (!ir_dim_is_one(s->d[s->rank - 1]) && I(G, n)->vlast))
-        return n;
-    IrNode *in[2] = {n, input(G, n->dtype == DT_BOOL ? "c" : "v", n->dtype, *s)};
-    return mk(G, n->dtype == DT_BOOL ? OP_EQ : OP_ADD, in, 2, NULL, 0, NULL, NULL);
-}
-
 static IrNode *mk(Gen *G, IrOp op, IrNode *const *in, int nin, const IrAttr *at, int nat,
                   const IrDType *dt, const IrShape *s)
 {
@@ -367,7 +351,7 @@ static IrNode *mk(Gen *G, IrOp op, IrNode *const *in, int nin, const IrAttr *at,
         abort();
     }
     note(G, n);
-    return unflatten(G, n);
+    return n;
 }
 
 static IrNode *mk1(Gen *G, IrOp op, IrNode *a)
