@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,9 +66,13 @@ const char cmd_train_usage[] =
     "  --sample-tokens N    tokens per sample (default 50)\n"
     "  --save-every N       also checkpoint every N updates (default: at the end)\n"
     "  --log-every N        progress line every N updates (default 1)\n"
-    "  --out DIR            where the files go (default runs/MODEL_NAME)\n"
+    "  --out DIR            where the files go (default: with --resume the run's\n"
+    "                       folder, else runs/MODEL_NAME); each path is checked\n"
+    "                       before the first update\n"
     "  --ckpt PATH --csv PATH --plot PATH   override one file's path\n"
     "  --resume CKPT        continue from a checkpoint, bit-exactly\n"
+    "  --force              overwrite a checkpoint of another run at the checkpoint\n"
+    "                       path (refused otherwise)\n"
     "  --passes=LIST        the pipeline after attention/autodiff/optimizer (default:\n"
     "                       default)\n"
     "  --threads N          threads (default: $GRADC_THREADS, else the CPUs)\n"
@@ -199,6 +204,8 @@ static int take_switch(const char *arg, RtTrainOptions *o)
 {
     if (!strcmp(arg, "--quiet"))
         return o->quiet = true, 0;
+    if (!strcmp(arg, "--force"))
+        return o->force = true, 0;
     if (!strcmp(arg, "--no-decay-bias-norm"))
         return o->decay_all = false, 0;
     if (!strcmp(arg, "--no-shuffle"))
@@ -289,6 +296,7 @@ int cmd_train(int argc, char **argv)
     IrError err = {0};
     if (a.determinism_steps)
         return rt_train_determinism_check(&a.o, a.determinism_steps, &err) ? 0 : fail(&err);
+    signal(SIGPIPE, SIG_IGN);   /* a closed pipe on stdout must not kill the run (main.c reports it) */
     RtTrain *t = rt_train_new(&a.o, &err);
     bool ok = t && rt_train_run(t, &err);
     rt_train_free(t);

@@ -27,6 +27,7 @@
 #include "passes/pass.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
@@ -373,42 +374,19 @@ static bool compile_train(RtTrain *t, IrError *err)
 
 /* ---------------------------------------------------------------- set-up */
 
-static bool make_dirs(const char *path, IrError *err)
+static bool make_gen(RtTrain *t, IrError *err);
+
+/* The eval program and, with --prompt, the sampler are built now, not at
+ * their first use: a run must not fail to compile or to find memory for
+ * them after hours of updates (the first evaluation of --eval-every 0 is
+ * after the last step). */
+static bool compile_others(RtTrain *t, IrError *err)
 {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            mkdir(buf, 0755);
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) == 0 || errno == EEXIST)
+    if (t->o.no_files)    /* the determinism check: updates only */
         return true;
-    ir_error(err, "cannot create the folder '%s': %s", path, strerror(errno));
-    ir_error_hint(err, "pass another --out DIR");
-    return false;
-}
-
-static void out_path(char *dst, const char *given, const char *dir, const char *file)
-{
-    if (given)
-        snprintf(dst, 4096, "%s", given);
-    else
-        snprintf(dst, 4096, "%.3800s/%s", dir, file);
-}
-
-static bool prepare_outputs(RtTrain *t, IrError *err)
-{
-    char dir[3800];
-    if (t->o.out_dir)
-        snprintf(dir, sizeof dir, "%s", t->o.out_dir);
-    else
-        snprintf(dir, sizeof dir, "runs/%s", t->model->graph->name);
-    out_path(t->ckpt_path, t->o.ckpt_path, dir, "ckpt.safetensors");
-    out_path(t->csv_path, t->o.csv_path, dir, "log.csv");
-    out_path(t->plot_path, t->o.plot_path, dir, "loss.svg");
-    return make_dirs(dir, err);
+    if (!(t->eval_ex = compile(t, t->eval_g, err)))
+        return false;
+    return !t->o.prompt || make_gen(t, err);
 }
 
 static int64_t total_steps(const RtTrain *t)
@@ -433,7 +411,26 @@ static void print_setup(RtTrain *t)
             s->blas_core ? s->blas_core : "?");
     fprintf(t->out, "steps: %lld to %lld; checkpoint %s, log %s, plot %s\n",
             (long long)t->step, (long long)t->total, t->ckpt_path, t->csv_path, t->plot_path);
-    fflush(t->out);
+}
+
+/* The progress lines and samples must have somewhere to go too: a full
+ * disk or a read-only descriptor behind stdout is found before the first
+ * update (a pipe closed later is main.c's to report, at the end). */
+static bool check_progress_out(RtTrain *t, IrError *err)
+{
+    if (t->o.quiet && !t->o.prompt)
+        return true;
+    errno = 0;
+    int fd = fileno(t->out), fl = 0;
+    if (fflush(t->out) == 0 && !ferror(t->out) &&
+        (fd < 0 || ((fl = fcntl(fd, F_GETFL)) >= 0 && (fl & O_ACCMODE) != O_RDONLY)))
+        return true;
+    ir_error(err, "cannot write the progress%s to %s: %s", t->o.prompt ? " and samples" : "",
+             t->out == stdout ? "standard output" : "its stream",
+             errno ? strerror(errno) : "it is not open for writing");
+    ir_error_hint(err, "send standard output to a file or pipe that takes it%s",
+                  t->o.prompt ? "" : ", or pass --quiet");
+    return false;
 }
 
 RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
@@ -451,7 +448,10 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     ok = ok && load_data(t, c, err) && build_graphs(t, err) && compile_train(t, err);
     if (ok)
         rt_exec_init_params(t->train_ex, t->o.seed);
-    ok = ok && (!c || rt_train_restore(t, c, err)) && (o->no_files || prepare_outputs(t, err));
+    ok = ok && (!c || rt_train_restore(t, c, err));
+    if (ok)
+        rt_train_set_run_id(t, c);
+    ok = ok && (o->no_files || rt_train_prepare_outputs(t, c, err)) && compile_others(t, err);
     rt_ckpt_free(c);
     if (!ok) {
         rt_train_free(t);
@@ -463,6 +463,10 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     t->step_at_start = t->step;
     if (!t->o.quiet)
         print_setup(t);
+    if (!check_progress_out(t, err)) {
+        rt_train_free(t);
+        return NULL;
+    }
     return t;
 }
 
@@ -618,15 +622,21 @@ static bool evaluate(RtTrain *t, RtEvalPoint *p, IrError *err)
         return false;
     p->seconds = t->seconds + rt_train_now() - t->t_start;
     rt_train_add_point(t, p);
-    return rt_train_write_csv(t, err) && rt_train_write_plot(t, err);
+    return t->o.no_files || rt_train_write_logs(t, false, err);
 }
 
 /* Greedy continuation of --prompt, printed on one line (the book's
  * generate_and_print_sample). */
+static bool make_gen(RtTrain *t, IrError *err)
+{
+    t->gen = rt_gen_new(t->model->graph, t->T, true, &(RtExecOptions){.nthreads = t->o.threads},
+                        err);
+    return t->gen != NULL;
+}
+
 static bool sample(RtTrain *t, IrError *err)
 {
-    if (!t->gen && !(t->gen = rt_gen_new(t->model->graph, t->T, true,
-                                         &(RtExecOptions){.nthreads = t->o.threads}, err)))
+    if (!t->gen && !make_gen(t, err))
         return false;
     int32_t *ids, *out = NULL;
     size_t n, nout;
@@ -677,7 +687,7 @@ static bool after_step(RtTrain *t, double loss, IrError *err)
     if (want_sample(t) && !sample(t, err))
         return false;
     if (t->o.save_every > 0 && t->step % t->o.save_every == 0 && t->step < t->total)
-        return rt_train_save(t, t->ckpt_path, err);
+        return rt_train_checkpoint(t, false, err);
     return true;
 }
 
@@ -690,9 +700,23 @@ static void summary(RtTrain *t)
             t->t_train, t->t_train > 0 ? (double)tok / t->t_train : 0, t->ckpt_path);
 }
 
+/* A resumed run already at (or past) its last step: nothing is trained or
+ * written, and the run says so even under --quiet. */
+static bool nothing_to_do(RtTrain *t)
+{
+    if (t->step < t->total)
+        return false;
+    fprintf(t->o.quiet ? stderr : t->out, "nothing to do: %s is at step %lld, and this run "
+            "ends at step %lld (pass a larger --steps or --epochs to train on)\n",
+            t->o.resume ? t->o.resume : "the run", (long long)t->step, (long long)t->total);
+    return true;
+}
+
 bool rt_train_run(RtTrain *t, IrError *err)
 {
     double loss = NAN;
+    if (nothing_to_do(t))
+        return true;
     while (t->step < t->total)
         if (!rt_train_step(t, &loss, err) || !after_step(t, loss, err))
             return false;
@@ -701,9 +725,9 @@ bool rt_train_run(RtTrain *t, IrError *err)
         return false;
     if (t->o.eval_every == 0 && !t->o.quiet && t->step > t->step_at_start)
         fprintf(t->out, "final: train %.3f | val %.3f\n", p.train, p.val);   /* val: nan without a split */
-    if (!rt_train_save(t, t->ckpt_path, err))
+    if (!rt_train_checkpoint(t, true, err))
         return false;
     if (!t->o.quiet)
         summary(t);
-    return true;
+    return rt_train_write_logs(t, true, err);
 }

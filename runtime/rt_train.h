@@ -148,7 +148,8 @@ typedef struct RtTrainOptions {
     int sample_tokens;
     int64_t save_every;        /* 0: at the end only */
     int64_t log_every;         /* progress line every N steps (and at evals) */
-    const char *out_dir;       /* checkpoint, CSV and plot go here by default */
+    const char *out_dir;       /* checkpoint, CSV and plot go here by default; NULL: the
+                                * resumed run's folder, else runs/MODEL_NAME */
     const char *ckpt_path, *csv_path, *plot_path;  /* NULL: OUT/ckpt.safetensors, ... */
     const char *resume;        /* a checkpoint to continue from */
     /* --init-std GLOB=STD: normal-init params whose name matches GLOB
@@ -160,6 +161,7 @@ typedef struct RtTrainOptions {
     int threads;               /* 0: the runtime decides */
     bool quiet;                /* no progress lines */
     bool no_files;             /* create no output directory (the run saves nothing) */
+    bool force;                /* overwrite a checkpoint of another run at ckpt_path */
     FILE *out;                 /* progress; NULL: stdout */
 } RtTrainOptions;
 

@@ -38,6 +38,11 @@ struct RtTrain {
     RtEvalPoint *hist;
     int nhist, caphist;
     char ckpt_path[4096], csv_path[4096], plot_path[4096];
+    char out_dir[4096];        /* the folder of the run's files (rt_train_out.c) */
+    uint64_t run_id;           /* what makes two checkpoints the same run */
+    int64_t ckpt_step;         /* the step of the checkpoint at ckpt_path; -1: none of ours */
+    bool csv_stale, plot_stale;    /* their last write failed: rewrite at the end */
+    char rescued[4200];        /* where the last checkpoint went instead of ckpt_path */
 };
 
 /* rt_train_io.c */
@@ -53,5 +58,26 @@ char *rt_train_sets_json(const RtTrain *t);
 /* Parses model.sets of a checkpoint into t->sets (before the caller's). */
 bool rt_train_sets_from(RtTrain *t, const char *json, const char *path, IrError *err);
 double rt_train_now(void);
+
+/* rt_train_out.c: where a run's files go, and what happens when they cannot
+ * be written. */
+/* The run id: a hash of the model, the data and the settings that decide
+ * which batches an update sees; a resumed run keeps its checkpoint's. */
+void rt_train_set_run_id(RtTrain *t, const RtCkpt *c);
+/* Resolves the checkpoint, CSV and plot paths (flags, else the resumed
+ * checkpoint's record, else runs/MODEL_NAME), creates the folder, checks
+ * that each file can be written, removes stale temporary files and refuses
+ * to overwrite another run's checkpoint without o.force. */
+bool rt_train_prepare_outputs(RtTrain *t, const RtCkpt *c, IrError *err);
+/* The "out" metadata of a checkpoint written to `path` (malloc'd). */
+char *rt_train_out_json(const RtTrain *t, const char *path);
+/* Saves the checkpoint at ckpt_path; on failure retries, then saves to a
+ * rescue path that it prints.  Mid-run (final false) a failure is a warning
+ * and the run goes on; at the end it also waits for space (GRADC_SAVE_WAIT_S,
+ * default 600 s) before it gives up with err. */
+bool rt_train_checkpoint(RtTrain *t, bool final, IrError *err);
+/* Rewrites the CSV log and the plot; a failure is a warning, retried at the
+ * next evaluation; at the end (final) one still failing is err. */
+bool rt_train_write_logs(RtTrain *t, bool final, IrError *err);
 
 #endif

@@ -12,7 +12,8 @@
  *             object); tokenizer; data.path and data.hash; the position
  *             (step, epoch, batch, tokens, elapsed_s); rng (the seed, and
  *             what the random streams are keyed by); train.options (every
- *             setting, JSON); train.history (the eval points, JSON).
+ *             setting, JSON); train.history (the eval points, JSON); run.id
+ *             and out (the run's identity and its files: rt_train_out.c).
  * So a checkpoint runs on its own: `gradc generate CKPT` needs nothing else,
  * and `gradc train --resume CKPT` only the data file, whose hash must match.
  */
@@ -136,6 +137,9 @@ static char *options_json(const RtTrain *t)
         cJSON_AddItemToArray(inits, cJSON_CreateString(o->init_std[k]));
     cJSON_AddNumberToObject(j, "eval_every", (double)o->eval_every);
     cJSON_AddNumberToObject(j, "eval_batches", (double)o->eval_batches);
+    cJSON_AddNumberToObject(j, "save_every", (double)o->save_every);   /* a resumed run saves as often */
+    cJSON_AddNumberToObject(j, "sample_every", (double)o->sample_every);
+    cJSON_AddNumberToObject(j, "log_every", (double)o->log_every);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -166,7 +170,7 @@ static void meta_owned(RtCkptWriter *w, const char *key, char *value)
     free(value);
 }
 
-static void add_meta(RtTrain *t, RtCkptWriter *w)
+static void add_meta(RtTrain *t, RtCkptWriter *w, const char *path)
 {
     rt_ckpt_meta(w, "format", RT_TRAIN_FORMAT);
     rt_ckpt_meta(w, "model.json", t->model_json);
@@ -185,6 +189,8 @@ static void add_meta(RtTrain *t, RtCkptWriter *w)
                   (long long)t->step);
     meta_owned(w, "train.options", options_json(t));
     meta_owned(w, "train.history", history_json(t));
+    rt_ckpt_metaf(w, "run.id", "%016llx", (unsigned long long)t->run_id);
+    meta_owned(w, "out", rt_train_out_json(t, path));
 }
 
 bool rt_train_save(RtTrain *t, const char *path, IrError *err)
@@ -195,7 +201,7 @@ bool rt_train_save(RtTrain *t, const char *path, IrError *err)
     add_weights(t, w);
     if (vocab)
         rt_ckpt_add(w, "tokenizer.char_vocab", RT_DT_U8, 1, (int64_t[]){(int64_t)vlen}, vocab);
-    add_meta(t, w);
+    add_meta(t, w, path);
     bool ok = rt_ckpt_write(w, path, err);
     rt_ckpt_writer_free(w);
     free(vocab);
@@ -273,9 +279,10 @@ static bool opt_ints(const RtCkpt *c, const cJSON *j, RtTrainOptions *o, int64_t
                      IrError *err)
 {
     const char *k[] = {"batch", "ctx", "stride", "seed", "epochs", "steps", "warmup",
-                       "eval_every", "eval_batches"};
+                       "eval_every", "eval_batches", "save_every", "sample_every", "log_every"};
     int64_t *v[] = {&o->batch, &o->ctx, &o->stride, seed, &o->epochs, &o->steps, &o->warmup,
-                    &o->eval_every, &o->eval_batches};
+                    &o->eval_every, &o->eval_batches, &o->save_every, &o->sample_every,
+                    &o->log_every};
     for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
         if (!opt_int(c, j, k[i], v[i], err))
             return false;
