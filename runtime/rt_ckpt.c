@@ -670,10 +670,19 @@ static bool read_header(RtCkpt *c, unsigned flags, IrError *err)
     if (!header_len(c, &n, err))
         return false;
     const char *hdr = (const char *)c->map + 8;
-    cJSON *root = cJSON_ParseWithLength(hdr, (size_t)n);
+    const char *end = hdr;
+    cJSON *root = cJSON_ParseWithLengthOpts(hdr, (size_t)n, &end, false);
     if (!root)
         return corrupt(err, c->path, "its %llu-byte header is not valid JSON",
                        (unsigned long long)n);
+    /* after the JSON only the padding (safetensors' own reader refuses more) */
+    while (end < hdr + n && strchr(" \t\r\n", *end) && *end)
+        end++;
+    if (end < hdr + n) {
+        cJSON_Delete(root);
+        return corrupt(err, c->path, "its header has bytes after the JSON (at byte %lld of "
+                       "%llu)", (long long)(end - hdr), (unsigned long long)n);
+    }
     bool ok = parse_header(c, root, hdr + n, (int64_t)(c->size - 8 - n), flags, err);
     cJSON_Delete(root);
     return ok;

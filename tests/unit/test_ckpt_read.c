@@ -2,8 +2,9 @@
  * (runtime/rt_ckpt.c, issue 13): an edited header is caught by
  * gradc.header_hash, a gradc checkpoint without its hashes loads with a
  * warning, two entries of one name are refused (JSON readers disagree on
- * which one wins), a directory is named as one, and the reader on bytes in
- * memory (the fuzz harness's entry) makes the same checks.
+ * which one wins) and so are bytes after the header's JSON (safetensors' own
+ * reader refuses them), a directory is named as one, and the reader on bytes
+ * in memory (the fuzz harness's entry) makes the same checks.
  */
 #define _GNU_SOURCE
 #include "tests/unit/testlib.h"
@@ -162,6 +163,20 @@ TEST(duplicate_names_are_refused)
     refused("twometa.safetensors", "__metadata__ must be one object");
 }
 
+TEST(bytes_after_the_header_json_are_refused)
+{
+    float x[2] = {1, 2};
+    write_file(tmp_path("tail.safetensors"), "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],"
+               "\"data_offsets\":[0,8]}}  x     ", x, 8);
+    refused("tail.safetensors", "its header has bytes after the JSON (at byte 56 of 62)");
+    write_file(tmp_path("pad.safetensors"), "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],"
+               "\"data_offsets\":[0,8]}}  \n    ", x, 8);
+    IrError err = {0};
+    RtCkpt *c = rt_ckpt_read(tmp_path("pad.safetensors"), &err);
+    CHECK(c != NULL);
+    rt_ckpt_free(c);
+}
+
 TEST(directory_is_named)
 {
     IrError err = {0};
@@ -198,6 +213,7 @@ int main(void)
     RUN(header_hash_catches_edits);
     RUN(missing_hashes_warn);
     RUN(duplicate_names_are_refused);
+    RUN(bytes_after_the_header_json_are_refused);
     RUN(directory_is_named);
     RUN(read_from_memory);
     char cmd[128];
