@@ -134,6 +134,9 @@ int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b
  * taken, or an exit code after reporting a missing value. */
 struct PassCtx;
 int cli_pass_flag(char **argv, int argc, int *i, const char **passes, struct PassCtx *ctx);
+/* `--threads N` with 1 <= N <= RT_MAX_THREADS, checked before any thread
+ * starts: -1 not this flag, 0 taken, else an exit code. */
+int cli_threads_flag(const char *cmd, char **argv, int argc, int *i, long long *out);
 /* `--name N` with N >= min: -1 not this flag, 0 taken, else an exit code. */
 int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
                  long long min, long long *out);

@@ -73,7 +73,7 @@ static int take_flag(char **argv, int argc, int *i, GenArgs *a)
     if ((r = cli_int_flag("generate", argv, argc, i, "--max-new", 0, &a->max_new)) >= 0 ||
         (r = cli_int_flag("generate", argv, argc, i, "--top-k", 0, &a->top_k)) >= 0 ||
         (r = cli_int_flag("generate", argv, argc, i, "--seed", 0, &a->seed)) >= 0 ||
-        (r = cli_int_flag("generate", argv, argc, i, "--threads", 1, &a->threads)) >= 0)
+        (r = cli_threads_flag("generate", argv, argc, i, &a->threads)) >= 0)
         return r;
     if (cli_flag_value(argv, argc, i, "--prompt", &v))
         return v ? (a->prompt = v, 0) : 1;

@@ -93,6 +93,16 @@ int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *nam
     return 0;
 }
 
+int cli_threads_flag(const char *cmd, char **argv, int argc, int *i, long long *out)
+{
+    int r = cli_int_flag(cmd, argv, argc, i, "--threads", 1, out);
+    if (r || *out <= RT_MAX_THREADS)
+        return r;
+    return cli_usage_error(cmd, "--threads %lld is more than gradc runs: at most %d (this "
+                           "machine has %ld CPUs)", *out, RT_MAX_THREADS,
+                           sysconf(_SC_NPROCESSORS_ONLN));
+}
+
 static int take_bind(const char *cmd, const char *v, CliBindArgs *b)
 {
     if (!v)
@@ -132,7 +142,7 @@ int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a
     if ((r = cli_bind_flag(cmd, argv, argc, i, &a->bind)) >= 0 ||
         (r = cli_int_flag(cmd, argv, argc, i, "--seed", 0, &a->seed)) >= 0)
         return r;
-    return cli_int_flag(cmd, argv, argc, i, "--threads", 1, &a->threads);
+    return cli_threads_flag(cmd, argv, argc, i, &a->threads);
 }
 
 CliExecArgs cli_exec_args_default(void)

@@ -128,6 +128,15 @@ static int int_flag(char **argv, int argc, int *i, const char *name, long long m
     return r;
 }
 
+static int threads_flag(char **argv, int argc, int *i, int64_t *out)
+{
+    long long v;
+    int r = cli_threads_flag("train", argv, argc, i, &v);
+    if (r == 0)
+        *out = v;
+    return r;
+}
+
 static int take_ints(char **argv, int argc, int *i, RtTrainOptions *o)
 {
     int64_t seed = (int64_t)o->seed, threads = o->threads, toks = o->sample_tokens;
@@ -144,7 +153,7 @@ static int take_ints(char **argv, int argc, int *i, RtTrainOptions *o)
         (r = int_flag(argv, argc, i, "--save-every", 0, &o->save_every)) >= 0 ||
         (r = int_flag(argv, argc, i, "--log-every", 0, &o->log_every)) >= 0 ||
         (r = int_flag(argv, argc, i, "--sample-tokens", 1, &toks)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--threads", 1, &threads)) >= 0 ||
+        (r = threads_flag(argv, argc, i, &threads)) >= 0 ||
         (r = int_flag(argv, argc, i, "--seed", 0, &seed)) >= 0) {
         o->seed = (uint64_t)seed, o->threads = (int)threads, o->sample_tokens = (int)toks;
         return r;

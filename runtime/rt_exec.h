@@ -62,6 +62,9 @@
 /* Every buffer of the runtime starts on a cache line (and a zmm load). */
 #define RT_ALIGN 64
 
+/* The most threads an executor runs: more is refused before any starts. */
+#define RT_MAX_THREADS 1024
+
 /* ---------------------------------------------------------------- rt_pool.c */
 
 typedef struct RtPool RtPool;
@@ -72,7 +75,8 @@ typedef struct RtPool RtPool;
 int rt_default_threads(void);
 
 /* A pool of nthreads - 1 persistent workers; the calling thread is the
- * nthreads-th.  Returns NULL and fills err if a thread cannot start. */
+ * nthreads-th.  Returns NULL and fills err if nthreads is above
+ * RT_MAX_THREADS (before any thread starts) or a thread cannot start. */
 RtPool *rt_pool_new(int nthreads, IrError *err);
 void rt_pool_free(RtPool *p);
 int rt_pool_threads(const RtPool *p);

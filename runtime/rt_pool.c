@@ -93,7 +93,7 @@ int rt_default_threads(void)
     if (env && *env) {
         char *end;
         long v = strtol(env, &end, 10);
-        if (!*end && v > 0 && v <= 1024)
+        if (!*end && v > 0 && v <= RT_MAX_THREADS)
             return (int)v;
     }
     long online = sysconf(_SC_NPROCESSORS_ONLN);
@@ -245,6 +245,12 @@ static bool start_workers(RtPool *p, IrError *err)
 
 RtPool *rt_pool_new(int nthreads, IrError *err)
 {
+    if (nthreads > RT_MAX_THREADS) {
+        ir_error(err, "%d threads are more than gradc runs (at most %d; this machine has %ld "
+                 "CPUs)", nthreads, RT_MAX_THREADS, sysconf(_SC_NPROCESSORS_ONLN));
+        ir_error_hint(err, "pass --threads N with N at most the CPUs, or leave it out");
+        return NULL;
+    }
     RtPool *p = calloc(1, sizeof *p);
     p->nthreads = nthreads > 0 ? nthreads : 1;
     p->workers = calloc((size_t)p->nthreads, sizeof *p->workers);
