@@ -447,6 +447,23 @@ static bool json_int(const cJSON *v, int64_t *out)
     return true;
 }
 
+/* The shape as written and the element count it makes, in double precision
+ * (a product that does not fit in 64 bits must not wrap around to a small
+ * size). */
+static bool too_many(RtCkpt *c, const RtCkptTensor *t, const cJSON *shape, IrError *err)
+{
+    char dims[200] = "";
+    double n = 1;
+    size_t k = 0;
+    for (const cJSON *e = shape->child; e && k < sizeof dims - 24; e = e->next) {
+        k += (size_t)snprintf(dims + k, sizeof dims - k, "%s%.0f", e == shape->child ? "" : ", ",
+                              e->valuedouble);
+        n *= e->valuedouble;
+    }
+    return corrupt(err, c->path, "tensor '%s' has too many elements: shape [%s] is %.3g "
+                   "elements, more than 2^40", t->name, dims, n);
+}
+
 static bool parse_shape(RtCkpt *c, RtCkptTensor *t, const cJSON *shape, IrError *err)
 {
     int rank = cJSON_GetArraySize(shape);
@@ -460,9 +477,9 @@ static bool parse_shape(RtCkpt *c, RtCkptTensor *t, const cJSON *shape, IrError 
             t->shape[d] > ((int64_t)1 << 40))
             return corrupt(err, c->path, "tensor '%s': dim %d of 'shape' is not a size",
                            t->name, d);
+        if (t->shape[d] && t->numel > ((int64_t)1 << 40) / t->shape[d])
+            return too_many(c, t, shape, err);   /* before the product can wrap around */
         t->numel *= t->shape[d];
-        if (t->numel > ((int64_t)1 << 40))
-            return corrupt(err, c->path, "tensor '%s' has too many elements", t->name);
     }
     return true;
 }

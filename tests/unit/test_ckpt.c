@@ -227,6 +227,11 @@ TEST(bad_headers_are_refused)
     write_file(tmp_path("h8.safetensors"),
                "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,0]}}", data, 4);
     refused("h8.safetensors", "BEGIN <= END");
+    /* 2^40 x 2^30 elements wrapped around to 0, which "needed 0 bytes" */
+    write_file(tmp_path("h9.safetensors"), "{\"a\":{\"dtype\":\"F32\",\"shape\":"
+               "[1099511627776,1073741824],\"data_offsets\":[0,0]}}", data, 0);
+    refused("h9.safetensors", "tensor 'a' has too many elements: shape [1099511627776, "
+            "1073741824] is 1.18e+21 elements, more than 2^40");
 }
 
 TEST(missing_file_and_unwritable_folder)
