@@ -26,6 +26,7 @@
  *             is a smooth function of the gradient).
  */
 #include "cli.h"
+#include "ir/cost.h"
 #include "ir/outfile.h"
 #include "ir/rng.h"
 #include "passes/pass.h"
@@ -216,6 +217,26 @@ static bool check_binds(const IrGraph *g, const CliBindArgs *b, IrError *err)
     return true;
 }
 
+/* A binding past what gradc's 64-bit counts hold is refused with its
+ * figures, rather than printed saturated (check said "ok" at 2^61) or
+ * wrapped around (plan printed negative bytes).  The limits leave room for
+ * a train step, which holds about 14 times the forward's values and 3
+ * times its FLOPs: 2^56 bytes of values and 2^60 FLOPs in one forward. */
+static bool check_sizes(const IrGraph *g, const int64_t *binding, IrError *err)
+{
+    double bytes = ir_cost_activation_bytes_f(g, binding), flops = ir_cost_flops_f(g, binding);
+    if (bytes < 0x1p56 && flops < 0x1p60)
+        return true;
+    char at[300] = "";
+    for (int s = 0, k = 0; s < g->nsym && k < 260; s++)
+        k += snprintf(at + k, sizeof at - (size_t)k, "%s%s=%lld", s ? " " : "", g->sym[s],
+                      (long long)binding[s]);
+    ir_error(err, "at %s one forward holds %.3g bytes of values and takes %.3g FLOPs: more "
+             "than gradc counts (2^56 bytes, 2^60 FLOPs)", at, bytes, flops);
+    ir_error_hint(err, "use a smaller --batch, --seq or --bind value");
+    return false;
+}
+
 /* No gather by position past its table; the hint names the flag to lower. */
 static bool check_tables(const IrGraph *g, const int64_t *binding, IrError *err)
 {
@@ -239,7 +260,7 @@ bool cli_bind(const IrGraph *g, const FeModel *m, const CliBindArgs *b, int64_t 
     bool ok = check_binds(g, b, err);
     for (int s = 0; ok && s < g->nsym; s++)
         ok = bind_one(g, s, m, b, binding, err);
-    ok = ok && check_tables(g, binding, err);
+    ok = ok && check_tables(g, binding, err) && check_sizes(g, binding, err);
     if (!ok && m && m->path)
         ir_error_where(err, "%s", m->path);
     return ok;

@@ -125,15 +125,20 @@ int64_t ir_cost_node_flops(const IrGraph *g, const IrNode *n, const int64_t *bin
     return to_i64(node_flops(g, n, binding));
 }
 
-int64_t ir_cost_flops(const IrGraph *g, const int64_t *binding)
+double ir_cost_flops_f(const IrGraph *g, const int64_t *binding)
 {
     double total = 0;
     for (int i = 0; i < g->nnodes; i++)
         total += node_flops(g, g->nodes[i], binding);
-    return to_i64(total);
+    return total;
 }
 
-int64_t ir_cost_activation_bytes(const IrGraph *g, const int64_t *binding)
+int64_t ir_cost_flops(const IrGraph *g, const int64_t *binding)
+{
+    return to_i64(ir_cost_flops_f(g, binding));
+}
+
+double ir_cost_activation_bytes_f(const IrGraph *g, const int64_t *binding)
 {
     double total = 0;
     for (int i = 0; i < g->nnodes; i++) {
@@ -141,5 +146,10 @@ int64_t ir_cost_activation_bytes(const IrGraph *g, const int64_t *binding)
         if (n->op != OP_PARAM)
             total += numel(&n->shape, binding) * (double)ir_dtype_size(n->dtype);
     }
-    return to_i64(total);
+    return total;
+}
+
+int64_t ir_cost_activation_bytes(const IrGraph *g, const int64_t *binding)
+{
+    return to_i64(ir_cost_activation_bytes_f(g, binding));
 }

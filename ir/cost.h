@@ -41,5 +41,9 @@ int64_t ir_cost_flops(const IrGraph *g, const int64_t *binding);
 /* Bytes of every node that is not a param: an upper bound on activation
  * memory with no buffer reuse. */
 int64_t ir_cost_activation_bytes(const IrGraph *g, const int64_t *binding);
+/* The last two unsaturated, in double precision: how far a binding is past
+ * what the int64 figures hold (the CLI refuses it, cli_bind). */
+double ir_cost_flops_f(const IrGraph *g, const int64_t *binding);
+double ir_cost_activation_bytes_f(const IrGraph *g, const int64_t *binding);
 
 #endif
