@@ -238,6 +238,24 @@ static bool alloc_blocks(RtExec *ex, IrError *err)
     return ex->arena != NULL;
 }
 
+/* What alloc_blocks is about to take, against the memory at hand
+ * (rt_mem.c): calloc would promise it and the OOM killer end the run
+ * mid-step. */
+static bool fits(const RtExec *ex, IrError *err)
+{
+    const RtExecStats *s = &ex->stats;
+    int64_t need = s->param_bytes + s->state_bytes + s->input_bytes + ex->plan.peak_bytes;
+    char what[600], at[200] = "";
+    for (int i = 0, k = 0; i < ex->g->nsym && k < 160; i++)
+        k += snprintf(at + k, sizeof at - (size_t)k, " %s=%lld", ex->g->sym[i],
+                      (long long)ex->prog->binding[i]);
+    snprintf(what, sizeof what, "graph '%s' at%s (arena %.1f MiB, params %.1f MiB, state "
+             "%.1f MiB, inputs %.1f MiB)", ex->g->name ? ex->g->name : "?", at,
+             ex->plan.peak_bytes / 1048576.0, s->param_bytes / 1048576.0,
+             s->state_bytes / 1048576.0, s->input_bytes / 1048576.0);
+    return rt_mem_check(&ex->g, 1, ex->prog->binding, need, what, err);
+}
+
 /* Sources first (a kernel the plan writes into a source's buffer takes it), then kernels
  * and aliases in order (an alias's root comes before it). */
 static void fill_slots(RtExec *ex)
@@ -296,7 +314,7 @@ static bool exec_setup(RtExec *ex, IrError *err)
         return false;
     }
     if (!layout_sources(ex, err) || !rt_memplan(ex->g, ex->prog, NULL, &ex->plan, err) ||
-        !find_write_backs(ex, err) || !alloc_blocks(ex, err))
+        !find_write_backs(ex, err) || !fits(ex, err) || !alloc_blocks(ex, err))
         return false;
     fill_slots(ex);
     count_kernels(ex);

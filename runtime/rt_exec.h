@@ -123,6 +123,29 @@ int rt_sibling_end(const IrGraph *g, int i);
  * (their lives overlap and neither took the other's buffer over in place). */
 bool rt_memplan_overlap_in_time(const RtMemPlan *plan, int a, int b);
 
+/* ---------------------------------------------------------------- rt_mem.c */
+
+/* The memory this process may still take: the least of MemAvailable, what
+ * its cgroup (v2 or v1) still allows and $GRADC_MEM_AVAILABLE (bytes, or K,
+ * M, G), with `source` naming the one that decided; -1 when none is known. */
+int64_t rt_mem_available(char *source, size_t cap);
+/* True when `need` bytes fit in rt_mem_available.  Else false + err: what
+ * (a phrase, "the train step") needs how much, what is available and, when
+ * the first graph has a symbol B, the largest batch at which the plans of
+ * all ng graphs (binding: the first graph's, matched by symbol name) fit.
+ * Called by rt_exec_new before it allocates. */
+bool rt_mem_check(const IrGraph *const *gs, int ng, const int64_t *binding, int64_t need,
+                  const char *what, IrError *err);
+/* What rt_exec_new would allocate for the ng graphs at binding (the first
+ * graph's, matched by symbol name): sources and memplan's arena, planned
+ * without compiling anything; -1 when a plan fails. */
+int64_t rt_mem_planned(const IrGraph *const *gs, int ng, const int64_t *binding);
+/* The same against `avail` bytes measured earlier (by rt_mem_available,
+ * which named its source): for programs whose pages are partly touched by
+ * now, such as a training run's. */
+bool rt_mem_check_at(const IrGraph *const *gs, int ng, const int64_t *binding, int64_t need,
+                     int64_t avail, const char *source, const char *what, IrError *err);
+
 /* ---------------------------------------------------------------- rt_exec.c */
 
 typedef struct RtExecOptions {

@@ -389,6 +389,22 @@ static bool compile_others(RtTrain *t, IrError *err)
     return !t->o.prompt || make_gen(t, err);
 }
 
+/* The train and eval programs together must fit in the memory there was
+ * before the run took any (the pages of a calloc'd arena count only once a
+ * step touches them), checked on their plans before anything compiles;
+ * rt_exec_new checks each program again as it allocates. */
+static bool fit_together(RtTrain *t, int64_t avail, const char *source, IrError *err)
+{
+    const IrGraph *gs[2] = {t->train_g, t->eval_g};
+    int ng = t->o.no_files ? 1 : 2;
+    if (!bind(t, t->train_g, err))
+        return false;
+    int64_t need = rt_mem_planned(gs, ng, t->binding);
+    return rt_mem_check_at(gs, ng, t->binding, need, avail, source,
+                           ng == 2 ? "the train and eval programs together" : "the train step",
+                           err);
+}
+
 static int64_t total_steps(const RtTrain *t)
 {
     return t->o.steps > 0 ? t->o.steps : t->o.epochs * rt_loader_batches(t->data.train);
@@ -435,6 +451,8 @@ static bool check_progress_out(RtTrain *t, IrError *err)
 
 RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
 {
+    char msource[1000] = "";
+    int64_t avail = rt_mem_available(msource, sizeof msource);
     RtTrain *t = calloc(1, sizeof *t);
     t->o = *o;
     t->out = o->out ? o->out : stdout;
@@ -445,7 +463,8 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
         rt_ckpt_print_warnings(c, stderr);
     ok = ok && (!c || rt_train_check_resume(t, c, err)) && load_model(t, c, err);
     t->stride = t->o.stride > 0 ? t->o.stride : t->T;
-    ok = ok && load_data(t, c, err) && build_graphs(t, err) && compile_train(t, err);
+    ok = ok && load_data(t, c, err) && build_graphs(t, err) &&
+         fit_together(t, avail, msource, err) && compile_train(t, err);
     if (ok)
         rt_exec_init_params(t->train_ex, t->o.seed);
     ok = ok && (!c || rt_train_restore(t, c, err));
