@@ -99,7 +99,7 @@ $G tokenize --stats "$DATA/moby-dick.txt" 2>&1 >/dev/null | sed 's/^/tokenize: /
 $G train models/gpt-mini.json --data "$DATA/moby-dick.txt" --seq 64 --batch 8 \
     --steps "$STEPS" --lr 1e-3 --warmup 30 --schedule cosine --min-lr 1e-4 \
     --weight-decay 0.1 --eval-every 100 --eval-batches 4 --log-every 20 \
-    --prompt "Call me Ishmael." --sample-every 200 --out build/demo
+    --prompt "Call me Ishmael." --sample-every 200 --out build/demo --force  # the demo starts over
 
 # ---------------------------------------------------------------- sample
 say "gradc generate build/demo/ckpt.safetensors"
