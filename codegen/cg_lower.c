@@ -232,7 +232,7 @@ static bool check_graph(const IrGraph *g, const int64_t *binding, IrError *err)
 }
 
 /* Fills L's tables for p; the dims of every node under the binding. */
-static bool lower_init(CgLower *L, CgProgram *p, bool own_buffers, IrError *err)
+static bool lower_init(CgLower *L, CgProgram *p, IrError *err)
 {
     const IrGraph *g = p->graph;
     int n = g->nnodes ? g->nnodes : 1;
@@ -257,7 +257,7 @@ static bool lower_init(CgLower *L, CgProgram *p, bool own_buffers, IrError *err)
         if (!eval_dims(L, g->nodes[i], &L->code[i]))
             return false;
     }
-    return plan_inplace(L, own_buffers, err);
+    return true;
 }
 
 static void lower_done(CgLower *L)
@@ -396,7 +396,9 @@ CgProgram *cg_program_compile(const IrGraph *g, const int64_t *binding, const Cg
     if (!p)
         return NULL;
     CgLower L;
-    bool ok = lower_init(&L, p, o.own_buffers, err) && lower_all(&L) && (p->jit = cg_jit_new(err));
+    /* memplan after the plan pass, which refuses ops without a lowering */
+    bool ok = lower_init(&L, p, err) && lower_all(&L) && plan_inplace(&L, o.own_buffers, err) &&
+              (p->jit = cg_jit_new(err));
     if (ok && o.no_cache)
         cg_jit_set_no_cache(p->jit, true);
     ok = ok && compile(&L, p, &o, err);
