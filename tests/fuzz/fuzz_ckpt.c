@@ -9,7 +9,9 @@
  * model.sets through the frontend, the tokenizer checked against the model
  * (rt_ckpt_tokenizer; gpt2 from tests/fuzz/bpe-mini, or $GRADC_FUZZ_BPE_DIR)
  * and the char vocabulary.  Rejection is fine (with a message); a crash, a
- * leak, a sanitizer report or a tensor outside the input is not.
+ * leak, a sanitizer report or a tensor outside the input is not.  An input
+ * that starts with '{' is the header's JSON, a NUL byte and the data, the
+ * length word left to the harness (see LLVMFuzzerTestOneInput).
  *
  *   scripts/fuzz.sh 60        (runs every harness; seeds in tests/fuzz/corpus_ckpt)
  *   build-fuzz/fuzz_ckpt -max_len=65536 build-fuzz/corpus-fuzz_ckpt tests/fuzz/corpus_ckpt
@@ -92,7 +94,7 @@ static void use_metadata(const RtCkpt *c)
     fe_model_free(m);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void fuzz_file(const uint8_t *data, size_t size)
 {
     IrError err = {0};
     RtCkpt *c = rt_ckpt_read_mem(data, size, "<fuzz>", 0, &err);
@@ -108,5 +110,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         use_metadata(c);
     }
     rt_ckpt_free(c);
+}
+
+/* An input that starts with '{' is a header, a NUL byte and the data: the
+ * harness writes the length word, so that a mutation may make the header
+ * longer or shorter (inside a length-prefixed file it seldom can: the JSON
+ * is cut, or runs into the data).  Any other input is the file itself. */
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const uint8_t *nul = size && data[0] == '{' ? memchr(data, 0, size) : NULL;
+    if (!nul) {
+        fuzz_file(data, size);
+        return 0;
+    }
+    size_t h = (size_t)(nul - data);
+    uint8_t *file = malloc(size + 7);
+    for (int b = 0; b < 8; b++)
+        file[b] = (uint8_t)((uint64_t)h >> (8 * b));
+    memcpy(file + 8, data, h);
+    memcpy(file + 8 + h, nul + 1, size - h - 1);
+    fuzz_file(file, size + 7);
+    free(file);
     return 0;
 }
