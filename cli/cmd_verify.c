@@ -28,8 +28,14 @@
  * (softmax ignores a shift of all scores), so both runs hold rounding
  * noise there, and that noise is judged against the scale of the other
  * gradients.  A NaN or Inf where the reference is finite is an infinite
- * error.  The command prints every output's error, the worst one, and
- * exits 1 when the worst exceeds --tol.
+ * error.  An output above --tol gets a second chance against its own
+ * rounding noise: the reference is rerun with float32 emulated and every
+ * value perturbed by up to one ulp (run_noise), and the output passes if
+ * max|jit - ref| is within VERIFY_NOISE_MULT times that run's distance to
+ * the exact one (a zero gradient that is a cancelling sum, as of a shift
+ * before a layernorm, holds noise of 1e-6 in any float32 evaluation).
+ * The command prints every output's error, the worst one judged by --tol,
+ * and exits 1 when it exceeds --tol.
  */
 #include "cli.h"
 #include "passes/pass.h"
@@ -41,6 +47,8 @@
 #include <string.h>
 
 #define VERIFY_DEFAULT_TOL 1e-4
+#define VERIFY_NOISE_MULT 10.0
+#define VERIFY_NOISE_RUNS 2
 
 const char cmd_verify_usage[] =
     "usage: gradc verify MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T]\n"
@@ -54,7 +62,9 @@ const char cmd_verify_usage[] =
     "    max|jit - ref| / max(max|ref|, 1e-3 * G, 1e-6)     (per output tensor)\n"
     "G being the largest |ref| of the output's group (all grad.* outputs, all\n"
     "adam.m.*, all adam.v.*; any other output is its own group)\n"
-    "then the worst one.  With --train the graph is first made a train step\n"
+    "then the worst one.  An output above --tol still passes when its difference\n"
+    "is within 10x its float32 rounding noise (the reference rerun with float32\n"
+    "storage and every value perturbed by up to one ulp).  With --train the graph is first made a train step\n"
     "(autodiff, optimizer: loss, grad.P, updated params and AdamW moments), and\n"
     "every gradient and updated parameter is compared too.  The compiled step is\n"
     "built as gradc train builds it (attention, autodiff, optimizer, then the\n"
@@ -97,6 +107,7 @@ typedef struct Verify {
     CliInputs inputs;
     RtExec *ex;
     IrInterp *it;
+    double *noise; /* noise[o]: output o's float32 rounding noise (run_noise), or NULL */
     double jit_ms, ref_ms;
 } Verify;
 
@@ -263,7 +274,8 @@ static bool run_both(Verify *v, IrError *err)
 
 typedef struct OutErr {
     double err, ref_max, abs_max;
-    int64_t at;
+    int64_t at, n;
+    double noise; /* max|ref32 - ref| (run_noise), 0 before it runs */
 } OutErr;
 
 static double jit_value(IrDType dt, const void *data, int64_t k)
@@ -308,7 +320,7 @@ static void group_maxima(const Verify *v, double *gmax)
 /* err = max|a - b| / max(max|b|, floor); non-finite mismatches are infinite. */
 static OutErr compare(IrDType dt, const void *jit, const IrTensor *ref, double floor)
 {
-    OutErr e = {0, 0, 0, -1};
+    OutErr e = {.at = -1};
     for (int64_t k = 0; k < ref->numel; k++) {
         double a = jit_value(dt, jit, k), b = ref->data[k];
         double d = isnan(a) && isnan(b) ? 0 : a == b ? 0 : fabs(a - b);
@@ -323,40 +335,124 @@ static OutErr compare(IrDType dt, const void *jit, const IrTensor *ref, double f
     return e;
 }
 
-static bool report_one(Verify *v, const IrOutput *o, const double *gmax, double *worst,
-                       const char **worst_name, IrError *err)
+/* max|a - b| over the elements where both are finite. */
+static double max_diff(const IrTensor *a, const IrTensor *b)
 {
+    double m = 0;
+    for (int64_t k = 0; k < a->numel; k++)
+        if (isfinite(a->data[k]) && isfinite(b->data[k]))
+            m = fmax(m, fabs(a->data[k] - b->data[k]));
+    return m;
+}
+
+/* The rounding noise of each output: the reference is run again with
+ * float32 storage emulated and every f32 value perturbed by up to one ulp
+ * (ir_interp_noise_f32), from the same sources, VERIFY_NOISE_RUNS times
+ * with different draws; noise[o] is the largest distance of output o to
+ * the exact run.  Only computed when an output misses --tol. */
+static bool run_noise(Verify *v, IrError *err)
+{
+    IrInterp *it = ir_interp_new(v->ref, v->binding, (uint64_t)v->a->x.seed, err);
+    v->noise = calloc(v->ref->nout ? v->ref->nout : 1, sizeof *v->noise);
+    bool ok = it && v->noise;
+    for (int i = 0; ok && i < v->ref->nnodes; i++) {
+        const IrNode *n = v->ref->nodes[i];
+        if ((n->op == OP_INPUT || n->op == OP_PARAM) && n->name)
+            ok = ir_interp_set(it, n->name, ir_interp_value(v->it, n), err);
+    }
+    for (int r = 1; ok && r <= VERIFY_NOISE_RUNS; r++) {
+        ir_interp_noise_f32(it, (uint64_t)r);
+        ok = ir_interp_run(it, err);
+        for (int o = 0; ok && o < v->ref->nout; o++) {
+            const char *name = v->ref->outs[o].name;
+            v->noise[o] = fmax(v->noise[o], max_diff(ir_interp_output(it, name),
+                                                      ir_interp_output(v->it, name)));
+        }
+    }
+    ir_interp_free(it);
+    return ok;
+}
+
+/* Output o's comparison; e->noise is set once run_noise has run. */
+static bool compare_one(Verify *v, int o, const double *gmax, OutErr *e,
+                        IrError *err)
+{
+    const IrOutput *out = &v->ref->outs[o];
     int64_t n = 0;
-    const void *data = rt_exec_output(v->ex, o->name, &n);
-    const IrTensor *ref = ir_interp_output(v->it, o->name);
+    const void *data = rt_exec_output(v->ex, out->name, &n);
+    const IrTensor *ref = ir_interp_output(v->it, out->name);
     if (!data || !ref || n != ref->numel) {
         ir_error(err, "internal: output '%s' is missing or has another size in the compiled "
-                 "graph", o->name);
+                 "graph", out->name);
         return false;
     }
-    int grp = group_of(o->name);
+    int grp = group_of(out->name);
     double floor = fmax(grp >= 0 ? 1e-3 * gmax[grp] : 0, 1e-6);
-    OutErr e = compare(o->node->dtype, data, ref, floor);
-    printf("  %-40s %10lld  max|ref| %-10.4g max|diff| %-10.4g err %-10.3g %s\n", o->name,
-           (long long)n, e.ref_max, e.abs_max, e.err, e.err <= v->a->tol ? "ok" : "FAIL");
-    if (!(e.err <= *worst)) {
-        *worst = e.err;
-        *worst_name = o->name;
-    }
+    *e = compare(out->node->dtype, data, ref, floor);
+    e->n = n;
+    e->noise = v->noise ? v->noise[o] : 0;
+    return true;
+}
+
+/* An output passes within --tol, or when its difference is at most
+ * VERIFY_NOISE_MULT times the float32 rounding noise of the graph itself
+ * (a gradient that is zero in exact arithmetic, e.g. of a shift before a
+ * layernorm, is a cancelling sum whose float32 value is noise). */
+static bool within_noise(const OutErr *e)
+{
+    return e->noise > 0 && isfinite(e->abs_max) && e->abs_max <= VERIFY_NOISE_MULT * e->noise;
+}
+
+static void print_one(const IrOutput *o, const OutErr *e, double tol)
+{
+    printf("  %-40s %10lld  max|ref| %-10.4g max|diff| %-10.4g err %-10.3g %s", o->name,
+           (long long)e->n, e->ref_max, e->abs_max, e->err,
+           e->err <= tol || within_noise(e) ? "ok" : "FAIL");
+    if (e->err > tol && e->noise > 0)
+        printf(" (float32 noise %.3g: %s %g x)", e->noise,
+               within_noise(e) ? "within" : "beyond", VERIFY_NOISE_MULT);
+    printf("\n");
+}
+
+static bool compare_all(Verify *v, OutErr *e, IrError *err)
+{
+    double gmax[NGROUPS];
+    group_maxima(v, gmax);
+    for (int o = 0; o < v->ref->nout; o++)
+        if (!compare_one(v, o, gmax, &e[o], err))
+            return false;
     return true;
 }
 
 static int report(Verify *v, IrError *err)
 {
-    double worst = 0, gmax[NGROUPS];
+    OutErr *e = calloc(v->ref->nout ? v->ref->nout : 1, sizeof *e);
+    bool ok = e && compare_all(v, e, err), missed = false;
+    for (int o = 0; ok && o < v->ref->nout; o++)
+        missed |= !(e[o].err <= v->a->tol);
+    if (ok && missed)
+        ok = run_noise(v, err) && compare_all(v, e, err);
+    if (!ok) {
+        free(e);
+        ir_error_print(err, stderr);
+        return 2;
+    }
+    double worst = 0;
     const char *worst_name = "-";
-    group_maxima(v, gmax);
+    int by_noise = 0;
     printf("outputs (err = max|jit - ref| / max(max|ref|, 1e-3 * group max|ref|, 1e-6)):\n");
-    for (int o = 0; o < v->ref->nout; o++)
-        if (!report_one(v, &v->ref->outs[o], gmax, &worst, &worst_name, err)) {
-            ir_error_print(err, stderr);
-            return 2;
-        }
+    for (int o = 0; o < v->ref->nout; o++) {
+        print_one(&v->ref->outs[o], &e[o], v->a->tol);
+        if (!(e[o].err <= v->a->tol) && within_noise(&e[o]))
+            by_noise++;
+        else if (!(e[o].err <= worst))
+            worst = e[o].err, worst_name = v->ref->outs[o].name;
+    }
+    free(e);
+    if (by_noise)
+        printf("%d output%s above --tol but within %g x %s float32 rounding noise (the "
+               "reference rerun with float32 storage, perturbed by one ulp)\n", by_noise,
+               by_noise > 1 ? "s" : "", VERIFY_NOISE_MULT, by_noise > 1 ? "their" : "its");
     printf("worst error: %.3g (%s), tolerance %.3g: %s\n", worst, worst_name, v->a->tol,
            worst <= v->a->tol ? "PASS" : "FAIL");
     return worst <= v->a->tol ? 0 : 1;
@@ -393,6 +489,7 @@ static int verify(Verify *v, IrError *err)
 static void verify_free(Verify *v)
 {
     ir_interp_free(v->it);
+    free(v->noise);
     rt_exec_free(v->ex);
     cli_free_inputs(&v->inputs);
     ir_graph_free(v->jit);

@@ -20,7 +20,14 @@
  * body, made at its first run and kept with the parent.
  *
  * Dtypes.  Every value is a double.  f32 values are not rounded (cast to
- * f32 does round, through float).  i32 values are integers held exactly;
+ * f32 does round, through float), unless ir_interp_noise_f32 asks for
+ * noise: then every f32 value, once computed, gets a random relative error
+ * of up to one float32 ulp (2^-23) and is rounded to float, and a sum's
+ * running total is rounded at each step.  That is the error model of a
+ * float32 evaluation, drawn at random so that errors do not cancel by
+ * luck; the distance of such a run to the exact one estimates the rounding
+ * noise that any float32 evaluation of the graph has (gradc verify's
+ * noise floor).  i32 values are integers held exactly;
  * i32 div truncates toward zero, and wrap-around is not emulated.  bool
  * values are 0 or 1.  NaN propagates through maximum, minimum and max as
  * in PyTorch.  Errors on bad data (a gather index out of range, an unset
@@ -43,6 +50,7 @@ struct IrInterp {
     IrTensor **val; /* val[i]: the value of g->nodes[i] */
     bool *pinned;   /* set by ir_interp_set, or an initialised param: kept by runs */
     IrInterp **sub; /* sub[i]: the interpreter of fused node i's body (made at its first run) */
+    uint64_t noise; /* ir_interp_noise_f32: 0 off, else the seed of the perturbation */
 };
 
 typedef bool (*InterpFn)(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err);
@@ -343,7 +351,8 @@ enum { RED_SUM, RED_MAX };
 
 /* Reduces x over attribute axes into out (same element order with or
  * without keepdim): out starts at the identity and each input element, in
- * row-major order, is folded into the output element it maps to. */
+ * row-major order, is folded into the output element it maps to (the
+ * running sum rounded to float at each step under ir_interp_noise_f32). */
 static void reduce(IrInterp *it, const IrNode *n, IrTensor *out, int kind)
 {
     const IrTensor *x = arg(it, n, 0);
@@ -363,7 +372,7 @@ static void reduce(IrInterp *it, const IrNode *n, IrTensor *out, int kind)
             o += idx[i] * ost[i];
         double v = x->data[k], *acc = &out->data[o];
         if (kind == RED_SUM)
-            *acc += v;
+            *acc = it->noise && out->dtype == DT_F32 ? (float)(*acc + v) : *acc + v;
         else if (v > *acc || isnan(v))
             *acc = isnan(*acc) ? *acc : v;
     }
@@ -837,6 +846,8 @@ static IrInterp *fused_sub(IrInterp *it, const IrNode *n, IrError *err)
         it->sub[n->index] = ir_interp_new(n->body, it->binding, it->seed, &e);
         if (!it->sub[n->index])
             node_fail(err, n, "body: %s", e.msg);
+        else
+            it->sub[n->index]->noise = it->noise;
     }
     return it->sub[n->index];
 }
@@ -1015,6 +1026,15 @@ bool ir_interp_set(IrInterp *it, const char *name, const IrTensor *t, IrError *e
     return true;
 }
 
+/* Every value times 1 + d, d uniform in [-2^-23, 2^-23), then rounded to float. */
+static void add_noise(IrTensor *t, uint64_t key)
+{
+    for (int64_t k = 0; k < t->numel; k++) {
+        double u = (double)(ir_splitmix64(key + (uint64_t)k) >> 11) * 0x1p-53;
+        t->data[k] = (float)(t->data[k] * (1 + (2 * u - 1) * 0x1p-23));
+    }
+}
+
 bool ir_interp_run(IrInterp *it, IrError *err)
 {
     for (int i = 0; i < it->g->nnodes; i++) {
@@ -1023,8 +1043,15 @@ bool ir_interp_run(IrInterp *it, IrError *err)
             continue;
         if (!interp_fns[n->op](it, n, it->val[i], err))
             return false;
+        if (it->noise && n->dtype == DT_F32)
+            add_noise(it->val[i], ir_splitmix64(it->noise ^ (uint64_t)i * 0x9E3779B97F4A7C15u));
     }
     return true;
+}
+
+void ir_interp_noise_f32(IrInterp *it, uint64_t seed)
+{
+    it->noise = seed;
 }
 
 const IrTensor *ir_interp_value(const IrInterp *it, const IrNode *n)

@@ -316,6 +316,11 @@ IrInterp *ir_interp_new(const IrGraph *g, const int64_t *binding, uint64_t seed,
 void ir_interp_free(IrInterp *it);
 bool ir_interp_set(IrInterp *it, const char *name, const IrTensor *t, IrError *err);
 bool ir_interp_run(IrInterp *it, IrError *err);
+/* seed != 0: every f32 value gets a random relative error of up to one
+ * float32 ulp and is rounded to float as it is computed, and sums round
+ * their running total (off by default, 0).  A run so perturbed measures
+ * the rounding noise of the graph itself (see interp.c). */
+void ir_interp_noise_f32(IrInterp *it, uint64_t seed);
 /* The value of any node after a run (owned by the interpreter). */
 const IrTensor *ir_interp_value(const IrInterp *it, const IrNode *n);
 const IrTensor *ir_interp_output(const IrInterp *it, const char *name);

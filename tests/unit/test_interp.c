@@ -1266,6 +1266,56 @@ TEST(every_op_checked)
         }
 }
 
+/* ir_interp_noise_f32: every computed f32 value lands within one ulp of
+ * relative error plus a rounding of its exact value (and differs from it
+ * somewhere), sums also round their running total, inputs are kept, and
+ * seed 0 gives the exact values back.  The bounds are worked out from the
+ * error model, not taken from a run. */
+TEST(noise_f32)
+{
+    enum { N = 1000 };
+    Fx f = fx_new();
+    IrNode *x = in_f32(&f, "x", SH(N)), *k = in_f32(&f, "k", SH(N));
+    IrNode *y = ir_binary(f.g, OP_MUL, x, k);
+    IrNode *s = axes_op(&f, OP_SUM, y, 0, NULL, 0);
+    double xv[N], kv[N];
+    for (int i = 0; i < N; i++)
+        xv[i] = 0.1, kv[i] = 3.0; /* y = 0.3 (not a float), sum = 300 */
+    if (!fx_start(&f, NULL))
+        goto out;
+    fx_put(&f, "x", xv);
+    fx_put(&f, "k", kv);
+    ir_interp_noise_f32(f.it, 7);
+    if (!fx_run(&f))
+        goto out;
+    const IrTensor *yv = ir_interp_value(f.it, y), *sv = ir_interp_value(f.it, s);
+    int moved = 0;
+    bool within = true;
+    for (int i = 0; i < N; i++) {
+        moved += yv->data[i] != 0.3;
+        /* 0.3 (1 + d), |d| <= 2^-23, then rounded: relative 2^-23 + 2^-24 */
+        within &= fabs(yv->data[i] - 0.3) <= 0.3 * (0x1p-23 + 0x1p-24) * (1 + 1e-9);
+        within &= yv->data[i] == (float)yv->data[i];
+    }
+    CHECK(within);
+    CHECK(moved > N / 2);
+    CHECK(ir_interp_value(f.it, x)->data[0] == 0.1); /* sources are not perturbed */
+    /* a running float sum of N values near 0.3 is off by at most about
+     * N * 2^-24 * 300 (each step's rounding) plus the values' own errors */
+    CHECK(sv->data[0] != 300.0);
+    CHECK(fabs(sv->data[0] - 300.0) <= N * 0x1p-24 * 300 + N * 0.3 * 0x1p-22);
+    ir_interp_noise_f32(f.it, 0);
+    if (!fx_run(&f))
+        goto out;
+    EXPECT(f, s, 1e-9, 300);
+    bool exact = true;
+    for (int i = 0; i < N; i++)
+        exact &= fabs(ir_interp_value(f.it, y)->data[i] - 0.3) <= 1e-15;
+    CHECK(exact);
+out:
+    fx_free(&f);
+}
+
 int main(void)
 {
     RUN(const_and_iota);
@@ -1293,6 +1343,7 @@ int main(void)
     RUN(cross_entropy);
     RUN(causal_attention);
     RUN(fused);
+    RUN(noise_f32);
     RUN(symbolic_binding);
     RUN(missing_input);
     RUN(too_large);
