@@ -3,7 +3,7 @@
  * A training checkpoint carries its model file, --set values and tokenizer
  * (rt_train_io.c), so this command needs nothing but the checkpoint (and,
  * for the GPT-2 tokenizer, the BPE files).  It compiles the KV-cached decode
- * step of the model (rt_decode.c) unless --no-kv-cache, copies the weights
+ * step of the model (passes/decode.c) unless --no-kv-cache, copies the weights
  * in, and streams the continuation of --prompt to stdout token by token.
  */
 #include "cli.h"

@@ -1,6 +1,7 @@
 /* cmd_train.c — `gradc train`: pretraining from the command line.
  *
- * Thin, as every command: it maps flags onto RtTrainOptions and calls
+ * Thin, as every command: it maps flags onto RtTrainOptions, loads the model
+ * (cli/train_model.c: the runtime reads no model files) and calls
  * rt_train_new / rt_train_run (runtime/rt_train.h, docs/training.md).  With
  * --resume the checkpoint's recorded settings become the defaults before
  * the flags are read, so `gradc train --resume CKPT --steps 200` continues
@@ -9,6 +10,7 @@
  * checkpoint and are refused otherwise.
  */
 #include "cli.h"
+#include "cli/train_model.h"
 #include "runtime/rt_train.h"
 
 #include <errno.h>
@@ -91,6 +93,7 @@ const char cmd_train_usage[] =
 
 typedef struct TrainArgs {
     RtTrainOptions o;
+    const char *model_path;      /* NULL with --resume: the checkpoint's model */
     CliModelArgs model;
     int64_t determinism_steps;   /* --determinism-check N; 0: train */
 } TrainArgs;
@@ -242,11 +245,11 @@ static int parse_args(int argc, char **argv, TrainArgs *a)
                 return r;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             return cli_usage_error("train", "unknown flag '%s'", argv[i]);
-        } else if (a->o.model_path) {
+        } else if (a->model_path) {
             return cli_usage_error("train", "one model at a time ('%s' and '%s')",
-                                   a->o.model_path, argv[i]);
+                                   a->model_path, argv[i]);
         } else {
-            a->o.model_path = argv[i];
+            a->model_path = argv[i];
         }
     }
     return -1;
@@ -255,7 +258,7 @@ static int parse_args(int argc, char **argv, TrainArgs *a)
 static int check_args(const TrainArgs *a)
 {
     const RtTrainOptions *o = &a->o;
-    if (!o->model_path && !o->resume)
+    if (!a->model_path && !o->resume)
         return cli_usage_error("train", "missing MODEL.json (or --resume CKPT)");
     if (!o->data_path && !o->resume)
         return cli_usage_error("train", "missing --data FILE (the training text)");
@@ -296,18 +299,21 @@ int cmd_train(int argc, char **argv)
         r = parse_args(argc, argv, &a);
     if (r < 0)
         r = check_args(&a);
-    if (r < 0 && a.o.model_path) /* a position past its table: cmd_run.c, cli_bind */
-        r = cli_check_seq(a.o.model_path, &a.model, a.o.batch, a.o.ctx);
+    if (r < 0 && a.model_path) /* a position past its table: cmd_run.c, cli_bind */
+        r = cli_check_seq(a.model_path, &a.model, a.o.batch, a.o.ctx);
     if (r >= 0)
         return r;
-    a.o.sets = a.model.sets;
-    a.o.nsets = a.model.nsets;
     IrError err = {0};
-    if (a.determinism_steps)
-        return rt_train_determinism_check(&a.o, a.determinism_steps, &err) ? 0 : fail(&err);
-    signal(SIGPIPE, SIG_IGN);   /* a closed pipe on stdout must not kill the run (main.c reports it) */
-    RtTrain *t = rt_train_new(&a.o, &err);
-    bool ok = t && rt_train_run(t, &err);
-    rt_train_free(t);
+    CliTrainModel m;
+    bool ok = cli_train_model_load(&m, a.model_path, &a.model, &a.o, &err);
+    if (ok && a.determinism_steps) {
+        ok = rt_train_determinism_check(&a.o, a.determinism_steps, &err);
+    } else if (ok) {
+        signal(SIGPIPE, SIG_IGN);   /* a closed pipe on stdout must not kill the run (main.c) */
+        RtTrain *t = rt_train_new(&a.o, &err);
+        ok = t && rt_train_run(t, &err);
+        rt_train_free(t);
+    }
+    cli_train_model_free(&m);
     return ok ? 0 : fail(&err);
 }

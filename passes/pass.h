@@ -217,4 +217,13 @@ bool pass_schedule(IrGraph *g, PassCtx *ctx);
  * attributes, at ctx->binding. */
 bool pass_memplan(IrGraph *g, PassCtx *ctx);
 
+/* decode.c: the KV-cached decode step of a model graph (see there):
+ * inputs idx [B,1], gen.pos i32[1] and the caches kv.k.L / kv.v.L
+ * [B,H,S,hd] (state, written back by outputs of the same names); output
+ * logits [B,1,V].  NULL + err (the reason) when the model lacks the
+ * attention pattern.  Not a registered pass: it returns a new graph. */
+IrGraph *pass_decode_graph(const IrGraph *model, int *nlayers, IrError *err);
+/* Sets p = 0 on every dropout node: the inference form of a graph. */
+void pass_no_dropout(IrGraph *g);
+
 #endif

@@ -8,7 +8,7 @@
  * the same text on every machine and thread count.
  *
  * The generator owns up to two compiled programs at B = 1:
- *   decode  the KV-cached step of rt_decode.c: one token in, its logits
+ *   decode  the KV-cached step of passes/decode.c: one token in, its logits
  *           out, the keys and values of earlier positions kept in state
  *           buffers; the prompt goes in token by token (prefill), then
  *           each new token costs one step;
@@ -21,6 +21,7 @@
  *           forward can do.  Compiled lazily in KV mode.
  */
 #include "runtime/rt_train.h"
+#include "passes/pass.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -84,13 +85,6 @@ int32_t rt_sampler_pick(RtSampler *s, const float *logits, int64_t V)
 }
 
 /* ---------------------------------------------------------------- graphs */
-
-void rt_graph_no_dropout(IrGraph *g)
-{
-    for (int i = 0; i < g->nnodes; i++)
-        if (ir_op_drops(g->nodes[i]->op))
-            ir_node_set_attr(g, g->nodes[i], ir_attr_float(ATTR_P, 0.0));
-}
 
 const IrNode *rt_graph_token_input(const IrGraph *g)
 {
@@ -213,7 +207,7 @@ static RtExec *compile(const IrGraph *g, int64_t window, const RtExecOptions *eo
 static bool compile_full(RtGen *gen, IrError *err)
 {
     gen->full = ir_graph_clone(gen->model);
-    rt_graph_no_dropout(gen->full);
+    pass_no_dropout(gen->full);
     gen->full_ex = compile(gen->full, gen->window, &gen->eo, err);
     if (gen->full_ex && gen->dec_ex)
         return rt_exec_params_copy(gen->full_ex, gen->full, gen->dec_ex, err);
@@ -223,7 +217,7 @@ static bool compile_full(RtGen *gen, IrError *err)
 static bool try_decode(RtGen *gen, IrError *err)
 {
     IrError why = {0};
-    gen->dec = rt_decode_graph(gen->model, &gen->nlayers, &why);
+    gen->dec = pass_decode_graph(gen->model, &gen->nlayers, &why);
     if (!gen->dec)
         return true;   /* no KV pattern: the full forward does it all */
     gen->dec_ex = compile(gen->dec, gen->window, &gen->eo, err);

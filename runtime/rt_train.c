@@ -61,19 +61,10 @@ double rt_train_lr(const RtTrainOptions *o, int64_t step, int64_t total)
 
 /* ---------------------------------------------------------------- model */
 
-static bool config_int(const FeModel *m, const char *key, int64_t *v)
-{
-    double d;
-    if (!fe_config(m, key, &d))
-        return false;
-    *v = (int64_t)d;
-    return true;
-}
-
 static bool pick_context(RtTrain *t, IrError *err)
 {
-    int64_t ctx = 0;
-    bool has = config_int(t->model, "context_length", &ctx);
+    int64_t ctx = t->o.model.context_length;
+    bool has = t->o.model.has_context_length;
     t->T = t->o.ctx > 0 ? t->o.ctx : ctx;
     if (t->T <= 0) {
         ir_error(err, "model '%s' has no config key context_length", t->model_name);
@@ -92,7 +83,7 @@ static bool pick_context(RtTrain *t, IrError *err)
 
 static bool find_io(RtTrain *t, IrError *err)
 {
-    const IrGraph *g = t->model->graph;
+    const IrGraph *g = t->model;
     const IrNode *tok = rt_graph_token_input(g);
     const IrNode *logits = NULL;
     for (int o = 0; o < g->nout; o++)
@@ -123,7 +114,7 @@ static bool apply_one_init(RtTrain *t, const char *spec, IrError *err)
     }
     snprintf(glob, sizeof glob, "%.*s", (int)(eq - spec), spec);
     int hits = 0;
-    IrGraph *g = t->model->graph;
+    IrGraph *g = t->model;
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = g->nodes[i];
         if (n->op == OP_PARAM && n->name && !fnmatch(glob, n->name, 0) &&
@@ -146,33 +137,19 @@ static bool apply_init_std(RtTrain *t, IrError *err)
     return true;
 }
 
-static bool load_model(RtTrain *t, const RtCkpt *c, IrError *err)
+/* The caller's model (RtTrainModel), copied. */
+static bool load_model(RtTrain *t, IrError *err)
 {
-    const char *json = c ? rt_ckpt_meta_get(c, "model.json") : NULL;
-    if (!t->o.model_path && !json) {
-        ir_error(err, "no model: pass MODEL.json (or --resume a gradc checkpoint)");
+    const RtTrainModel *m = &t->o.model;
+    if (!m->graph || !m->json) {
+        ir_error(err, "internal: rt_train_new without a model (RtTrainOptions.model)");
         return false;
     }
-    if (!t->o.model_path && !rt_train_sets_from(t, rt_ckpt_meta_get(c, "model.sets"),
-                                                c->path, err))
-        return false;
-    for (int i = 0; i < t->o.nsets && t->nsets < 64 + t->o.nsets; i++)
-        t->sets[t->nsets++] = (FeSet){strdup(t->o.sets[i].key), strdup(t->o.sets[i].value)};
-    FeOptions fo = {t->sets, t->nsets};
-    if (t->o.model_path) {
-        t->model_name = strdup(t->o.model_path);
-        t->model = fe_load_file(t->o.model_path, &fo, err);
-        t->model_json = t->model ? rt_model_flatten(t->o.model_path, err) : NULL;
-    } else {
-        /* errors in it are the checkpoint's, not the file model.path names */
-        char name[4200];
-        snprintf(name, sizeof name, "%s (metadata model.json)", c->path);
-        t->model_name = strdup(rt_ckpt_meta_get(c, "model.path") ?: "checkpoint");
-        t->model_json = strdup(json);
-        t->model = fe_load_string(json, name, &fo, err);
-    }
-    return t->model && t->model_json && find_io(t, err) && pick_context(t, err) &&
-           apply_init_std(t, err);
+    t->model_name = strdup(m->name ? m->name : m->graph->name);
+    t->model_json = strdup(m->json);
+    t->sets = strdup(m->sets ? m->sets : "{}");
+    t->model = ir_graph_clone(m->graph);
+    return find_io(t, err) && pick_context(t, err) && apply_init_std(t, err);
 }
 
 /* ---------------------------------------------------------------- data */
@@ -181,7 +158,7 @@ static bool make_tokenizer(RtTrain *t, const RtCkpt *c, const char *text, size_t
                            IrError *err)
 {
     if (c) /* the checkpoint's, checked against the model (check_settings: against o) */
-        return (t->tok = rt_ckpt_tokenizer(c, t->model->graph, t->o.bpe_dir, err)) != NULL;
+        return (t->tok = rt_ckpt_tokenizer(c, t->model, t->o.bpe_dir, err)) != NULL;
     if (t->o.tokenizer == RT_TOK_GPT2)
         t->tok = rt_tokenizer_gpt2(t->o.bpe_dir, err);
     else
@@ -247,7 +224,7 @@ static bool run_pipeline(IrGraph *g, const char *passes, PassCtx *ctx)
 static IrGraph *eval_graph(const IrGraph *model, IrError *err)
 {
     IrGraph *g = ir_graph_clone(model);
-    rt_graph_no_dropout(g);
+    pass_no_dropout(g);
     IrNode *logits = NULL;
     for (int o = 0; o < g->nout; o++)
         if (!strcmp(g->outs[o].name, "logits"))
@@ -298,7 +275,7 @@ static bool build_graphs(RtTrain *t, IrError *err)
     if (!need_passes(err))
         return false;
     PassCtx ctx = train_ctx(&t->o, err);
-    t->train_g = ir_graph_clone(t->model->graph);
+    t->train_g = ir_graph_clone(t->model);
     seed_dropouts(t->train_g, t->o.seed);
     if (!bind(t, t->train_g, err))
         return false;
@@ -306,7 +283,7 @@ static bool build_graphs(RtTrain *t, IrError *err)
     if (!pass_run_pipeline(t->train_g, pass_train_pipeline, &ctx) ||
         !run_pipeline(t->train_g, t->o.passes, &ctx))
         return false;
-    t->eval_g = eval_graph(t->model->graph, err);
+    t->eval_g = eval_graph(t->model, err);
     PassCtx ectx = pass_ctx_default(err);
     ectx.binding = t->binding;
     return t->eval_g && bind(t, t->eval_g, err) && run_pipeline(t->eval_g, t->o.passes, &ectx);
@@ -456,12 +433,12 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     RtTrain *t = calloc(1, sizeof *t);
     t->o = *o;
     t->out = o->out ? o->out : stdout;
-    t->sets = calloc((size_t)o->nsets + 64, sizeof *t->sets);
-    RtCkpt *c = NULL;
-    bool ok = !o->resume || (c = rt_ckpt_read(o->resume, err)) != NULL;
-    if (c)
-        rt_ckpt_print_warnings(c, stderr);
-    ok = ok && (!c || rt_train_check_resume(t, c, err)) && load_model(t, c, err);
+    RtCkpt *own = NULL;
+    const RtCkpt *c = o->resume ? o->resume_ckpt : NULL;
+    bool ok = c || !o->resume || (c = own = rt_ckpt_read(o->resume, err)) != NULL;
+    if (own)
+        rt_ckpt_print_warnings(own, stderr);
+    ok = ok && (!c || rt_train_ckpt_check(c, err)) && load_model(t, err);
     t->stride = t->o.stride > 0 ? t->o.stride : t->T;
     ok = ok && load_data(t, c, err) && build_graphs(t, err) &&
          fit_together(t, avail, msource, err) && compile_train(t, err);
@@ -471,7 +448,7 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     if (ok)
         rt_train_set_run_id(t, c);
     ok = ok && (o->no_files || rt_train_prepare_outputs(t, c, err)) && compile_others(t, err);
-    rt_ckpt_free(c);
+    rt_ckpt_free(own);
     if (!ok) {
         rt_train_free(t);
         return NULL;
@@ -500,10 +477,7 @@ void rt_train_free(RtTrain *t)
     ir_graph_free(t->eval_g);
     rt_text_data_free(&t->data);
     rt_tokenizer_free(t->tok);
-    if (t->model)
-        fe_model_free(t->model);
-    for (int i = 0; i < t->nsets; i++)
-        free((char *)t->sets[i].key), free((char *)t->sets[i].value);
+    ir_graph_free(t->model);
     free(t->sets);
     free(t->model_json);
     free(t->model_name);
@@ -648,7 +622,7 @@ static bool evaluate(RtTrain *t, RtEvalPoint *p, IrError *err)
  * generate_and_print_sample). */
 static bool make_gen(RtTrain *t, IrError *err)
 {
-    t->gen = rt_gen_new(t->model->graph, t->T, true, &(RtExecOptions){.nthreads = t->o.threads},
+    t->gen = rt_gen_new(t->model, t->T, true, &(RtExecOptions){.nthreads = t->o.threads},
                         err);
     return t->gen != NULL;
 }

@@ -17,17 +17,21 @@
  * Weights live in the train program and are copied into the others before
  * they run (an eval every few steps costs one copy of the weights).
  *
+ * The runtime reads no model files: the caller loads the model (gradc
+ * train: cli/train_model.c, through the frontend) and hands it over as an
+ * RtTrainModel.
+ *
  *   RtTrainOptions o = rt_train_defaults();
- *   o.model_path = "models/gpt-mini.json"; o.data_path = "input.txt";
+ *   o.model = (RtTrainModel){.graph = g, .json = text, .name = "gpt-mini.json"};
+ *   o.data_path = "input.txt";
  *   o.steps = 100;
- *   RtTrain *t = rt_train_new(&o, &err);      // loads, tokenizes, compiles
+ *   RtTrain *t = rt_train_new(&o, &err);      // tokenizes, compiles
  *   if (!t || !rt_train_run(t, &err)) ...;    // progress on stdout
  *   rt_train_free(t);
  */
 #ifndef GRADC_RT_TRAIN_H
 #define GRADC_RT_TRAIN_H
 
-#include "frontend/fe.h"
 #include "ir/ir.h"
 #include "ir/rng.h"
 #include "runtime/rt_ckpt.h"
@@ -70,8 +74,6 @@ void rt_sampler_init(RtSampler *s, double temperature, int top_k, uint64_t seed)
  * logits / temperature, softmax and a draw (double precision). */
 int32_t rt_sampler_pick(RtSampler *s, const float *logits, int64_t V);
 
-/* Sets p = 0 on every dropout node: the inference form of a graph. */
-void rt_graph_no_dropout(IrGraph *g);
 /* The i32 input that a gather reads token ids with (the model's "idx"). */
 const IrNode *rt_graph_token_input(const IrGraph *g);
 
@@ -106,13 +108,6 @@ bool rt_gen_params_from_ckpt(RtGen *gen, const RtCkpt *c, IrError *err);
 bool rt_gen_run(RtGen *gen, RtSampler *s, const int32_t *prompt, size_t n,
                 const RtGenOptions *o, int32_t **out, size_t *nout, IrError *err);
 
-/* rt_decode.c: the KV-cached decode step of a model graph (see there):
- * inputs idx [B,1], gen.pos i32[1] and the caches kv.k.L / kv.v.L
- * [B,H,S,hd] (state, written back by outputs of the same names); output
- * logits [B,1,V].  NULL + err (the reason) when the model lacks the
- * attention pattern. */
-IrGraph *rt_decode_graph(const IrGraph *model, int *nlayers, IrError *err);
-
 /* Copies every param of dst's graph from a checkpoint: names, shapes and
  * dtypes must match (the error names the tensor and the checkpoint). */
 bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, IrError *err);
@@ -125,10 +120,21 @@ typedef enum RtSchedule { RT_LR_CONSTANT, RT_LR_COSINE } RtSchedule;
 
 #define RT_TRAIN_MAX_INIT 16
 
+/* The model of a run, loaded by the caller.  Strings and graph are
+ * borrowed; rt_train_new copies them. */
+typedef struct RtTrainModel {
+    const IrGraph *graph;      /* the forward graph */
+    const char *json;          /* the model file with its bases merged (checkpoint metadata
+                                * model.json, so that a checkpoint loads on its own) */
+    const char *name;          /* its path, or the checkpoint's record of it */
+    const char *sets;          /* the --set values in force, a JSON object of strings
+                                * (metadata model.sets); NULL: none */
+    int64_t context_length;    /* config context_length, when has_context_length */
+    bool has_context_length;
+} RtTrainModel;
+
 typedef struct RtTrainOptions {
-    const char *model_path;    /* NULL with resume: the checkpoint's model */
-    const FeSet *sets;
-    int nsets;
+    RtTrainModel model;
     const char *data_path;     /* NULL with resume: the checkpoint's data file */
     RtTokKind tokenizer;
     const char *bpe_dir;       /* NULL: the data cache */
@@ -152,6 +158,7 @@ typedef struct RtTrainOptions {
                                 * resumed run's folder, else runs/MODEL_NAME */
     const char *ckpt_path, *csv_path, *plot_path;  /* NULL: OUT/ckpt.safetensors, ... */
     const char *resume;        /* a checkpoint to continue from */
+    const RtCkpt *resume_ckpt; /* it, opened by the caller (NULL: rt_train_new reads it) */
     /* --init-std GLOB=STD: normal-init params whose name matches GLOB
      * start from N(0, STD^2) instead of the model file's std (the book's
      * PyTorch init has N(0, 1) embeddings: "*_emb.weight=1") */
@@ -196,8 +203,12 @@ bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err
 RtTokenizer *rt_ckpt_tokenizer(const RtCkpt *c, const IrGraph *model, const char *bpe_dir,
                                IrError *err);
 
-/* Loads the model and data, compiles the programs, initialises the weights
- * (or restores a checkpoint).  Prints what it did on o->out. */
+/* A checkpoint --resume can take: one gradc train wrote (metadata format
+ * gradc.train.v1).  false + err naming it. */
+bool rt_train_ckpt_check(const RtCkpt *c, IrError *err);
+
+/* Loads the data, compiles the programs, initialises the weights (or
+ * restores a checkpoint).  Prints what it did on o->out. */
 RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err);
 void rt_train_free(RtTrain *t);
 /* Trains to the end (steps or epochs), evaluating, sampling, logging and
@@ -220,10 +231,5 @@ const RtEvalPoint *rt_train_history(const RtTrain *t, int *n);
  * line per update on o->out.  False + err (naming the first tensor and
  * element that differ) when they do.  Writes no files. */
 bool rt_train_determinism_check(const RtTrainOptions *o, int64_t steps, IrError *err);
-
-/* The model file with its `base` chain merged (docs/graph-format.md), as
- * one JSON text: what a checkpoint stores so that it loads on its own.
- * malloc'd; NULL + err. */
-char *rt_model_flatten(const char *path, IrError *err);
 
 #endif

@@ -13,10 +13,9 @@ struct RtTrain {
     char *model_json;          /* the flattened model file */
     char *model_name;          /* its path, or the checkpoint's record of it */
     char *data_path;           /* o.data_path, or the checkpoint's record */
-    FeSet *sets;               /* the --set values in force (owned copies) */
-    int nsets;
+    char *sets;                /* the --set values in force, a JSON object */
     FILE *out;
-    FeModel *model;            /* the forward graph and its config */
+    IrGraph *model;            /* the forward graph (a copy of o.model.graph) */
     RtTokenizer *tok;
     RtTextData data;
     uint64_t data_hash;        /* rt_ckpt_hash of the data file */
@@ -47,7 +46,6 @@ struct RtTrain {
 
 /* rt_train_io.c */
 bool rt_train_restore(RtTrain *t, const RtCkpt *c, IrError *err);
-bool rt_train_check_resume(RtTrain *t, const RtCkpt *c, IrError *err);
 /* The data file is the one the checkpoint was trained on (data.hash). */
 bool rt_train_check_data(RtTrain *t, const RtCkpt *c, IrError *err);
 bool rt_train_write_csv(RtTrain *t, IrError *err);
@@ -55,8 +53,6 @@ bool rt_train_write_plot(RtTrain *t, IrError *err);
 void rt_train_add_point(RtTrain *t, const RtEvalPoint *p);
 /* "{\"k\":\"v\",...}" of the --set values; malloc'd */
 char *rt_train_sets_json(const RtTrain *t);
-/* Parses model.sets of a checkpoint into t->sets (before the caller's). */
-bool rt_train_sets_from(RtTrain *t, const char *json, const char *path, IrError *err);
 double rt_train_now(void);
 
 /* rt_train_out.c: where a run's files go, and what happens when they cannot

@@ -1,5 +1,5 @@
 /* rt_train_io.c — what a training run writes and reads back: checkpoints,
- * the CSV log, the loss plot, and the model file folded into one JSON text.
+ * the CSV log and the loss plot.
  *
  * A training checkpoint (format "gradc.train.v1", docs/training.md) is a
  * safetensors file (rt_ckpt.h) holding
@@ -9,7 +9,8 @@
  *             tokenizer.char_vocab (u8, the characters in id order);
  *   metadata  format; model.json (the model file with its base files
  *             merged), model.path, model.sets (the --set values, a JSON
- *             object); tokenizer; data.path and data.hash; the position
+ *             object), all three as the caller loaded the model
+ *             (RtTrainModel: cli/train_model.c); tokenizer; data.path and data.hash; the position
  *             (step, epoch, batch, tokens, elapsed_s); rng (the seed, and
  *             what the random streams are keyed by); train.options (every
  *             setting, JSON); train.history (the eval points, JSON); run.id
@@ -38,41 +39,11 @@ double rt_train_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* ---------------------------------------------------------------- model file */
-
-/* The model file with its bases merged (the frontend's rule). */
-char *rt_model_flatten(const char *path, IrError *err)
-{
-    return fe_flatten_file(path, err);
-}
-
 /* ---------------------------------------------------------------- --set */
 
 char *rt_train_sets_json(const RtTrain *t)
 {
-    cJSON *o = cJSON_CreateObject();
-    for (int i = 0; i < t->nsets; i++) {
-        cJSON_DeleteItemFromObjectCaseSensitive(o, t->sets[i].key);   /* the last one wins */
-        cJSON_AddStringToObject(o, t->sets[i].key, t->sets[i].value);
-    }
-    char *s = cJSON_PrintUnformatted(o);
-    cJSON_Delete(o);
-    return s;
-}
-
-bool rt_train_sets_from(RtTrain *t, const char *json, const char *path, IrError *err)
-{
-    cJSON *o = json ? cJSON_Parse(json) : NULL;
-    if (json && !cJSON_IsObject(o)) {
-        cJSON_Delete(o);
-        ir_error(err, "checkpoint '%s': metadata model.sets is not a JSON object", path);
-        return false;
-    }
-    for (const cJSON *e = o ? o->child : NULL; e && t->nsets < 64; e = e->next)
-        if (cJSON_IsString(e))
-            t->sets[t->nsets++] = (FeSet){strdup(e->string), strdup(e->valuestring)};
-    cJSON_Delete(o);
-    return true;
+    return strdup(t->sets);
 }
 
 /* ---------------------------------------------------------------- save */
@@ -228,7 +199,7 @@ static bool meta_int(const RtCkpt *c, const char *key, int64_t *v, IrError *err)
     return false;
 }
 
-bool rt_train_check_resume(RtTrain *t, const RtCkpt *c, IrError *err)
+bool rt_train_ckpt_check(const RtCkpt *c, IrError *err)
 {
     const char *f = rt_ckpt_meta_get(c, "format");
     if (f && !strcmp(f, RT_TRAIN_FORMAT))
@@ -579,7 +550,7 @@ bool rt_train_write_plot(RtTrain *t, IrError *err)
                      {"Validation loss", "#ff7f0e", x, va, n, true}};
     char title[300];
     const char *base = strrchr(t->data_path, '/') ? strrchr(t->data_path, '/') + 1 : t->data_path;
-    snprintf(title, sizeof title, "%s on %s", t->model->graph->name, base);
+    snprintf(title, sizeof title, "%s on %s", t->model->name, base);
     RtPlot p = {title, "Tokens seen", "Loss", s, t->data.val ? 2 : 1};
     bool ok = rt_plot_svg(&p, t->plot_path, err);
     free(x);

@@ -144,7 +144,7 @@ static void resolve_paths(RtTrain *t, const RtCkpt *c)
     else if (c && !recorded(c, "dir", t->out_dir))
         dir_of(c->path, t->out_dir, sizeof t->out_dir);   /* a checkpoint without "out" */
     else if (!c)
-        snprintf(t->out_dir, sizeof t->out_dir, "runs/%s", t->model->graph->name);
+        snprintf(t->out_dir, sizeof t->out_dir, "runs/%s", t->model->name);
     pick_path(t->ckpt_path, t->o.ckpt_path, record, c, "ckpt", t->out_dir, "ckpt.safetensors");
     pick_path(t->csv_path, t->o.csv_path, record, c, "csv", t->out_dir, "log.csv");
     pick_path(t->plot_path, t->o.plot_path, record, c, "plot", t->out_dir, "loss.svg");

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command of the README: installs what is missing, builds, and runs
+# The test command of the README: installs what is missing, checks that every
+# #include follows the layering (tests/scripts/layering.sh), builds, and runs
 # every test (C unit tests, lit/FileCheck pass tests, script tests) in a
 # normal build and in an AddressSanitizer + UBSan build, then a bounded
 # fuzzing run of every harness (the parsers, checkpoint, BPE, tokenizer and
@@ -11,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 scripts/deps.sh
 
+echo "== layering"
+bash tests/scripts/layering.sh
 echo "== build (RelWithDebInfo)"
 scripts/build.sh build
 echo "== tests"

@@ -16,6 +16,7 @@
  *   scripts/fuzz.sh 60        (runs every harness; seeds in tests/fuzz/corpus_ckpt)
  *   build-fuzz/fuzz_ckpt -max_len=65536 build-fuzz/corpus-fuzz_ckpt tests/fuzz/corpus_ckpt
  */
+#include "frontend/fe.h"
 #include "runtime/rt_train.h"
 
 #include <cjson/cJSON.h>

@@ -1,6 +1,6 @@
 /* test_train.c — unit tests of the training side of the runtime that need
  * no train step: the sampler (rt_sample.c), the KV-cached decode graph
- * against the full forward (rt_decode.c), generation with and without the
+ * against the full forward (passes/decode.c), generation with and without the
  * cache, the learning-rate schedule, the model-file flattening that
  * checkpoints store, and the SVG plot (rt_plot.c).  The loop itself is
  * tested end to end by tests/scripts/train_e2e.sh.
@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "frontend/fe.h"
+#include "passes/pass.h"
 #include "runtime/rt_train.h"
 
 /* ---------------------------------------------------------------- sampler */
@@ -114,10 +116,10 @@ TEST(decode_step_matches_forward)
         return;
     IrError err = {0};
     int nl = 0;
-    IrGraph *dec = rt_decode_graph(m->graph, &nl, &err);
+    IrGraph *dec = pass_decode_graph(m->graph, &nl, &err);
     CHECK(dec != NULL && nl == 2);
     IrGraph *full = ir_graph_clone(m->graph);
-    rt_graph_no_dropout(full);
+    pass_no_dropout(full);
     RtExec *fx = compile_at(full, 12), *dx = dec ? compile_at(dec, 12) : NULL;
     CHECK(fx && dx);
     if (fx && dx) {
@@ -209,7 +211,7 @@ TEST(lr_schedule)
 TEST(flattened_model_loads_the_same)
 {
     IrError err = {0};
-    char *json = rt_model_flatten("models/gpt-mini.json", &err);
+    char *json = fe_flatten_file("models/gpt-mini.json", &err);
     CHECK(json && !strstr(json, "\"base\""));
     if (!json)
         return;
@@ -226,7 +228,7 @@ TEST(flattened_model_loads_the_same)
     fe_model_free(b);
     free(json);
     err = (IrError){0};
-    CHECK(rt_model_flatten("models/none.json", &err) == NULL && strstr(err.msg, "none.json"));
+    CHECK(fe_flatten_file("models/none.json", &err) == NULL && strstr(err.msg, "none.json"));
 }
 
 /* ---------------------------------------------------------------- plot */

@@ -1,4 +1,4 @@
-/* rt_decode.c — the KV-cached decode step, built from a model's forward graph.
+/* decode.c — the KV-cached decode step, built from a model's forward graph.
  *
  * Sampling with the plain forward recomputes every position for every new
  * token: O(T) forward passes of O(T) work each.  The decode step computes
@@ -21,17 +21,15 @@
  *      back into the cache inputs after each run (rt_exec.h, write-back).
  *
  * A graph without that pattern (no causal_mask over a matmul of rank-4
- * heads, no T symbol) gets no decode step: rt_decode_graph returns NULL
+ * heads, no T symbol) gets no decode step: pass_decode_graph returns NULL
  * with a reason, and sampling falls back to the full forward.
  */
-#include "runtime/rt_train.h"
+#include "passes/pass.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "passes/pass.h"
 
 typedef struct Dec {
     IrGraph *g;
@@ -244,13 +242,20 @@ static bool rewrite_layers(Dec *d)
     return d->nlayers > 0;
 }
 
-IrGraph *rt_decode_graph(const IrGraph *model, int *nlayers, IrError *err)
+void pass_no_dropout(IrGraph *g)
+{
+    for (int i = 0; i < g->nnodes; i++)
+        if (ir_op_drops(g->nodes[i]->op))
+            ir_node_set_attr(g, g->nodes[i], ir_attr_float(ATTR_P, 0.0));
+}
+
+IrGraph *pass_decode_graph(const IrGraph *model, int *nlayers, IrError *err)
 {
     IrGraph *g = ir_graph_clone(model);
     int T = ir_graph_find_sym(g, "T");
     if (T < 0)
         return no_kv(g, err, "the graph has no sequence symbol T");
-    rt_graph_no_dropout(g);
+    pass_no_dropout(g);
     bind_sym(g, T, 1);
     Dec d = {.g = g, .err = err};
     int S = ir_graph_sym(g, "S");
