@@ -4,7 +4,7 @@
  *   1. evaluate every node's dims under the binding (all constants from
  *      here on: loop bounds and strides are immediates in the IR, so LLVM
  *      knows trip counts and vectorizes without runtime checks);
- *   2. plan: walk the nodes with the op switch below, emit off, which
+ *   2. plan: walk the nodes with the op table below, emit off, which
  *      fills each CgNodeCode (kind, extent, parallel, numel, bytes, flops);
  *   3. key = printed graph text + binding + CG_LOWER_VERSION; with the
  *      cache on, a hit loads the object and skips LLVM entirely;
@@ -15,10 +15,10 @@
  * With keep_module the module is always built, so that its optimized IR
  * and assembly can be kept for `gradc dump --stage=llvm|asm`.
  *
- * The per-op switch (lower_fn) is the one place that says which ops have
- * a lowering.  An op without one (say, a row added to ops.def by a pass
- * before its lowering exists) fails the compile with "no lowering for op
- * X", and cg_op_lowered answers the same question up front.
+ * Which builder lowers an op is ops.def's lower column (lower_fns, by
+ * X-macro): a row that names a cg_lower_<lower> nobody defines does not
+ * link.  cg_op_lowered says whether an op value has a lowering (an op
+ * value past the table has none: "no lowering for op X").
  */
 #include "cg_lower_int.h"
 #include "passes/pass.h"
@@ -68,7 +68,7 @@ void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, d
 
 /* ---------------------------------------------------------------- the op switch */
 
-static bool lower_source(CgLower *L, const IrNode *n)
+bool cg_lower_source(CgLower *L, const IrNode *n)
 {
     L->code[n->index].kind = CG_SOURCE;
     return true;
@@ -118,56 +118,20 @@ static bool plan_inplace(CgLower *L, bool own_buffers, IrError *err)
     return ok;
 }
 
+/* ops.def's lower column: cg_lower_<lower> per op. */
+static const LowerFn lower_fns[OP_COUNT] = {
+#define OP(E, n, mi, ma, k, sr, dr, lower, ...) [OP_##E] = cg_lower_##lower,
+#include "ir/ops.def"
+#undef OP
+};
+
+/* NULL past the table, and for an elementwise row whose math column is
+ * `none` (the row is wrong: say so instead of asserting in the emit). */
 static LowerFn lower_fn(IrOp op)
 {
-    switch (op) {
-    case OP_INPUT:
-    case OP_PARAM:         return lower_source;
-    case OP_CONST:         return cg_lower_const;
-    case OP_IOTA:          return cg_lower_iota;
-    case OP_NEG:
-    case OP_EXP:
-    case OP_LOG:
-    case OP_SQRT:
-    case OP_RSQRT:
-    case OP_TANH:
-    case OP_RECIP:
-    case OP_ABS:
-    case OP_RELU:
-    case OP_CAST:
-    case OP_ADD:
-    case OP_SUB:
-    case OP_MUL:
-    case OP_DIV:
-    case OP_MAXIMUM:
-    case OP_MINIMUM:
-    case OP_LT:
-    case OP_LE:
-    case OP_EQ:
-    case OP_WHERE:
-    case OP_BROADCAST:     return cg_lower_elementwise;
-    case OP_DROPOUT:       return cg_lower_dropout;
-    case OP_SUM:
-    case OP_MAX:
-    case OP_MEAN:          return cg_lower_reduce;
-    case OP_RESHAPE:       return cg_lower_alias;
-    case OP_TRANSPOSE:     return cg_lower_transpose;
-    case OP_SLICE:         return cg_lower_slice;
-    case OP_CONCAT:        return cg_lower_concat;
-    case OP_MATMUL:        return cg_lower_matmul;
-    case OP_GATHER:        return cg_lower_gather;
-    case OP_SCATTER_ADD:   return cg_lower_scatter_add;
-    case OP_CAUSAL_ATTENTION:      return cg_lower_causal_attention;
-    case OP_CAUSAL_ATTENTION_GRAD: return cg_lower_causal_attention_grad;
-    case OP_SOFTMAX:
-    case OP_LOG_SOFTMAX:   return cg_lower_softmax;
-    case OP_LAYERNORM:     return cg_lower_layernorm;
-    case OP_GELU:          return cg_lower_gelu;
-    case OP_CAUSAL_MASK:   return cg_lower_causal_mask;
-    case OP_CROSS_ENTROPY: return cg_lower_cross_entropy;
-    case OP_FUSED:         return cg_lower_fused;
-    default:               return NULL;
-    }
+    if (op >= OP_COUNT || (lower_fns[op] == cg_lower_elementwise && !cg_has_math(op)))
+        return NULL;
+    return lower_fns[op];
 }
 
 bool cg_op_lowered(IrOp op)

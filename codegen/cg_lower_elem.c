@@ -241,18 +241,7 @@ static bool run_job(CgLower *L, const IrNode *n, Job *j, double flops)
 
 static LLVMValueRef elem_fn(CgKernel *k, const LLVMValueRef *v, LLVMValueRef flat, void *ctx)
 {
-    const IrNode *n = k->n;
-    IrDType dt = n->in[n->op == OP_WHERE ? 1 : 0]->dtype;
-    switch (n->op) {
-    case OP_CAST:      return cg_cast(k, n->in[0]->dtype, n->dtype, v[0]);
-    case OP_BROADCAST: return v[0];
-    case OP_WHERE:     return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntNE, v[0],
-                                              LLVMConstInt(k->L->i8, 0, 0), ""), v[1], v[2], "");
-    default:           break;
-    }
-    if (n->nin == 1)
-        return cg_unary(k, n->op, dt, v[0]);
-    return cg_binary(k, n->op, dt, v[0], v[1]);
+    return cg_elem(k, k->n, v);
 }
 
 static double elem_flops(const IrNode *n, int64_t numel)
@@ -277,11 +266,6 @@ bool cg_lower_elementwise(CgLower *L, const IrNode *n)
     for (int i = 0; i < n->nin; i++)
         space_add_bcast(L, n, i, &j.sp[0]);
     return run_job(L, n, &j, elem_flops(n, cg_numel(L, n)));
-}
-
-bool cg_lower_gelu(CgLower *L, const IrNode *n)
-{
-    return cg_lower_elementwise(L, n);
 }
 
 /* ---------------------------------------------------------------- dropout */

@@ -100,17 +100,7 @@ static LLVMValueRef elem_value(Fx *x, const IrNode *n)
     LLVMValueRef a[3];
     for (int j = 0; j < n->nin; j++)
         a[j] = fx_value(x, n->in[j]->index);
-    switch (n->op) {
-    case OP_CAST:      return cg_cast(k, n->in[0]->dtype, n->dtype, a[0]);
-    case OP_BROADCAST: return a[0];
-    case OP_WHERE:
-        return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntNE, a[0],
-                               LLVMConstInt(x->L->i8, 0, 0), ""), a[1], a[2], "");
-    default:           break;
-    }
-    if (n->nin == 1)
-        return cg_unary(k, n->op, n->in[0]->dtype, a[0]);
-    return cg_binary(k, n->op, n->in[0]->dtype, a[0], a[1]);
+    return cg_elem(k, n, a);
 }
 
 /* z ^= z >> s; z *= c (mod 2^64) */

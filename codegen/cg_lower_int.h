@@ -20,9 +20,10 @@
  * operands those are is part of the body's signature.
  *
  * Sections follow the files:
- *   cg_lower.c          the driver: plan, cache, module, lookups; the op switch
+ *   cg_lower.c          the driver: plan, cache, module, lookups; the op table
  *   cg_lower_build.c    kernels, loops, constants, intrinsics, index math
- *   cg_lower_math.c     scalar ops: exp/log/tanh/gelu, unary, binary, cast
+ *   cg_lower_math.c     scalar math: exp/log/tanh/gelu, one cg_math_<op> rule per
+ *                       elementwise op, cast
  *   cg_lower_elem.c     strided maps: elementwise, movement, const, iota, dropout
  *   cg_lower_reduce.c   sum/max/mean, softmax, log_softmax, layernorm, cross_entropy
  *   cg_lower_matmul.c   matmul (cblas_sgemm), gather, scatter_add
@@ -148,9 +149,10 @@ LLVMValueRef cg_gelu(CgKernel *k, LLVMValueRef x);
 /* NaN-propagating max/min (as the interpreter); i32 is signed. */
 LLVMValueRef cg_maximum(CgKernel *k, IrDType dt, LLVMValueRef a, LLVMValueRef b);
 LLVMValueRef cg_minimum(CgKernel *k, IrDType dt, LLVMValueRef a, LLVMValueRef b);
-/* Elementwise unary/binary/where/compare ops on scalars of operand dtype dt. */
-LLVMValueRef cg_unary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef x);
-LLVMValueRef cg_binary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef a, LLVMValueRef b);
+/* One element of elementwise node n from its operands' elements a[]: the
+ * math rule of ops.def's math column (cg_math_<math>, declared below). */
+LLVMValueRef cg_elem(CgKernel *k, const IrNode *n, const LLVMValueRef *a);
+bool cg_has_math(IrOp op);
 LLVMValueRef cg_cast(CgKernel *k, IrDType from, IrDType to, LLVMValueRef x);
 /* A double value (f64) as dtype dt, as the interpreter's casts do. */
 LLVMValueRef cg_cast_f64(CgKernel *k, IrDType dt, LLVMValueRef d);
@@ -165,7 +167,6 @@ bool cg_lower_concat(CgLower *L, const IrNode *n);
 bool cg_lower_const(CgLower *L, const IrNode *n);
 bool cg_lower_iota(CgLower *L, const IrNode *n);
 bool cg_lower_causal_mask(CgLower *L, const IrNode *n);
-bool cg_lower_gelu(CgLower *L, const IrNode *n);
 /* The dropout hash of ir/rng.h, for every kernel that drops: mix = seed ^
  * step * C1 (i64 seed and step) once per kernel, then per element the i1
  * keep(mix, index) for a probability 0 < p < 1. */
@@ -194,5 +195,18 @@ bool cg_lower_causal_attention_grad(CgLower *L, const IrNode *n); /* parallel ov
 
 /* A fused node (passes/fuse.c): one kernel for it and its siblings. */
 bool cg_lower_fused(CgLower *L, const IrNode *n);
+
+/* ---------------------------------------------------------------- the rules of ops.def */
+
+/* Every rule a row of ops.def names: the builder of its lower column and
+ * the scalar rule of its math column (`none`: cg_math_none, which no
+ * elementwise lowering may reach).  A rule that is declared here and
+ * defined nowhere fails the link. */
+bool cg_lower_source(CgLower *L, const IrNode *n); /* input, param: no code */
+#define OP(E, n, mi, ma, k, sr, dr, lower, math, ...) \
+    bool cg_lower_##lower(CgLower *L, const IrNode *node); \
+    LLVMValueRef cg_math_##math(CgKernel *k, const IrNode *node, const LLVMValueRef *a);
+#include "ir/ops.def"
+#undef OP
 
 #endif

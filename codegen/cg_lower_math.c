@@ -25,6 +25,8 @@
  * Measured against double precision over wide ranges, all four stay within
  * 3 ulp (about 2e-7 relative); tests/unit/test_lower.c checks 1e-6.
  *
+ * Each elementwise op has its math rule here, cg_math_<op> (ops.def's math
+ * column; cg_elem dispatches), for plain and fused kernels alike.
  * The other ops follow the interpreter (ir/interp.c) exactly where it
  * defines behaviour: NaN propagates through maximum/minimum, relu keeps
  * NaN, casts to i32 truncate and saturate (NaN gives 0), cast to bool is
@@ -176,43 +178,69 @@ LLVMValueRef cg_minimum(CgKernel *k, IrDType dt, LLVMValueRef a, LLVMValueRef b)
     return fsel(k, LLVMRealUNO, a, b, LLVMBuildFAdd(k->b, a, b, ""), m);
 }
 
-/* ---------------------------------------------------------------- unary */
+/* ---------------------------------------------------------------- math rules: unary */
 
-static LLVMValueRef unary_i32(CgKernel *k, IrOp op, LLVMValueRef x)
+/* The math rules of ops.def's math column: cg_math_<op>(k, n, a) builds one
+ * element of elementwise node n from its operands' elements a[], at the
+ * operands' dtype (that of operand 0; where: of operand 1). */
+#define MATH_RULE(op) LLVMValueRef cg_math_##op(CgKernel *k, const IrNode *n, const LLVMValueRef *a)
+
+static LLVMValueRef f32_only(const IrNode *n, LLVMValueRef v)
 {
-    LLVMBuilderRef b = k->b;
+    if (n->in[0]->dtype != DT_F32)
+        IR_ASSERT(!"unary op on i32");
+    return v;
+}
+
+static LLVMValueRef one_over(CgKernel *k, LLVMValueRef x)
+{
+    return LLVMBuildFDiv(k->b, cg_f32c(k, 1), x, "");
+}
+
+MATH_RULE(neg)
+{
+    if (n->in[0]->dtype != DT_F32)
+        return LLVMBuildSub(k->b, cg_i32c(k, 0), a[0], "");
+    return LLVMBuildFNeg(k->b, a[0], "");
+}
+
+MATH_RULE(abs)
+{
+    LLVMValueRef x = a[0], zero = cg_i32c(k, 0);
+    if (n->in[0]->dtype == DT_F32)
+        return cg_intrin(k, "llvm.fabs", k->L->f32, &x, 1);
+    return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSLT, x, zero, ""),
+                           LLVMBuildSub(k->b, zero, x, ""), x, "");
+}
+
+MATH_RULE(relu)
+{
+    LLVMValueRef x = a[0];
+    if (n->in[0]->dtype == DT_F32)
+        return fsel(k, LLVMRealOLE, x, cg_f32c(k, 0), cg_f32c(k, 0), x);
     LLVMValueRef zero = cg_i32c(k, 0);
-    switch (op) {
-    case OP_NEG:  return LLVMBuildSub(b, zero, x, "");
-    case OP_ABS:  return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSLT, x, zero, ""),
-                                         LLVMBuildSub(b, zero, x, ""), x, "");
-    case OP_RELU: return LLVMBuildSelect(b, LLVMBuildICmp(b, LLVMIntSGT, x, zero, ""), x, zero, "");
-    default:      IR_ASSERT(!"unary op on i32");
-    }
+    return LLVMBuildSelect(k->b, LLVMBuildICmp(k->b, LLVMIntSGT, x, zero, ""), x, zero, "");
 }
 
-LLVMValueRef cg_unary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef x)
+MATH_RULE(exp) { return f32_only(n, cg_exp(k, a[0])); }
+MATH_RULE(log) { return f32_only(n, cg_log(k, a[0])); }
+MATH_RULE(tanh) { return f32_only(n, cg_tanh(k, a[0])); }
+MATH_RULE(gelu) { return f32_only(n, cg_gelu(k, a[0])); }
+MATH_RULE(recip) { return f32_only(n, one_over(k, a[0])); }
+
+MATH_RULE(sqrt)
 {
-    LLVMBuilderRef b = k->b;
-    LLVMTypeRef f32 = k->L->f32;
-    if (dt != DT_F32)
-        return unary_i32(k, op, x);
-    switch (op) {
-    case OP_NEG:   return LLVMBuildFNeg(b, x, "");
-    case OP_EXP:   return cg_exp(k, x);
-    case OP_LOG:   return cg_log(k, x);
-    case OP_SQRT:  return cg_intrin(k, "llvm.sqrt", f32, &x, 1);
-    case OP_RSQRT: return LLVMBuildFDiv(b, cg_f32c(k, 1), cg_intrin(k, "llvm.sqrt", f32, &x, 1), "");
-    case OP_TANH:  return cg_tanh(k, x);
-    case OP_RECIP: return LLVMBuildFDiv(b, cg_f32c(k, 1), x, "");
-    case OP_ABS:   return cg_intrin(k, "llvm.fabs", f32, &x, 1);
-    case OP_RELU:  return fsel(k, LLVMRealOLE, x, cg_f32c(k, 0), cg_f32c(k, 0), x);
-    case OP_GELU:  return cg_gelu(k, x);
-    default:       IR_ASSERT(!"not a unary op");
-    }
+    LLVMValueRef x = a[0];
+    return f32_only(n, cg_intrin(k, "llvm.sqrt", k->L->f32, &x, 1));
 }
 
-/* ---------------------------------------------------------------- binary */
+MATH_RULE(rsqrt)
+{
+    LLVMValueRef x = a[0];
+    return f32_only(n, one_over(k, cg_intrin(k, "llvm.sqrt", k->L->f32, &x, 1)));
+}
+
+/* ---------------------------------------------------------------- math rules: binary */
 
 /* a / b toward zero; b = 0 gives 0, INT_MIN / -1 wraps (no SIGFPE). */
 static LLVMValueRef sdiv_safe(CgKernel *k, LLVMValueRef a, LLVMValueRef d)
@@ -226,51 +254,59 @@ static LLVMValueRef sdiv_safe(CgKernel *k, LLVMValueRef a, LLVMValueRef d)
     return LLVMBuildSelect(b, z, cg_i32c(k, 0), q, "");
 }
 
-static LLVMValueRef compare(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef a, LLVMValueRef b)
+/* bool (i8 0/1) of a compare; f32 ordered, i32 signed, bool unsigned. */
+static LLVMValueRef compare(CgKernel *k, const IrNode *n, LLVMRealPredicate fp, LLVMIntPredicate sp,
+                            LLVMIntPredicate up, const LLVMValueRef *a)
 {
+    IrDType dt = n->in[0]->dtype;
     LLVMValueRef c;
     if (dt == DT_F32)
-        c = LLVMBuildFCmp(k->b, op == OP_LT ? LLVMRealOLT : op == OP_LE ? LLVMRealOLE : LLVMRealOEQ,
-                          a, b, "");
-    else if (dt == DT_I32)
-        c = LLVMBuildICmp(k->b, op == OP_LT ? LLVMIntSLT : op == OP_LE ? LLVMIntSLE : LLVMIntEQ,
-                          a, b, "");
+        c = LLVMBuildFCmp(k->b, fp, a[0], a[1], "");
     else
-        c = LLVMBuildICmp(k->b, op == OP_LT ? LLVMIntULT : op == OP_LE ? LLVMIntULE : LLVMIntEQ,
-                          a, b, "");
+        c = LLVMBuildICmp(k->b, dt == DT_I32 ? sp : up, a[0], a[1], "");
     return LLVMBuildZExt(k->b, c, k->L->i8, "");
 }
 
-static LLVMValueRef binary_i32(CgKernel *k, IrOp op, LLVMValueRef a, LLVMValueRef b)
+MATH_RULE(lt) { return compare(k, n, LLVMRealOLT, LLVMIntSLT, LLVMIntULT, a); }
+MATH_RULE(le) { return compare(k, n, LLVMRealOLE, LLVMIntSLE, LLVMIntULE, a); }
+MATH_RULE(eq) { return compare(k, n, LLVMRealOEQ, LLVMIntEQ, LLVMIntEQ, a); }
+MATH_RULE(maximum) { return cg_maximum(k, n->in[0]->dtype, a[0], a[1]); }
+MATH_RULE(minimum) { return cg_minimum(k, n->in[0]->dtype, a[0], a[1]); }
+
+static bool is_f32(const IrNode *n)
 {
-    switch (op) {
-    case OP_ADD: return LLVMBuildAdd(k->b, a, b, "");
-    case OP_SUB: return LLVMBuildSub(k->b, a, b, "");
-    case OP_MUL: return LLVMBuildMul(k->b, a, b, "");
-    case OP_DIV: return sdiv_safe(k, a, b);
-    default:     IR_ASSERT(!"binary op on i32");
-    }
+    return n->in[0]->dtype == DT_F32;
 }
 
-LLVMValueRef cg_binary(CgKernel *k, IrOp op, IrDType dt, LLVMValueRef a, LLVMValueRef b)
+MATH_RULE(add)
 {
-    switch (op) {
-    case OP_LT:
-    case OP_LE:
-    case OP_EQ:      return compare(k, op, dt, a, b);
-    case OP_MAXIMUM: return cg_maximum(k, dt, a, b);
-    case OP_MINIMUM: return cg_minimum(k, dt, a, b);
-    default:         break;
-    }
-    if (dt != DT_F32)
-        return binary_i32(k, op, a, b);
-    switch (op) {
-    case OP_ADD: return LLVMBuildFAdd(k->b, a, b, "");
-    case OP_SUB: return LLVMBuildFSub(k->b, a, b, "");
-    case OP_MUL: return LLVMBuildFMul(k->b, a, b, "");
-    case OP_DIV: return LLVMBuildFDiv(k->b, a, b, "");
-    default:     IR_ASSERT(!"not a binary op");
-    }
+    return is_f32(n) ? LLVMBuildFAdd(k->b, a[0], a[1], "") : LLVMBuildAdd(k->b, a[0], a[1], "");
+}
+
+MATH_RULE(sub)
+{
+    return is_f32(n) ? LLVMBuildFSub(k->b, a[0], a[1], "") : LLVMBuildSub(k->b, a[0], a[1], "");
+}
+
+MATH_RULE(mul)
+{
+    return is_f32(n) ? LLVMBuildFMul(k->b, a[0], a[1], "") : LLVMBuildMul(k->b, a[0], a[1], "");
+}
+
+MATH_RULE(div)
+{
+    return is_f32(n) ? LLVMBuildFDiv(k->b, a[0], a[1], "") : sdiv_safe(k, a[0], a[1]);
+}
+
+MATH_RULE(where)
+{
+    LLVMValueRef c = LLVMBuildICmp(k->b, LLVMIntNE, a[0], LLVMConstInt(k->L->i8, 0, 0), "");
+    return LLVMBuildSelect(k->b, c, a[1], a[2], "");
+}
+
+MATH_RULE(broadcast)
+{
+    return a[0];
 }
 
 /* ---------------------------------------------------------------- casts */
@@ -315,4 +351,36 @@ LLVMValueRef cg_cast_f64(CgKernel *k, IrDType dt, LLVMValueRef d)
         return LLVMBuildZExt(k->b, LLVMBuildFCmp(k->b, LLVMRealUNE, d, LLVMConstReal(k->L->f64, 0), ""),
                              k->L->i8, "");
     return fptosi_sat(k, d);
+}
+
+MATH_RULE(cast)
+{
+    return cg_cast(k, n->in[0]->dtype, n->dtype, a[0]);
+}
+
+/* The math column's `none`: ops lowered by other builders. */
+MATH_RULE(none)
+{
+    IR_ASSERT(!"an elementwise lowering reached an op without a math rule");
+    return a[0];
+}
+
+/* ---------------------------------------------------------------- the table */
+
+typedef LLVMValueRef (*MathFn)(CgKernel *k, const IrNode *n, const LLVMValueRef *a);
+
+static const MathFn math_fns[OP_COUNT] = {
+#define OP(E, n, mi, ma, k, sr, dr, lower, math, ...) [OP_##E] = cg_math_##math,
+#include "ir/ops.def"
+#undef OP
+};
+
+bool cg_has_math(IrOp op)
+{
+    return op < OP_COUNT && math_fns[op] != cg_math_none;
+}
+
+LLVMValueRef cg_elem(CgKernel *k, const IrNode *n, const LLVMValueRef *a)
+{
+    return math_fns[n->op](k, n, a);
 }

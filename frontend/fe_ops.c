@@ -6,9 +6,9 @@
  * Every key of the object other than name/op/in/if is an attribute of
  * attrs.def (axis, axes, keepdim, perm, start, end, ta, tb, value, p, seed,
  * eps, ignore_index), or `shape` / `dtype` for the ops whose type is given
- * (reshape, broadcast, const, iota, cast).  A small table says which keys
- * each op takes, so a misplaced key is an error rather than silently
- * ignored.  The IR's shape rules then check the node; their message gets
+ * (reshape, broadcast, const, iota, cast).  The keys column of ir/ops.def
+ * says which keys each op takes, so a misplaced key is an error rather than
+ * silently ignored.  The IR's shape rules then check the node; their message gets
  * the node's JSON path.  Dropout nodes without a seed get the next one of a
  * counter, so that no two dropout nodes share a random stream.
  */
@@ -30,28 +30,11 @@ typedef struct Build {
 
 static const char *const structural[] = {"name", "op", "in", "if", "//", "doc", NULL};
 
-/* The keys an op takes, space-separated; NULL: any attribute. */
+/* The keys an op takes, space-separated (ops.def's keys column); NULL:
+ * any attribute. */
 static const char *op_keys(IrOp op)
 {
-    switch (op) {
-    case OP_DROPOUT: return "p seed";
-    case OP_CAUSAL_ATTENTION: return "heads scale p seed";
-    case OP_SOFTMAX: case OP_LOG_SOFTMAX: case OP_CONCAT: return "axis";
-    case OP_LAYERNORM: return "axis eps";
-    case OP_SUM: case OP_MAX: case OP_MEAN: return "axes keepdim";
-    case OP_TRANSPOSE: return "perm";
-    case OP_SLICE: return "axis start end";
-    case OP_IOTA: return "axis shape";
-    case OP_CONST: return "value shape dtype";
-    case OP_RESHAPE: case OP_BROADCAST: return "shape";
-    case OP_CAST: return "dtype";
-    case OP_MATMUL: return "ta tb";
-    case OP_CROSS_ENTROPY: return "ignore_index";
-    default: break;
-    }
-    IrOpKind k = ir_ops[op].kind;
-    return k == OPK_ELEMWISE || k == OPK_MOVEMENT || op == OP_GATHER || op == OP_GELU ||
-                   op == OP_CAUSAL_MASK ? "" : NULL;
+    return ir_ops[op].keys;
 }
 
 /* w is one of the space-separated words of list (an empty w never is:

@@ -14,9 +14,14 @@
 /* ---------------------------------------------------------------- ops */
 
 const IrOpInfo ir_ops[OP_COUNT] = {
-#define OP(E, n, mi, ma, k, sr, dr) [OP_##E] = {#n, mi, ma, OPK_##k},
+#define ND(operand, why) operand, why
+#define ND_NONE -2, NULL
+#define OP(E, n, mi, ma, k, sr, dr, lower, math, cost, flops, step, keys, nd) \
+    [OP_##E] = {#n, mi, ma, OPK_##k, flops, step, keys, nd},
 #include "ops.def"
 #undef OP
+#undef ND
+#undef ND_NONE
 };
 
 _Static_assert(OP_COUNT == sizeof ir_ops / sizeof ir_ops[0], "op table out of sync");
@@ -28,7 +33,7 @@ const char *ir_op_name(IrOp op)
 
 bool ir_op_drops(IrOp op)
 {
-    return op == OP_DROPOUT || op == OP_CAUSAL_ATTENTION || op == OP_CAUSAL_ATTENTION_GRAD;
+    return op < OP_COUNT && ir_ops[op].step >= 0;
 }
 
 IrOp ir_op_lookup(const char *name)

@@ -879,7 +879,7 @@ static bool ir_interp_fused(IrInterp *it, const IrNode *n, IrTensor *out, IrErro
 /* ================================================================ dispatch */
 
 static const InterpFn interp_fns[OP_COUNT] = {
-#define OP(E, n, mi, ma, k, sr, dr) [OP_##E] = ir_interp_##n,
+#define OP(E, n, ...) [OP_##E] = ir_interp_##n,
 #include "ops.def"
 #undef OP
 };

@@ -125,7 +125,7 @@ int ir_shape_str(const IrShape *s, const char *const *syms, char *buf, size_t ca
 /* ---------------------------------------------------------------- op table */
 
 typedef enum IrOp {
-#define OP(E, n, mi, ma, k, sr, dr) OP_##E,
+#define OP(E, ...) OP_##E,
 #include "ops.def"
 #undef OP
     OP_COUNT
@@ -135,10 +135,16 @@ typedef enum IrOpKind {
     OPK_SOURCE, OPK_ELEMWISE, OPK_REDUCE, OPK_MOVEMENT, OPK_OPAQUE, OPK_COMPOSITE, OPK_FUSED
 } IrOpKind;
 
+/* The columns of ops.def that every layer reads (see its header). */
 typedef struct IrOpInfo {
     const char *name;
     int min_in, max_in;
     IrOpKind kind;
+    double flops;          /* FLOPs per element of the op's cost rule (ir/cost.c) */
+    int step;              /* operand index of the RNG step, or -1 */
+    const char *keys;      /* attribute keys it takes, space-separated; NULL: any */
+    int nondiff;           /* operand with no gradient, -1 every one, -2 none */
+    const char *nondiff_why;
 } IrOpInfo;
 
 extern const IrOpInfo ir_ops[OP_COUNT];
@@ -149,7 +155,8 @@ IrOp ir_op_lookup(const char *name);
 const char *ir_op_nearest(const char *name);
 const char *ir_opkind_name(IrOpKind k);
 /* Ops that apply dropout keyed by attributes p and seed and an optional
- * step operand: dropout, causal_attention and its gradient. */
+ * step operand (ops.def's step column): dropout, causal_attention and its
+ * gradient. */
 bool ir_op_drops(IrOp op);
 
 /* ---------------------------------------------------------------- dtypes */

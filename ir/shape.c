@@ -552,13 +552,13 @@ static bool ir_dtype_fused(const IrGraph *g, IrNode *n, IrError *err)
 /* ---------------------------------------------------------------- dispatch */
 
 static const ShapeRule shape_rules[OP_COUNT] = {
-#define OP(E, n, mi, ma, k, sr, dr) [OP_##E] = ir_shape_##sr,
+#define OP(E, n, mi, ma, k, sr, ...) [OP_##E] = ir_shape_##sr,
 #include "ops.def"
 #undef OP
 };
 
 static const ShapeRule dtype_rules[OP_COUNT] = {
-#define OP(E, n, mi, ma, k, sr, dr) [OP_##E] = ir_dtype_##dr,
+#define OP(E, n, mi, ma, k, sr, dr, ...) [OP_##E] = ir_dtype_##dr,
 #include "ops.def"
 #undef OP
 };

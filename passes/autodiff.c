@@ -109,15 +109,16 @@ static IrNode *new_input(IrGraph *g, const char *name, IrDType dt, IrShape s)
 
 /* Dropout in the train step draws a new mask every step: each dropping op
  * (ir_op_drops: dropout, causal_attention and a causal_attention_grad the
- * graph holds itself) without a step operand (and p > 0) gets the scalar
- * input `step`, which the optimizer's bias correction reads too.  The
+ * graph holds itself) without its step operand (ops.def's step column: the
+ * one after the others) and with p > 0 gets the scalar input `step`,
+ * which the optimizer's bias correction reads too.  The
  * backward then reuses (seed, step) and so the very same mask. */
 static bool wire_dropout_step(IrGraph *g, PassCtx *ctx)
 {
     IrNode *step = NULL;
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = g->nodes[i];
-        bool lone = ir_op_drops(n->op) && n->nin == (n->op == OP_CAUSAL_ATTENTION_GRAD ? 3 : 1);
+        bool lone = ir_op_drops(n->op) && n->nin == ir_ops[n->op].step;
         if (!lone || ir_node_float(n, ATTR_P, 0) <= 0)
             continue;
         if (!step)

@@ -14,7 +14,8 @@
  *    gradient written in primitives and other composites, recomputing the
  *    statistics they need (mean, rstd) instead of saving them;
  *  - ops that cannot carry a gradient (integer indices, comparisons, the
- *    where condition, RNG counters) are listed in nondiff[] with a reason.
+ *    where condition, RNG counters) have ops.def's nondiff (or step)
+ *    column, with a reason.
  * docs/autodiff.md gives the formulas; tests/unit/test_autodiff.c checks
  * each rule against central finite differences op by op.
  */
@@ -25,28 +26,16 @@
 
 /* ---------------------------------------------------------------- non-differentiable operands */
 
-static const struct {
-    IrOp op;
-    int operand; /* -1: every operand */
-    const char *reason;
-} nondiff[] = {
-    {OP_IOTA, -1, "iota produces integer positions"},
-    {OP_LT, -1, "comparisons give booleans: zero gradient almost everywhere"},
-    {OP_LE, -1, "comparisons give booleans: zero gradient almost everywhere"},
-    {OP_EQ, -1, "comparisons give booleans: zero gradient almost everywhere"},
-    {OP_WHERE, 0, "the condition of where is a boolean mask"},
-    {OP_DROPOUT, 1, "the step operand only keys the RNG counter"},
-    {OP_GATHER, 1, "gather indices are integers"},
-    {OP_SCATTER_ADD, 1, "scatter indices are integers"},
-    {OP_CROSS_ENTROPY, 1, "cross_entropy targets are integer class ids"},
-    {OP_CAUSAL_ATTENTION, 1, "the step operand only keys the RNG counter"},
-};
-
+/* ops.def's nondiff column, and the RNG step operand of its step column. */
 const char *pass_autodiff_nondiff_reason(IrOp op, int operand)
 {
-    for (size_t i = 0; i < sizeof nondiff / sizeof nondiff[0]; i++)
-        if (nondiff[i].op == op && (nondiff[i].operand < 0 || nondiff[i].operand == operand))
-            return nondiff[i].reason;
+    if (op >= OP_COUNT)
+        return NULL;
+    const IrOpInfo *o = &ir_ops[op];
+    if (operand == o->step)
+        return "the step operand only keys the RNG counter";
+    if (o->nondiff == -1 || o->nondiff == operand)
+        return o->nondiff_why;
     return NULL;
 }
 
@@ -639,7 +628,7 @@ static void ad_fused(AdState *ad, IrNode *n, IrNode *g)
 /* ---------------------------------------------------------------- the table */
 
 const AdRule ad_rules[OP_COUNT] = {
-#define OP(E, n, mi, ma, k, sr, dr) [OP_##E] = ad_##n,
+#define OP(E, n, ...) [OP_##E] = ad_##n,
 #include "ir/ops.def"
 #undef OP
 };
