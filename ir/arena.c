@@ -22,9 +22,7 @@ struct IrArena {
 
 IrArena *ir_arena_new(void)
 {
-    IrArena *a = calloc(1, sizeof *a);
-    IR_ASSERT(a);
-    return a;
+    return ir_calloc(1, sizeof(IrArena));
 }
 
 void ir_arena_free(IrArena *a)
@@ -43,8 +41,7 @@ static IrBlock *arena_grow(IrArena *a, size_t need)
     size_t size = a->head ? a->head->size * 2 : 64 * 1024;
     while (size < need)
         size *= 2;
-    IrBlock *b = malloc(sizeof *b + size);
-    IR_ASSERT(b);
+    IrBlock *b = ir_malloc(sizeof *b + size);
     b->next = a->head;
     b->size = size;
     b->used = 0;

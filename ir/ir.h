@@ -72,6 +72,17 @@ void ir_error_print(const IrError *e, FILE *f);
     ((c) ? (void)0 : ir_assert_fail(#c, __FILE__, __LINE__))
 _Noreturn void ir_assert_fail(const char *cond, const char *file, int line);
 
+/* ---------------------------------------------------------------- alloc.c */
+
+/* Checked heap allocation: on failure they print the bytes and file:line
+ * and exit 1; they never return NULL (alloc.c). */
+#define ir_malloc(n) ir_malloc_at((n), __FILE__, __LINE__)
+#define ir_calloc(count, size) ir_calloc_at((count), (size), __FILE__, __LINE__)
+#define ir_realloc(p, n) ir_realloc_at((p), (n), __FILE__, __LINE__)
+void *ir_malloc_at(size_t n, const char *file, int line);
+void *ir_calloc_at(size_t count, size_t size, const char *file, int line);
+void *ir_realloc_at(void *p, size_t n, const char *file, int line);
+
 /* ---------------------------------------------------------------- arena.c */
 
 typedef struct IrArena IrArena;

@@ -546,7 +546,7 @@ static int by_size_desc(const void *a, const void *b)
 
 static void sort_by_size(const Mem *m, int *order, int n)
 {
-    Sized *s = malloc(sizeof *s * ((size_t)n + 1));
+    Sized *s = ir_malloc(sizeof *s * ((size_t)n + 1));
     for (int k = 0; k < n; k++)
         s[k] = (Sized){m->p->size[order[k]], order[k]};
     qsort(s, (size_t)n, sizeof *s, by_size_desc);
@@ -615,7 +615,7 @@ static int collect_chains(Mem *m, int *order)
 static void place_chains(Mem *m, int *order, int nchain)
 {
     sort_by_size(m, order, nchain);
-    Placed *busy = malloc(sizeof *busy * ((size_t)nchain + 1));
+    Placed *busy = ir_malloc(sizeof *busy * ((size_t)nchain + 1));
     for (int k = 0; k < nchain; k++)
         place_one(m, order, k, busy);
     free(busy);
@@ -660,7 +660,7 @@ static void drop_unplaced_inplace(Mem *m)
 static bool adopt_offsets(Mem *m)
 {
     PassMemPlan *p = m->p;
-    int *roots = malloc(sizeof *roots * ((size_t)p->n + 1)), nroots = 0;
+    int *roots = ir_malloc(sizeof *roots * ((size_t)p->n + 1)), nroots = 0;
     bool ok = true;
     for (int i = 0; ok && i < p->n; i++) {
         if (!in_arena(m, i))
@@ -684,7 +684,7 @@ static bool adopt_offsets(Mem *m)
 static int64_t live_peak(const Mem *m)
 {
     const PassMemPlan *p = m->p;
-    int64_t *delta = calloc((size_t)p->n + 2, sizeof *delta), live = 0, peak = 0;
+    int64_t *delta = ir_calloc((size_t)p->n + 2, sizeof *delta), live = 0, peak = 0;
     for (int i = 0; i < p->n; i++)
         if (in_arena(m, i) && p->chain[i] == i) {
             delta[p->begin[i]] += p->size[i];
@@ -723,14 +723,14 @@ static void alloc_plan(PassMemPlan *p, int n)
     memset(p, 0, sizeof *p);
     size_t k = (size_t)n + 1;
     p->n = n;
-    p->root = calloc(k, sizeof *p->root);
-    p->begin = calloc(k, sizeof *p->begin);
-    p->last = calloc(k, sizeof *p->last);
-    p->inplace = malloc(k * sizeof *p->inplace);
-    p->slab = malloc(k * sizeof *p->slab);
-    p->chain = malloc(k * sizeof *p->chain);
-    p->offset = malloc(k * sizeof *p->offset);
-    p->size = calloc(k, sizeof *p->size);
+    p->root = ir_calloc(k, sizeof *p->root);
+    p->begin = ir_calloc(k, sizeof *p->begin);
+    p->last = ir_calloc(k, sizeof *p->last);
+    p->inplace = ir_malloc(k * sizeof *p->inplace);
+    p->slab = ir_malloc(k * sizeof *p->slab);
+    p->chain = ir_malloc(k * sizeof *p->chain);
+    p->offset = ir_malloc(k * sizeof *p->offset);
+    p->size = ir_calloc(k, sizeof *p->size);
     for (size_t i = 0; i < k; i++) {
         p->inplace[i] = p->slab[i] = p->chain[i] = -1;
         p->offset[i] = -1;
@@ -745,9 +745,9 @@ static void mem_init(Mem *m, const IrGraph *g, const int64_t *binding, const Pas
     m->binding = binding;
     m->o = o;
     m->p = p;
-    m->end = calloc(k, sizeof *m->end);
-    m->chain_last = calloc(k, sizeof *m->chain_last);
-    m->taken = calloc(k, sizeof *m->taken);
+    m->end = ir_calloc(k, sizeof *m->end);
+    m->chain_last = ir_calloc(k, sizeof *m->chain_last);
+    m->taken = ir_calloc(k, sizeof *m->taken);
 }
 
 static void mem_done(Mem *m)
@@ -759,7 +759,7 @@ static void mem_done(Mem *m)
 
 static void place(Mem *m)
 {
-    int *order = malloc(sizeof *order * ((size_t)m->p->n + 1));
+    int *order = ir_malloc(sizeof *order * ((size_t)m->p->n + 1));
     int nchain = collect_chains(m, order);
     if (m->o->use_offsets)
         m->p->from_graph = adopt_offsets(m);

@@ -130,8 +130,8 @@ static void add_edge(Edges *e, int from, int to)
 {
     if (e->n == e->cap) {
         e->cap = e->cap ? 2 * e->cap : 1024;
-        e->from = realloc(e->from, sizeof *e->from * (size_t)e->cap);
-        e->to = realloc(e->to, sizeof *e->to * (size_t)e->cap);
+        e->from = ir_realloc(e->from, sizeof *e->from * (size_t)e->cap);
+        e->to = ir_realloc(e->to, sizeof *e->to * (size_t)e->cap);
     }
     e->from[e->n] = from;
     e->to[e->n++] = to;
@@ -210,7 +210,7 @@ static void add_anti(Sched *s, Edges *e, int from, int to)
  * edges so far. */
 static void anti_edges(Sched *s, Edges *e)
 {
-    int *rd = malloc(sizeof *rd * ((size_t)s->nunit + 1));
+    int *rd = ir_malloc(sizeof *rd * ((size_t)s->nunit + 1));
     for (int u = 0; u < s->nunit; u++)
         for (int i = s->ufirst[u]; i <= s->uend[u]; i++) {
             int src = pass_mem_writeback(s->g, s->g->nodes[i]);
@@ -233,8 +233,8 @@ static void build_succ(Sched *s, const Edges *e)
     free(s->sstart);
     free(s->succ);
     memset(s->npred0, 0, sizeof *s->npred0 * (size_t)s->nunit);
-    s->sstart = calloc((size_t)s->nunit + 2, sizeof *s->sstart);
-    s->succ = malloc(sizeof *s->succ * ((size_t)e->n + 1));
+    s->sstart = ir_calloc((size_t)s->nunit + 2, sizeof *s->sstart);
+    s->succ = ir_malloc(sizeof *s->succ * ((size_t)e->n + 1));
     for (int k = 0; k < e->n; k++)
         s->sstart[e->from[k] + 2]++;
     for (int u = 0; u < s->nunit; u++)
@@ -374,30 +374,30 @@ static void sched_init(Sched *s, IrGraph *g, const PassCtx *ctx)
     s->g = g;
     s->n = g->nnodes;
     pass_binding(g, ctx, s->binding);
-    s->unit_of = malloc(n * sizeof *s->unit_of);
-    s->ufirst = malloc(n * sizeof *s->ufirst);
-    s->uend = malloc(n * sizeof *s->uend);
-    s->npred0 = calloc(n, sizeof *s->npred0);
-    s->npred = calloc(n, sizeof *s->npred);
-    s->alloc = calloc(n, sizeof *s->alloc);
-    s->root = malloc(n * sizeof *s->root);
-    s->size = calloc(n, sizeof *s->size);
-    s->freeable = calloc(n, sizeof *s->freeable);
-    s->remaining0 = calloc(n, sizeof *s->remaining0);
-    s->remaining = calloc(n, sizeof *s->remaining);
-    s->wb = malloc(n * sizeof *s->wb);
-    s->need = malloc(n * sizeof *s->need);
-    s->ahead = malloc(n * sizeof *s->ahead);
+    s->unit_of = ir_malloc(n * sizeof *s->unit_of);
+    s->ufirst = ir_malloc(n * sizeof *s->ufirst);
+    s->uend = ir_malloc(n * sizeof *s->uend);
+    s->npred0 = ir_calloc(n, sizeof *s->npred0);
+    s->npred = ir_calloc(n, sizeof *s->npred);
+    s->alloc = ir_calloc(n, sizeof *s->alloc);
+    s->root = ir_malloc(n * sizeof *s->root);
+    s->size = ir_calloc(n, sizeof *s->size);
+    s->freeable = ir_calloc(n, sizeof *s->freeable);
+    s->remaining0 = ir_calloc(n, sizeof *s->remaining0);
+    s->remaining = ir_calloc(n, sizeof *s->remaining);
+    s->wb = ir_malloc(n * sizeof *s->wb);
+    s->need = ir_malloc(n * sizeof *s->need);
+    s->ahead = ir_malloc(n * sizeof *s->ahead);
     for (size_t i = 0; i < n; i++)
         s->ahead[i] = -1;
-    s->anext = malloc(n * IR_MAX_IN * sizeof *s->anext);
-    s->ato = malloc(n * IR_MAX_IN * sizeof *s->ato);
-    s->froot = malloc(n * IR_MAX_IN * sizeof *s->froot);
-    s->fcount = malloc(n * IR_MAX_IN * sizeof *s->fcount);
-    s->mark = calloc(n, sizeof *s->mark);
-    s->stack = malloc(n * sizeof *s->stack);
-    s->ready = malloc(n * sizeof *s->ready);
-    s->order = malloc(n * sizeof *s->order);
+    s->anext = ir_malloc(n * IR_MAX_IN * sizeof *s->anext);
+    s->ato = ir_malloc(n * IR_MAX_IN * sizeof *s->ato);
+    s->froot = ir_malloc(n * IR_MAX_IN * sizeof *s->froot);
+    s->fcount = ir_malloc(n * IR_MAX_IN * sizeof *s->fcount);
+    s->mark = ir_calloc(n, sizeof *s->mark);
+    s->stack = ir_malloc(n * sizeof *s->stack);
+    s->ready = ir_malloc(n * sizeof *s->ready);
+    s->order = ir_malloc(n * sizeof *s->order);
 }
 
 static void sched_free(Sched *s)
@@ -541,7 +541,7 @@ static bool choose(Sched *s, PassCtx *ctx)
     IrGraph *g = s->g;
     IrNode **cand[NCAND];
     for (int c = 0; c < NCAND; c++)
-        cand[c] = malloc(sizeof **cand * ((size_t)s->n + 1));
+        cand[c] = ir_malloc(sizeof **cand * ((size_t)s->n + 1));
     memcpy(cand[0], g->nodes, sizeof **cand * (size_t)s->n);
     for (int c = 1; c < NCAND; c++) {
         greedy(s, c);
