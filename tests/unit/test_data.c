@@ -5,8 +5,9 @@
  * its own): 20,479 characters cut at 18,431; 4,612 and 534 tokens (counted
  * with js-tiktoken's gpt2 encoding); 18 and 2 windows, so 9 train batches
  * and 1 val batch, 4,608 and 512 tokens in the loaders as the book prints.
- * Those need ../shared/data and are skipped without it; the rest uses
- * small synthetic token arrays.
+ * Those need ../shared/data and are skipped without it (the program then
+ * exits 77, so ctest reports it as skipped); the rest uses small synthetic
+ * token arrays.
  */
 #include "tests/unit/testlib.h"
 
@@ -205,7 +206,7 @@ int main(void)
     RUN(data_dir_follows_env);
     if (access(DATA_DIR "/the-verdict.txt", R_OK) != 0 ||
         access(DATA_DIR "/gpt2/encoder.json", R_OK) != 0) {
-        printf("SKIP: the_verdict_book_settings (%s not found)\n", DATA_DIR);
+        TEST_SKIP_PART("the_verdict_book_settings (%s not found)", DATA_DIR);
         return test_summary();
     }
     RUN(the_verdict_book_settings);

@@ -4,7 +4,10 @@
  * that fails prints file:line and the expression and counts as a failure;
  * the program exits non-zero if any check failed.  A test that cannot run
  * (missing data) calls TEST_SKIP, which exits 77 (ctest reports it as
- * skipped, never as passed).
+ * skipped, never as passed).  A part that cannot run here while the rest
+ * can (missing data, a CPU feature) calls TEST_SKIP_PART: the program goes
+ * on, and test_summary exits 77 when no check failed, so that ctest reports
+ * the program as skipped rather than as a pass.
  *
  *   TEST(add_broadcast) { CHECK(x == 3); CHECK_NEAR(y, 0.5, 1e-12); }
  *   int main(void) { RUN(add_broadcast); return test_summary(); }
@@ -17,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int test_failures, test_checks;
+static int test_failures, test_checks, test_skips;
 
 #define TEST(name) static void test_##name(void)
 #define RUN(name)                                   \
@@ -66,14 +69,28 @@ static int test_failures, test_checks;
         exit(77);                                                           \
     } while (0)
 
+#define TEST_SKIP_PART(...)                                                 \
+    do {                                                                    \
+        test_skips++;                                                       \
+        printf("SKIP: ");                                                   \
+        printf(__VA_ARGS__);                                                \
+        printf("\n");                                                       \
+    } while (0)
+
+/* 1 if a check failed (or none ran, and nothing was skipped), 77 (skipped)
+ * if a part was skipped, else 0. */
 static inline int test_summary(void)
 {
-    printf("%d checks, %d failed\n", test_checks, test_failures);
+    printf("%d checks, %d failed, %d parts skipped\n", test_checks, test_failures, test_skips);
+    if (test_failures)
+        return 1;
+    if (test_skips)
+        return 77;
     if (test_checks == 0) {
         fprintf(stderr, "no checks ran\n");
         return 1;
     }
-    return test_failures ? 1 : 0;
+    return 0;
 }
 
 #endif
