@@ -29,11 +29,12 @@
  * after all its users, a producer read by other kernels is known to be;
  * it may still join as an extra output (the layernorm kernel writes the
  * normalised value and 1/std for the backward pass too) unless that would
- * create a cycle.  Consts, iotas and their elementwise cones (masks),
- * scalar cones of inputs (AdamW's bias corrections) and the views feeding
- * a matmul are not absorbed but copied into every kernel that reads them,
- * so they cost no kernel and no memory.  A kernel reads at most IR_MAX_IN
- * buffers and writes at most FUSE_MAX_OUTS.
+ * create a cycle in the graph of kernels (fuse_kernel_reaches).  Consts,
+ * iotas and their elementwise cones (masks), scalar cones of inputs
+ * (AdamW's bias corrections) and the views feeding a matmul are not
+ * absorbed but copied into every kernel that reads them, so they cost no
+ * kernel and no memory.  A kernel reads at most IR_MAX_IN buffers and
+ * writes at most FUSE_MAX_OUTS.
  *
  * A kernel with several outputs is printed as sibling fused nodes, one
  * per output, each with the body of its own value, all with the same
@@ -183,6 +184,61 @@ bool fuse_reaches(Fuse *F, int from, int to, int limit)
     return false;
 }
 
+/* ---------------------------------------------------------------- the graph of kernels */
+
+/* A node path is not enough to keep kernels acyclic: kernel A may take in
+ * a value that kernel B reads while it reads another output of B, with no
+ * path between nodes that leads back (B's two members are not connected).
+ * The search below walks the contracted graph: reaching any member of a
+ * kernel reaches all of them, whose readers it follows in turn. */
+
+int fuse_unit(const Fuse *F, int gi)
+{
+    return F->gs[gi].merged_into >= 0 ? F->gs[gi].merged_into : gi;
+}
+
+static void reach_push(Fuse *F, int *top, int x)
+{
+    if (F->seen[x] == F->seen_stamp)
+        return;
+    F->seen[x] = F->seen_stamp;
+    F->dfs[(*top)++] = x;
+}
+
+/* Pushes the members of kernel k and of the groups merged into it. */
+static void reach_kernel(Fuse *F, int *top, int k)
+{
+    F->gs[k].seen = F->seen_stamp;
+    for (int s = k; s >= 0; s = F->gs[s].next_sib)
+        for (int m = 0; m < F->gs[s].nmem; m++)
+            reach_push(F, top, F->gs[s].mem[m]);
+}
+
+bool fuse_kernel_reaches(Fuse *F, int node, int kernel, int target)
+{
+    int top = 0;
+    F->seen_stamp++;
+    if (kernel >= 0)
+        reach_kernel(F, &top, kernel);
+    if (node >= 0)
+        for (int k = F->use_off[node]; k < F->use_off[node + 1]; k++) {
+            int u = F->use[k]; /* a reader in target itself is no path back */
+            if (u >= 0 && (F->grp[u] < 0 || fuse_unit(F, F->grp[u]) != target))
+                reach_push(F, &top, u);
+        }
+    while (top) {
+        int x = F->dfs[--top], g = F->grp[x] >= 0 ? fuse_unit(F, F->grp[x]) : -1;
+        if (g == target)
+            return true;
+        if (g >= 0 && F->gs[g].seen != F->seen_stamp)
+            reach_kernel(F, &top, g);
+        for (int k = F->use_off[x]; k < F->use_off[x + 1]; k++)
+            if (F->use[k] >= 0)
+                reach_push(F, &top, F->use[k]);
+    }
+    return false;
+}
+
 /* ---------------------------------------------------------------- candidates */
 
 static void heap_push(Fuse *F, int x)
@@ -235,7 +291,7 @@ static int new_group(Fuse *F, int root)
     memset(G, 0, sizeof *G);
     G->root = root;
     G->head = -1;
-    G->merged_into = -1;
+    G->merged_into = G->next_sib = -1;
     return F->ngs++;
 }
 

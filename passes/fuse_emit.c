@@ -106,17 +106,6 @@ static bool shares_input(const FuseGroup *a, const FuseGroup *b)
     return false;
 }
 
-/* Some output of kernel a leads to a member of kernel b. */
-static bool group_reaches(Fuse *F, const FuseGroup *a, int bi)
-{
-    const FuseGroup *b = &F->gs[bi];
-    for (int o = 0; o < a->nout; o++)
-        for (int m = 0; m < b->nmem; m++)
-            if (b->mem[m] > a->out[o] && fuse_reaches(F, a->out[o], b->mem[m], b->root))
-                return true;
-    return false;
-}
-
 static int total_outputs(const Fuse *F, int gi)
 {
     int n = 0;
@@ -126,14 +115,11 @@ static int total_outputs(const Fuse *F, int gi)
     return n;
 }
 
-/* Kernel bi depends on a kernel of ai's unit, or the other way round. */
+/* Kernel bi depends on ai's kernel (with its siblings), or the other way
+ * round, in the graph of kernels. */
 static bool unit_depends(Fuse *F, int ai, int bi)
 {
-    for (int s = 0; s < F->ngs; s++)
-        if ((s == ai || F->gs[s].merged_into == ai) &&
-            (group_reaches(F, &F->gs[s], bi) || group_reaches(F, &F->gs[bi], s)))
-            return true;
-    return false;
+    return fuse_kernel_reaches(F, -1, ai, bi) || fuse_kernel_reaches(F, -1, bi, ai);
 }
 
 /* Reduce kernels over the same axes, or row kernels without a matmul. */
@@ -172,6 +158,8 @@ static void merge_siblings(Fuse *F)
             if (bi == ai || !can_merge(F, ai, bi))
                 continue;
             F->gs[bi].merged_into = ai;
+            F->gs[bi].next_sib = a->next_sib;
+            a->next_sib = bi;
             a->nin = union_inputs(a, &F->gs[bi], a->in);
         }
     }

@@ -61,6 +61,8 @@ typedef struct FuseGroup {
     int nref, capref;
     bool trivial;                /* one node and nothing inlined: stays as it is */
     int merged_into;             /* -1, or the group whose kernel also computes this one */
+    int next_sib;                /* the next group merged into the same kernel, or -1 */
+    int seen;                    /* scratch of fuse_kernel_reaches */
 } FuseGroup;
 
 typedef struct Fuse {
@@ -96,6 +98,14 @@ void fuse_set_state(Fuse *F, int gi, int i, int s);
 int fuse_outside_readers(const Fuse *F, int gi, int i, int *first, bool *red);
 /* Whether `to` is reachable from `from` along users, through nodes <= limit. */
 bool fuse_reaches(Fuse *F, int from, int to, int limit);
+/* The kernel that computes group gi: gi, or the one it was merged into. */
+int fuse_unit(const Fuse *F, int gi);
+/* Whether kernel `target` depends on the readers of node `node` outside
+ * it (node >= 0), or on kernel `kernel` (kernel >= 0), in the graph of
+ * kernels: every kernel (with its merged siblings) is one vertex, every
+ * other node its own.  A kernel reads an output of another, or of a node,
+ * where one of its members reads it. */
+bool fuse_kernel_reaches(Fuse *F, int node, int kernel, int target);
 /* Whether i can be copied into every kernel that reads it (consts, iotas,
  * index-only and scalar cones). */
 bool fuse_inlinable(Fuse *F, int i);

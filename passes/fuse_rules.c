@@ -19,7 +19,9 @@
  * A p that other kernels read too becomes an extra output (a sibling), if
  * the kernel is not a reduce kernel, if p covers the space (or holds one
  * value per row of it), if the kernel has outputs to spare and if no path
- * from p's other readers leads back into the kernel.  Every kernel
+ * from p's other readers leads back into the kernel in the graph of
+ * kernels (fuse_kernel_reaches: a path may enter another kernel at one
+ * member and leave it at another).  Every kernel
  * must also stay within IR_MAX_IN buffers read.
  */
 #include "fuse_int.h"
@@ -149,19 +151,11 @@ static void reader_text(int first, char *buf, size_t cap)
         snprintf(buf, cap, "also read by %%%d", first);
 }
 
-/* Some reader of p outside the kernel leads back into it. */
+/* Some reader of p outside the kernel leads back into it, in the graph of
+ * kernels: p in the kernel would make a cycle. */
 static bool makes_cycle(Fuse *F, int gi, int p)
 {
-    const FuseGroup *G = &F->gs[gi];
-    for (int k = F->use_off[p]; k < F->use_off[p + 1]; k++) {
-        int u = F->use[k];
-        if (u < 0 || u > G->root || fuse_state(F, gi, u) == S_MEMBER)
-            continue;
-        for (int m = 0; m < G->nmem; m++)
-            if (G->mem[m] > u && fuse_reaches(F, u, G->mem[m], G->root))
-                return true;
-    }
-    return false;
+    return fuse_kernel_reaches(F, p, -1, gi);
 }
 
 /* p, read outside the kernel too, as an extra output of a kernel of kind
