@@ -1,6 +1,6 @@
 /* cmd_dump.c — `gradc dump`: the IR of a model or .gir file at a stage.
  *
- * A stage is a point of the compile pipeline (DESIGN.md): `graph` is the
+ * A stage is a point of the compile pipeline (docs/cli.md, dump): `graph` is the
  * frontend's graph as built, `grad` the train-step graph (passes autodiff
  * and optimizer: loss, gradients, AdamW update; docs/autodiff.md), `opt`
  * the graph after the default pass pipeline up to fusion (the clean

@@ -1,6 +1,6 @@
 /* error.c — user errors and broken invariants.
  *
- * Two kinds of failure (STYLE.md practice 5).  A user error is an IrError:
+ * There are two kinds of failure.  A user error is an IrError:
  * a message, a place (file:line:col or a JSON path) and a hint, filled by
  * library code and printed by the CLI, which exits 1.  A broken invariant is
  * an IR_ASSERT, which prints file:line and aborts: that is a bug in gradc.

@@ -262,7 +262,7 @@ static bool need_passes(IrError *err)
     if (pass_lookup("autodiff") && pass_lookup("optimizer"))
         return true;
     ir_error(err, "this build of gradc has no autodiff/optimizer passes, so it cannot train");
-    ir_error_hint(err, "they come with passes/autodiff.c and passes/optimizer.c (issue 3)");
+    ir_error_hint(err, "build gradc from a tree with passes/autodiff.c and passes/optimizer.c");
     return false;
 }
 
