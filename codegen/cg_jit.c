@@ -282,7 +282,8 @@ bool cg_jit_cache_enabled(const CgJit *jit)
 static bool cg_jit_add_object(CgJit *jit, LLVMMemoryBufferRef obj, IrError *err)
 {
     LLVMOrcJITDylibRef jd = LLVMOrcLLJITGetMainJITDylib(jit->lljit);
-    return cg_llvm_ok(LLVMOrcLLJITAddObjectFile(jit->lljit, jd, obj), "codegen: adding object", err);
+    return cg_llvm_ok(LLVMOrcLLJITAddObjectFile(jit->lljit, jd, obj), "codegen: adding object",
+                      err);
 }
 
 /* A cache hit puts the object into the JIT.  An entry the JIT refuses is

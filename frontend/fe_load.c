@@ -58,7 +58,8 @@ static char *read_text(const char *path)
     return buf;
 }
 
-/* `rel` next to `file`: "models/gpt2-small.json" for ("models/gpt-mini.json", "gpt2-small.json"). */
+/* `rel` next to `file`: "models/gpt2-small.json" for ("models/gpt-mini.json",
+ * "gpt2-small.json"). */
 static char *sibling(const char *file, const char *rel)
 {
     const char *slash = strrchr(file, '/');

@@ -3,7 +3,8 @@
  * A dim is a sum of at most IR_MAX_TERMS terms coef * S0^e0 * S1^e1 ...
  * over the graph's symbols.  Canonical form: like terms merged, zero terms
  * dropped, terms sorted by total degree (highest first) and then by their
- * exponent vectors, unused bytes zero.  Then equality is a term-by-term compare, and printing is deterministic: "B*T", "4*T+1", "768".
+ * exponent vectors, unused bytes zero.  Then equality is a term-by-term
+ * compare, and printing is deterministic: "B*T", "4*T+1", "768".
  * The dims of GPT-sized models need products (B*T) and small sums (a KV
  * cache's T+1); division is exact division by a constant (D/H with D known).
  */
@@ -180,7 +181,8 @@ static int term_str(const IrTerm *t, bool first, const char *const *syms, char *
     uint64_t mag = c < 0 ? -(uint64_t)c : (uint64_t)c;
     bool wrote = false;
     if (mag != 1 || term_degree(t) == 0) {
-        len += snprintf(buf + len, cap > (size_t)len ? cap - len : 0, "%llu", (unsigned long long)mag);
+        len += snprintf(buf + len, cap > (size_t)len ? cap - len : 0, "%llu",
+                        (unsigned long long)mag);
         wrote = true;
     }
     for (int s = 0; s < IR_MAX_SYMS; s++)

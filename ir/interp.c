@@ -253,15 +253,22 @@ static double f_i32(double x)
     return x > INT32_MAX ? INT32_MAX : x < INT32_MIN ? INT32_MIN : x;
 }
 
-static bool ir_interp_neg(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, f_neg); }
-static bool ir_interp_exp(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, exp); }
-static bool ir_interp_log(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, log); }
-static bool ir_interp_sqrt(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, sqrt); }
-static bool ir_interp_rsqrt(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, f_rsqrt); }
-static bool ir_interp_tanh(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, tanh); }
-static bool ir_interp_recip(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, f_recip); }
-static bool ir_interp_abs(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, fabs); }
-static bool ir_interp_relu(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map1(it, n, o, f_relu); }
+/* The elementwise rules of one operand: ir_interp_NAME applies F. */
+#define MAP1(name, f) \
+    static bool ir_interp_##name(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) \
+    { \
+        return map1(it, n, o, f); \
+    }
+MAP1(neg, f_neg)
+MAP1(exp, exp)
+MAP1(log, log)
+MAP1(sqrt, sqrt)
+MAP1(rsqrt, f_rsqrt)
+MAP1(tanh, tanh)
+MAP1(recip, f_recip)
+MAP1(abs, fabs)
+MAP1(relu, f_relu)
+#undef MAP1
 
 /* cast to the node's dtype: f32 rounds through float, i32 truncates toward
  * zero, bool is x != 0. */
@@ -312,14 +319,21 @@ static double f_lt(double a, double b) { return a < b; }
 static double f_le(double a, double b) { return a <= b; }
 static double f_eq(double a, double b) { return a == b; }
 
-static bool ir_interp_add(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_add); }
-static bool ir_interp_sub(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_sub); }
-static bool ir_interp_mul(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_mul); }
-static bool ir_interp_maximum(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_max); }
-static bool ir_interp_minimum(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_min); }
-static bool ir_interp_lt(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_lt); }
-static bool ir_interp_le(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_le); }
-static bool ir_interp_eq(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) { return map2(it, n, o, f_eq); }
+/* The elementwise rules of two operands (broadcast): ir_interp_NAME applies F. */
+#define MAP2(name, f) \
+    static bool ir_interp_##name(IrInterp *it, const IrNode *n, IrTensor *o, IrError *e) \
+    { \
+        return map2(it, n, o, f); \
+    }
+MAP2(add, f_add)
+MAP2(sub, f_sub)
+MAP2(mul, f_mul)
+MAP2(maximum, f_max)
+MAP2(minimum, f_min)
+MAP2(lt, f_lt)
+MAP2(le, f_le)
+MAP2(eq, f_eq)
+#undef MAP2
 
 /* div: a / b; for i32, C integer division (toward zero), and b = 0 is an error. */
 static bool ir_interp_div(IrInterp *it, const IrNode *n, IrTensor *out, IrError *err)

@@ -205,7 +205,8 @@ IrAttrKey ir_attr_lookup(const char *name); /* ATTR_COUNT when unknown */
 IrAttr ir_attr_int(IrAttrKey k, int64_t v);
 IrAttr ir_attr_ints(IrAttrKey k, const int64_t *v, int n);
 IrAttr ir_attr_float(IrAttrKey k, double v);
-IrAttr ir_attr_str(IrAttrKey k, const char *s); /* s must outlive the node (copied by ir_node_new) */
+/* s must outlive the node (copied by ir_node_new) */
+IrAttr ir_attr_str(IrAttrKey k, const char *s);
 
 /* ---------------------------------------------------------------- graph.c */
 

@@ -190,7 +190,8 @@ static bool lex_value(Parser *P, Tok *t)
         while (is_ident_char(*q) || *q == '.')
             q++;
     else
-        return FAIL(P, t, "expected a value name after '%%'"), hint(P, "values look like %%0 or %%x");
+        return FAIL(P, t, "expected a value name after '%%'"),
+               hint(P, "values look like %%0 or %%x");
     t->kind = T_VALUE;
     t->len = (int)(q - P->p);
     P->p = q;
@@ -904,7 +905,8 @@ static bool check_body_inputs(Parser *P, const IrNode *n, const Tok *open)
         const IrNode *x = n->body->nodes[i];
         if (x->op != OP_INPUT)
             continue;
-        if (k < n->nin && (x->dtype != n->in[k]->dtype || !ir_shape_eq(&x->shape, &n->in[k]->shape))) {
+        if (k < n->nin &&
+            (x->dtype != n->in[k]->dtype || !ir_shape_eq(&x->shape, &n->in[k]->shape))) {
             ir_shape_str(&x->shape, n->body->sym, a, sizeof a);
             ir_shape_str(&n->in[k]->shape, n->body->sym, c, sizeof c);
             return FAIL(P, open, "body input %%%d is %s%s but operand %d is %s%s", i,

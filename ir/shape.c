@@ -409,7 +409,8 @@ static bool check_fused_inputs(const IrGraph *g, const IrNode *n, IrError *err)
         const IrNode *x = n->body->nodes[i];
         if (x->op != OP_INPUT)
             continue;
-        if (k < n->nin && (x->dtype != n->in[k]->dtype || !ir_shape_eq(&x->shape, &n->in[k]->shape))) {
+        if (k < n->nin &&
+            (x->dtype != n->in[k]->dtype || !ir_shape_eq(&x->shape, &n->in[k]->shape))) {
             char sa[128], sb[128];
             ir_error(err, "fused: body input %d is %s%s but operand %d is %s%s", k,
                      ir_dtype_name(x->dtype), SHP(x, sa), k, ir_dtype_name(n->in[k]->dtype),

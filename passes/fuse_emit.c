@@ -283,7 +283,8 @@ static int heap_pop(int *h, int *n, const Unit *u)
 /* Kahn's algorithm, the ready unit with the smallest position first. */
 static void order_units(Emit *E)
 {
-    int *indeg = xcalloc((size_t)E->nu, sizeof *indeg), *off = xcalloc((size_t)E->nu + 1, sizeof *off);
+    int *indeg = xcalloc((size_t)E->nu, sizeof *indeg);
+    int *off = xcalloc((size_t)E->nu + 1, sizeof *off);
     for (int a = 0; a < E->nu; a++)
         for (int k = 0; k < E->u[a].nin; k++) {
             int b = E->unit_of[E->u[a].in[k]];
@@ -293,7 +294,8 @@ static void order_units(Emit *E)
         }
     for (int b = 0; b < E->nu; b++)
         off[b + 1] += off[b];
-    int *next = xcalloc((size_t)off[E->nu] + 1, sizeof *next), *fill = xcalloc((size_t)E->nu, sizeof *fill);
+    int *next = xcalloc((size_t)off[E->nu] + 1, sizeof *next);
+    int *fill = xcalloc((size_t)E->nu, sizeof *fill);
     for (int a = 0; a < E->nu; a++)
         for (int k = 0; k < E->u[a].nin; k++) {
             int b = E->unit_of[E->u[a].in[k]];
@@ -555,7 +557,8 @@ static void explain_unit(const Emit *E, const Unit *u, FILE *f)
         fprintf(f, "%s%%%d", k ? ", " : "// fuse: siblings ", F->gs[list[k]].root);
     if (n > 1)
         fprintf(f, ": one %s kernel (same space%s, a shared input)\n",
-                F->gs[gi].kind == G_ROW ? "row" : "reduce", F->gs[gi].kind == G_ROW ? "" : " and axes");
+                F->gs[gi].kind == G_ROW ? "row" : "reduce",
+                F->gs[gi].kind == G_ROW ? "" : " and axes");
 }
 
 static void explain(const Emit *E, int nin_nodes)

@@ -21,7 +21,8 @@
 typedef enum FuseReason {
     R_NONE,
     R_MULTI_USE_REDUCTION, /* read by reductions in two kernels that cannot share a loop */
-    R_MATMUL_OUTPUT_NEEDED,/* a matmul result also read elsewhere: the epilogue must not overwrite it */
+    R_MATMUL_OUTPUT_NEEDED,/* a matmul result also read elsewhere: the epilogue must not
+                            * overwrite it */
     R_SHAPE_BREAK,         /* its shape does not fit the kernel's iteration space */
     R_REDUCE_AXES,         /* a reduction over other axes than the kernel's loop */
     R_SECOND_MATMUL,       /* the kernel has a matmul already */

@@ -622,7 +622,7 @@ static bool set_values(Gc *s)
     return true;
 }
 
-/* ---------------------------------------------------------------- finite differences in parallel */
+/* ---------------------------------------------------------------- finite differences, parallel */
 
 /* One finite difference: element `elem` of the param at fwd index `node`. */
 typedef struct FdJob {
@@ -820,7 +820,8 @@ static const IrTensor *grad_of(Gc *s, const IrNode *p)
 static FdJob *plan_jobs(Gc *s, GcReport *r, int *first, int *njobs)
 {
     int64_t idx[GC_MAX_SAMPLES];
-    int per = s->o->samples < 1 ? 1 : s->o->samples > GC_MAX_SAMPLES ? GC_MAX_SAMPLES : s->o->samples;
+    int per = s->o->samples < 1 ? 1
+            : s->o->samples > GC_MAX_SAMPLES ? GC_MAX_SAMPLES : s->o->samples;
     FdJob *jobs = malloc(((size_t)r->nparams * per + 1) * sizeof *jobs);
     int n = 0;
     for (int k = 0; k < r->nparams; k++) {

@@ -138,7 +138,8 @@ static void cgroup_v1(int64_t *best, char *source, size_t cap)
         snprintf(dir, sizeof dir, "/sys/fs/cgroup/memory");
     snprintf(stat, sizeof stat, "%s/memory.stat", dir);
     int64_t limit = keyed(stat, "hierarchical_memory_limit");
-    int64_t used = file_int(dir, "memory.usage_in_bytes"), cache = keyed(stat, "total_inactive_file");
+    int64_t used = file_int(dir, "memory.usage_in_bytes");
+    int64_t cache = keyed(stat, "total_inactive_file");
     if (limit < 0 || limit >= NO_LIMIT || used < 0)
         return;
     used -= cache > 0 ? cache : 0;

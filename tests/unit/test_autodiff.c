@@ -318,7 +318,8 @@ TEST(gather_with_repeated_indices)
     IrNode *table = in(g, "table", S(5, 3));
     IrNode *idx = ir_input(g, "idx", DT_I32, S(2, 4));
     IrShape is = S(2, 4);
-    RULE_OK(g, ir_binary(g, OP_GATHER, table, idx), NULL, ints(&is, (int[]){1, 1, 4, 0, 4, 1, 2, 1}));
+    RULE_OK(g, ir_binary(g, OP_GATHER, table, idx), NULL,
+            ints(&is, (int[]){1, 1, 4, 0, 4, 1, 2, 1}));
     IrNode *src = in(g, "src", S(2, 4, 3));
     IrError err = {0};
     IrNode *sc = ir_node_new(g, OP_SCATTER_ADD, (IrNode *[]){table, idx, src}, 3, NULL, 0, NULL,

@@ -117,7 +117,8 @@ TEST(round_trip)
         "I'm can't we'll 'tis ''s", "Ωμέγα Жизнь 中文 😀👍🏽🇫🇷", "<|endoftext|> in the middle",
         "12345678901234567890", "!!!???...", "\xff\xfe invalid \xc3 UTF-8 \xed\xa0\x80 \xe2\x82",
     };
-    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) CHECK(round_trips(texts[i], strlen(texts[i])));
+    for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++)
+        CHECK(round_trips(texts[i], strlen(texts[i])));
     CHECK(round_trips("nul\0byte", 8));
     unsigned char all[256];
     for (int i = 0; i < 256; i++) all[i] = (unsigned char)i;

@@ -313,13 +313,15 @@ TEST(parse_attr_values)
     free(s);
 }
 
-/* Errors carry file:line:col, a message and a hint. */
+/* Errors carry file:line:col, a message and a hint.  E checks the error of
+ * a graph that declares B and an input %0, then goes on with `body`. */
+#define E(body, where, msg, hint)                                                 \
+    (snprintf(t, sizeof t, "graph g(B) {\n  %%0 = input : f32[B] @x\n%s", body), \
+     check_error(t, where, msg, hint))
+
 TEST(parse_errors)
 {
-    const char *h = "graph g(B) {\n  %0 = input : f32[B] @x\n";
     char t[512];
-#define E(body, where, msg, hint) \
-    (snprintf(t, sizeof t, "%s%s", h, body), check_error(t, where, msg, hint))
     E("  %1 = ad %0, %0 : f32[B]\n  return y=%1\n}\n", "t.gir:3:8", "unknown op 'ad'",
       "did you mean 'add'?");
     E("  %1 = add %0, %2 : f32[B]\n  return y=%1\n}\n", "t.gir:3:16",
@@ -344,6 +346,11 @@ TEST(parse_errors)
       "f32, i32 and bool");
     E("  %1 = input : f32[1,2,3,4,5,6,7] @y\n  return y=%1\n}\n", "t.gir:3:32", "rank exceeds 6",
       NULL);
+}
+
+TEST(parse_errors_attrs)
+{
+    char t[512];
     E("  %1 = sum %0 {axs=[0]} : f32[]\n  return y=%1\n}\n", "t.gir:3:16",
       "unknown attribute 'axs'", "did you mean");
     E("  %1 = sum %0 {keepdimm=1} : f32[]\n  return y=%1\n}\n", "t.gir:3:16",
@@ -360,6 +367,11 @@ TEST(parse_errors)
       "more than 6 ints", NULL);
     E("  %1 = sum %0 {seed=99999999999999999999} : f32[]\n  return y=%1\n}\n", "t.gir:3:21",
       "out of range", NULL);
+}
+
+TEST(parse_errors_lines)
+{
+    char t[512];
     E("  %1 = neg %0 : f32[B] junk\n  return y=%1\n}\n", "t.gir:3:24", "trailing junk 'junk'",
       NULL);
     E("  %1 = neg %0 f32[B]\n  return y=%1\n}\n", "t.gir:3:15", "expected ':'", NULL);
@@ -392,13 +404,13 @@ TEST(parse_errors)
       "close the block opened at line 3, column 24");
     E("  %1 = neg %0 : f32[B] {\n    %0 = neg %0 : f32[B]\n", "t.gir:4:14",
       "use of undefined value %0", NULL);
-#undef E
     check_error("grph g() {\n", "t.gir:1:1", "expected 'graph'", NULL);
     check_error("graph g(B, B) {\n", "t.gir:1:12", "symbol 'B' is declared twice", NULL);
     check_error("graph g(A,B,C,D,E,F,G,H,I) {\n", "t.gir:1:25", "more than 8 symbols", NULL);
     check_error("graph g() { x\n", "t.gir:1:13", "trailing junk 'x'", NULL);
     check_error("graph (B) {\n", "t.gir:1:7", "expected a graph name", NULL);
 }
+#undef E
 
 /* Deep nesting and huge numbers are errors, never crashes. */
 TEST(parse_limits)
@@ -479,6 +491,8 @@ int main(void)
     RUN(parse_loose_text);
     RUN(parse_attr_values);
     RUN(parse_errors);
+    RUN(parse_errors_attrs);
+    RUN(parse_errors_lines);
     RUN(parse_limits);
     RUN(parse_nested_bodies);
     RUN(parse_file);

@@ -159,7 +159,8 @@ TEST(small_models)
 
 static const char *const expr_model =
     "{\"config\": {\"a\": \"c * 2\", \"b\": \"2 ** 3 ** 2\", \"c\": 5,"
-    " \"d\": \"-c + 7 // 2 - 10 % 4\", \"e\": \"1 / sqrt(16)\", \"f\": \"min(c, 3, 9) + max(1, c)\","
+    " \"d\": \"-c + 7 // 2 - 10 % 4\", \"e\": \"1 / sqrt(16)\","
+    " \"f\": \"min(c, 3, 9) + max(1, c)\","
     " \"g\": \"(c + 1) * (c - 1)\", \"h\": \"-2 ** 2\", \"i\": true, \"j\": \"-7 // 2\","
     " \"k\": \"1.5e1 + .5\", \"l\": \"-7 % 3\"},"
     " \"inputs\": {\"x\": {\"shape\": [\"a\"]}}, \"outputs\": {\"y\": \"x\"}}";
@@ -226,7 +227,8 @@ TEST(repeat_chain)
     FeModel *m = load(chain_model, NULL, 0, &err);
     IrGraph *g = m ? m->graph : NULL;
     CHECK(verifies(m));
-    CHECK(g && ir_graph_find(g, OP_PARAM, "layers.0.w") && ir_graph_find(g, OP_PARAM, "layers.2.w"));
+    CHECK(g && ir_graph_find(g, OP_PARAM, "layers.0.w") &&
+          ir_graph_find(g, OP_PARAM, "layers.2.w"));
     CHECK(g && !ir_graph_find(g, OP_PARAM, "layers.3.w") && ir_graph_find(g, OP_PARAM, "one.w"));
     const IrNode *h1 = node_named(m, "layers.1.h"), *o0 = node_named(m, "layers.0.out");
     CHECK(h1 && o0 && h1->in[0] == o0);               /* chained through the first input */
@@ -281,7 +283,8 @@ TEST(alias_and_if)
     CHECK(node_named(m, "b"));
     fe_model_free(m);
     CHECK(fails("{\"inputs\": {\"x\": {\"shape\": [3]}}, \"params\": {\"p\": {\"shape\": [3], "
-                "\"if\": 0}}, \"nodes\": [{\"name\": \"a\", \"op\": \"add\", \"in\": [\"x\", \"p\"]}],"
+                "\"if\": 0}}, \"nodes\": [{\"name\": \"a\", \"op\": \"add\", \"in\": "
+                "[\"x\", \"p\"]}],"
                 " \"outputs\": {\"y\": \"a\"}}", NULL, 0, "/nodes/0/in/1",
                 "param 'p' is switched off", NULL));
     CHECK(fails("{\"params\": {\"p\": {\"shape\": [3]}, \"q\": {\"alias\": \"p\", \"shape\": [4]}},"
@@ -297,9 +300,11 @@ TEST(dims_and_consts)
                       " \"nodes\": [{\"name\": \"r\", \"op\": \"reshape\", \"in\": [\"x\"],"
                       "   \"shape\": [\"B*T\", \"h\", -1]},"
                       "  {\"name\": \"s\", \"op\": \"mul\", \"in\": [\"r\", 2]},"
-                      "  {\"name\": \"t\", \"op\": \"add\", \"in\": [\"s\", {\"const\": \"h / 4\"}]},"
+                      "  {\"name\": \"t\", \"op\": \"add\", \"in\": [\"s\", {\"const\": \"h / "
+                      "4\"}]},"
                       "  {\"name\": \"u\", \"op\": \"reshape\", \"in\": [\"t\"], \"shape\": [-1]},"
-                      "  {\"name\": \"k\", \"op\": \"const\", \"value\": \"h\", \"shape\": [\"T\"]}],"
+                      "  {\"name\": \"k\", \"op\": \"const\", \"value\": \"h\", \"shape\": "
+                      "[\"T\"]}],"
                       " \"outputs\": {\"y\": \"u\", \"k\": \"k\"}}", NULL, 0, &err);
     CHECK(m && shape_is(node_named(m, "r"), m->graph, "[B*T,2,3]"));
     CHECK(m && shape_is(node_named(m, "u"), m->graph, "[6*B*T]"));
@@ -326,12 +331,14 @@ TEST(error_ops)
 {
     CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"neg\", \"in\": [\"x\"]},"
                 " {\"name\": \"b\", \"op\": \"exp\", \"in\": [\"a\"]},"
-                " {\"name\": \"c\", \"op\": \"ad\", \"in\": [\"a\", \"b\"]}], \"outputs\": {\"y\": \"c\"}}",
+                " {\"name\": \"c\", \"op\": \"ad\", \"in\": [\"a\", \"b\"]}], \"outputs\": "
+                "{\"y\": \"c\"}}",
                 NULL, 0, "t.json: /nodes/2", "unknown op 'ad'", "did you mean 'add'"));
     CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"add\", \"in\": [\"x\"]}],"
                 " \"outputs\": {\"y\": \"a\"}}", NULL, 0, "/nodes/0/in", "takes 2 inputs, got 1",
                 NULL));
-    CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"softmax\", \"in\": [\"x\"], \"axiss\": 1}],"
+    CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"softmax\", \"in\": "
+                  "[\"x\"], \"axiss\": 1}],"
                 " \"outputs\": {\"y\": \"a\"}}", NULL, 0, "/nodes/0/axiss", "unknown key 'axiss'",
                 "did you mean 'axis'"));
     CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"sum\", \"in\": [\"x\"], \"axis\": 1}],"
@@ -349,12 +356,16 @@ TEST(error_ops)
 TEST(error_shapes)
 {
     CHECK(fails("{\"config\": {\"d\": 4}, \"inputs\": {\"x\": {\"shape\": [\"B\", \"d\"]}},"
-                " \"modules\": {\"m\": {\"inputs\": [\"x\"], \"params\": {\"w\": {\"shape\": [\"d\", 3]}},"
+                " \"modules\": {\"m\": {\"inputs\": [\"x\"], \"params\": {\"w\": {\"shape\": "
+                "[\"d\", 3]}},"
                 " \"nodes\": [{\"name\": \"h\", \"op\": \"matmul\", \"in\": [\"x\", \"w\"]},"
-                " {\"name\": \"o\", \"op\": \"add\", \"in\": [\"h\", \"x\"]}], \"outputs\": [\"o\"]}},"
-                " \"nodes\": [{\"name\": \"blk\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": 2}],"
+                " {\"name\": \"o\", \"op\": \"add\", \"in\": [\"h\", \"x\"]}], \"outputs\": "
+                "[\"o\"]}},"
+                " \"nodes\": [{\"name\": \"blk\", \"module\": \"m\", \"in\": "
+                "[\"x\"], \"repeat\": 2}],"
                 " \"outputs\": {\"y\": \"blk\"}}", NULL, 0, "t.json: /modules/m/nodes/1",
-                "shapes [B,3] and [B,4] do not broadcast", "in 'blk.0', an instance of module 'm'"));
+                "shapes [B,3] and [B,4] do not broadcast",
+                "in 'blk.0', an instance of module 'm'"));
     CHECK(fails("{\"inputs\": {\"x\": {\"shape\": 4}}, \"outputs\": {\"y\": \"x\"}}", NULL, 0,
                 "/inputs/x/shape", "a shape must be a list, got a number", NULL));
     CHECK(fails("{\"inputs\": {\"x\": {\"shape\": [2.5]}}, \"outputs\": {\"y\": \"x\"}}", NULL, 0,
@@ -364,7 +375,8 @@ TEST(error_shapes)
     CHECK(fails("{\"inputs\": {\"x\": {\"shape\": [100000, 100000, 100000, 100000]}},"
                 " \"outputs\": {\"y\": \"x\"}}", NULL, 0, "/inputs/x/shape", "too many elements",
                 NULL));
-    CHECK(fails(X "\"nodes\": [{\"name\": \"r\", \"op\": \"reshape\", \"in\": [\"x\"], \"shape\": [3, -1]}],"
+    CHECK(fails(X "\"nodes\": [{\"name\": \"r\", \"op\": \"reshape\", \"in\": "
+                  "[\"x\"], \"shape\": [3, -1]}],"
                 " \"outputs\": {\"y\": \"r\"}}", NULL, 0, "/nodes/0", "cannot infer the -1", NULL));
 }
 
@@ -374,7 +386,8 @@ TEST(error_names)
                 " \"outputs\": {\"y\": \"a\"}}", NULL, 0, "/nodes/0/in/0", "undefined name 'xx'",
                 "did you mean 'x'"));
     CHECK(fails("{\"config\": {\"dim\": 3}, \"inputs\": {\"x\": {\"shape\": [\"dim\"]}},"
-                " \"nodes\": [{\"name\": \"a\", \"op\": \"softmax\", \"in\": [\"x\"], \"axis\": \"dm - 4\"}],"
+                " \"nodes\": [{\"name\": \"a\", \"op\": \"softmax\", \"in\": "
+                "[\"x\"], \"axis\": \"dm - 4\"}],"
                 " \"outputs\": {\"y\": \"a\"}}", NULL, 0, "/nodes/0/axis", "undefined name 'dm'",
                 "did you mean 'dim'"));
     CHECK(fails("{\"config\": {\"dim\": 3}, \"inputs\": {\"x\": {\"shape\": [\"dim\"]}},"
@@ -383,16 +396,19 @@ TEST(error_names)
                 "'dim' is a config key", "{\"const\": \"dim\"}"));
     CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"neg\", \"in\": [\"b\"]},"
                 " {\"name\": \"b\", \"op\": \"neg\", \"in\": [\"c\"]},"
-                " {\"name\": \"c\", \"op\": \"add\", \"in\": [\"x\", \"a\"]}], \"outputs\": {\"y\": \"a\"}}",
+                " {\"name\": \"c\", \"op\": \"add\", \"in\": [\"x\", \"a\"]}], \"outputs\": "
+                "{\"y\": \"a\"}}",
                 NULL, 0, "/nodes/2/in/1", "reference cycle: a -> b -> c -> a", NULL));
     CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"neg\", \"in\": [\"x\"]},"
-                " {\"name\": \"a\", \"op\": \"neg\", \"in\": [\"x\"]}], \"outputs\": {\"y\": \"a\"}}",
+                " {\"name\": \"a\", \"op\": \"neg\", \"in\": [\"x\"]}], \"outputs\": "
+                "{\"y\": \"a\"}}",
                 NULL, 0, "/nodes/1/name", "defined twice (first at /nodes/0)", NULL));
-    CHECK(fails(X "\"node\": [], \"outputs\": {\"y\": \"x\"}}", NULL, 0, "/node", "unknown key 'node'",
-                "did you mean 'nodes'"));
+    CHECK(fails(X "\"node\": [], \"outputs\": {\"y\": \"x\"}}", NULL, 0, "/node",
+                "unknown key 'node'", "did you mean 'nodes'"));
     CHECK(fails(X "\"nodes\": [{\"name\": \"a\", \"op\": \"neg\", \"in\": [\"x\"]}]}", NULL, 0,
                 "/outputs", "'outputs' must be an object", NULL));
-    CHECK(fails(X "\"outputs\": {\"y\": \"x:1\"}}", NULL, 0, "/outputs/y", "undefined name 'x:1'", NULL));
+    CHECK(fails(X "\"outputs\": {\"y\": \"x:1\"}}", NULL, 0, "/outputs/y", "undefined name 'x:1'",
+                NULL));
     CHECK(fails(X "\"base\": \"no-such-file.json\", \"outputs\": {\"y\": \"x\"}}", NULL, 0, "/base",
                 "cannot read base file 'no-such-file.json'", NULL));
     CHECK(fails("{\"config\": {\"a\": \"b\", \"b\": \"a\"}, \"outputs\": {}}", NULL, 0, "/config/a",
@@ -422,15 +438,17 @@ TEST(error_modules)
 {
     const char *o = "{\"name\": \"o\", \"op\": \"mul\", \"in\": [\"x\", \"w\"]}";
     CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": 0}",
-                    "/nodes/0/repeat", "repeat must be a positive integer up to 10000, got 0", NULL));
+                    "/nodes/0/repeat", "repeat must be a positive integer up to 10000, got 0",
+                    NULL));
     CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": 10001}",
                     "/nodes/0/repeat", "got 10001", NULL));
-    CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": \"1.5\"}",
+    CHECK(mod_fails(o,
+                    "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": \"1.5\"}",
                     "/nodes/0/repeat", "got 1.5", NULL));
-    CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"mm\", \"in\": [\"x\"]}", "/nodes/0/module",
-                    "unknown module 'mm'", "did you mean 'm'"));
-    CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\", \"x\"]}", "/nodes/0/in",
-                    "module 'm' takes 1 input (x), got 2", NULL));
+    CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"mm\", \"in\": [\"x\"]}",
+                    "/nodes/0/module", "unknown module 'mm'", "did you mean 'm'"));
+    CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\", \"x\"]}",
+                    "/nodes/0/in", "module 'm' takes 1 input (x), got 2", NULL));
     CHECK(mod_fails("{\"name\": \"o\", \"module\": \"m\", \"in\": [\"x\"]}",
                     "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"]}", "/modules/m/nodes/0",
                     "modules nest deeper than 16", "does module 'm' use itself"));
@@ -441,14 +459,16 @@ TEST(error_modules)
                     "/nodes/0/repat", "unknown key 'repat'", "did you mean 'repeat'"));
     CHECK(mod_fails(o, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"]},"
                     " {\"name\": \"z\", \"op\": \"neg\", \"in\": [\"top:h\"]}",
-                    "/nodes/1/in/0", "module instance 'top' has no output 'h'", "did you mean 'o'"));
+                    "/nodes/1/in/0", "module instance 'top' has no output 'h'",
+                    "did you mean 'o'"));
     /* 10000 instances of a 12-node module exceed the node limit instead of memory */
     char body[1024] = "";
     for (int i = 0; i < 12; i++)
         snprintf(body + strlen(body), sizeof body - strlen(body),
                  "%s{\"name\": \"%c\", \"op\": \"neg\", \"in\": [\"%s\"]}", i ? ", " : "",
                  i == 11 ? 'o' : 'a' + i, i ? (char[]){(char)('a' + i - 1), 0} : "x");
-    CHECK(mod_fails(body, "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": 10000}",
+    CHECK(mod_fails(body,
+                    "{\"name\": \"top\", \"module\": \"m\", \"in\": [\"x\"], \"repeat\": 10000}",
                     "/modules/m/nodes/", "more than 100000 nodes", NULL));
 }
 
@@ -458,8 +478,10 @@ TEST(costs)
 {
     IrError err = {0};
     FeModel *m = load("{\"inputs\": {\"x\": {\"shape\": [\"B\", 3, 4]}},"
-                      " \"params\": {\"w\": {\"shape\": [5, 4]}, \"s\": {\"shape\": [5], \"trainable\": false}},"
-                      " \"nodes\": [{\"name\": \"h\", \"op\": \"matmul\", \"in\": [\"x\", \"w\"], \"tb\": 1},"
+                      " \"params\": {\"w\": {\"shape\": [5, 4]}, \"s\": {\"shape\": "
+                      "[5], \"trainable\": false}},"
+                      " \"nodes\": [{\"name\": \"h\", \"op\": \"matmul\", \"in\": "
+                      "[\"x\", \"w\"], \"tb\": 1},"
                       "  {\"name\": \"n\", \"op\": \"layernorm\", \"in\": [\"h\", \"s\", \"s\"]},"
                       "  {\"name\": \"y\", \"op\": \"sum\", \"in\": [\"n\"], \"axes\": [-1]}],"
                       " \"outputs\": {\"y\": \"y\"}}", NULL, 0, &err);

@@ -18,8 +18,9 @@
 static bool covered[OP_COUNT];
 
 #define NUM(...) ((int)(sizeof((double[]){__VA_ARGS__}) / sizeof(double)))
-#define SH(...) \
-    ir_shape_ints((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+#define SH(...)                                                              \
+    ir_shape_ints((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), \
+                  (int64_t[]){__VA_ARGS__})
 #define SCALAR ir_shape_ints(0, NULL)
 
 /* Checks every element of node's value (numel must match); marks the op. */
@@ -1068,7 +1069,8 @@ static IrNode *block(Gpt *m, IrNode *x, int l)
     x = named(m, ir_binary(m->f.g, OP_ADD, x, a), "%s.res1", p);
     IrNode *h = layernorm(m, x, n2);
     snprintf(ff, sizeof ff, "%s.ff.up", p);
-    IrNode *u = named(m, ir_unary(m->f.g, OP_GELU, linear(m, h, m->D, 4 * m->D, ff)), "%s.ff.act", p);
+    IrNode *u = named(m, ir_unary(m->f.g, OP_GELU, linear(m, h, m->D, 4 * m->D, ff)),
+                      "%s.ff.act", p);
     snprintf(ff, sizeof ff, "%s.ff.down", p);
     return named(m, ir_binary(m->f.g, OP_ADD, x, linear(m, u, 4 * m->D, m->D, ff)), "%s.res2", p);
 }

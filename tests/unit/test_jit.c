@@ -406,8 +406,8 @@ static void check_blas_and_libm(CgJit *jit)
 {
     IrError err = {0};
     float (*vexp)(float) = (float (*)(float))cg_jit_lookup(jit, "vexp", &err);
-    void (*mm)(const float *, const float *, float *, int, int, int) =
-        (void (*)(const float *, const float *, float *, int, int, int))cg_jit_lookup(jit, "mm", &err);
+    typedef void (*MmFn)(const float *, const float *, float *, int, int, int);
+    MmFn mm = (MmFn)cg_jit_lookup(jit, "mm", &err);
     CHECK(vexp != NULL && mm != NULL);
     if (!vexp || !mm)
         return;
@@ -467,7 +467,8 @@ TEST(errors_are_messages)
     CHECK(cg_jit_lookup(jit, "nothing_here", &e2) == NULL && e2.set);
     m = cg_module_new("undef", &err);
     v = LLVMVoidTypeInContext(m->ctx); /* the old context went with "broken" */
-    LLVMValueRef ext = LLVMAddFunction(m->mod, "gradc_no_such_function", LLVMFunctionType(v, NULL, 0, 0));
+    LLVMValueRef ext =
+        LLVMAddFunction(m->mod, "gradc_no_such_function", LLVMFunctionType(v, NULL, 0, 0));
     fn = LLVMAddFunction(m->mod, "calls_undef", LLVMFunctionType(v, NULL, 0, 0));
     LLVMBuilderRef b = LLVMCreateBuilderInContext(m->ctx);
     LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(m->ctx, fn, "entry"));
