@@ -128,100 +128,6 @@ static int parse_args(int argc, char **argv, PlanArgs *a)
     return -1;
 }
 
-/* ---------------------------------------------------------------- FLOPs of a kernel */
-
-/* A run of sibling fused nodes is one kernel: codegen merges their bodies
- * and computes what they share once (a layernorm's statistics, a matmul
- * heading several epilogues).  So its FLOPs are those of the distinct
- * nodes of the bodies: body input k stands for operand k of every sibling,
- * and two nodes are one when their op, attributes, type and operands are. */
-typedef struct Distinct {
-    const IrNode *n;
-    int in[IR_MAX_IN];
-} Distinct;
-
-static bool same_attrs(const IrNode *a, const IrNode *b)
-{
-    if (a->nattr != b->nattr)
-        return false;
-    for (int k = 0; k < a->nattr; k++) {
-        const IrAttr *x = &a->attr[k], *y = &b->attr[k];
-        if (x->key != y->key || x->n != y->n || memcmp(x->i, y->i, sizeof x->i) ||
-            x->f != y->f || (x->s != y->s && (!x->s || !y->s || strcmp(x->s, y->s))))
-            return false;
-    }
-    return true;
-}
-
-static bool same_node(const Distinct *d, const IrNode *n, const int *in)
-{
-    return d->n->op == n->op && d->n->nin == n->nin && d->n->dtype == n->dtype &&
-           ir_shape_eq(&d->n->shape, &n->shape) && same_attrs(d->n, n) &&
-           !memcmp(d->in, in, sizeof *in * (size_t)n->nin);
-}
-
-/* The id of body node n (operand ids in `in`); *fresh when first seen. */
-static int intern(Distinct *ds, int *nd, const IrNode *n, const int *in, bool *fresh)
-{
-    for (int k = 0; k < *nd; k++)
-        if (same_node(&ds[k], n, in)) {
-            *fresh = false;
-            return IR_MAX_IN + k;
-        }
-    ds[*nd].n = n;
-    memcpy(ds[*nd].in, in, sizeof *in * (size_t)n->nin);
-    *fresh = true;
-    return IR_MAX_IN + (*nd)++;
-}
-
-static void body_binding(const IrGraph *g, const IrGraph *body, const int64_t *binding,
-                         int64_t *b)
-{
-    for (int s = 0; s < IR_MAX_SYMS; s++) {
-        int p = s < body->nsym ? ir_graph_find_sym(g, body->sym[s]) : -1;
-        b[s] = p >= 0 && binding ? binding[p] : 1;
-    }
-}
-
-/* Adds the FLOPs of body's nodes not seen yet to *flops. */
-static void add_body(const IrGraph *g, const IrGraph *body, const int64_t *binding,
-                     Distinct *ds, int *nd, int64_t *flops)
-{
-    int64_t b[IR_MAX_SYMS];
-    int *id = malloc(sizeof *id * ((size_t)body->nnodes + 1)), ninput = 0;
-    body_binding(g, body, binding, b);
-    for (int i = 0; i < body->nnodes; i++) {
-        const IrNode *n = body->nodes[i];
-        int in[IR_MAX_IN];
-        bool fresh;
-        for (int k = 0; k < n->nin; k++)
-            in[k] = id[n->in[k]->index];
-        if (n->op == OP_INPUT) {
-            id[i] = ninput++;
-            continue;
-        }
-        id[i] = intern(ds, nd, n, in, &fresh);
-        *flops += fresh ? ir_cost_node_flops(body, n, b) : 0;
-    }
-    free(id);
-}
-
-static int64_t run_flops(const IrGraph *g, int first, int end, const int64_t *binding)
-{
-    if (first == end || !g->nodes[first]->body)
-        return ir_cost_node_flops(g, g->nodes[first], binding);
-    int cap = 0;
-    for (int i = first; i <= end; i++)
-        cap += g->nodes[i]->body->nnodes;
-    Distinct *ds = malloc(sizeof *ds * ((size_t)cap + 1));
-    int nd = 0;
-    int64_t flops = 0;
-    for (int i = first; i <= end; i++)
-        add_body(g, g->nodes[i]->body, binding, ds, &nd, &flops);
-    free(ds);
-    return flops;
-}
-
 /* One run of the program: every kernel's FLOPs. */
 static int64_t graph_flops(const IrGraph *g, const int64_t *binding)
 {
@@ -229,7 +135,7 @@ static int64_t graph_flops(const IrGraph *g, const int64_t *binding)
     for (int i = 0; i < g->nnodes;) {
         int first, end;
         pass_sibling_run(g, i, &first, &end);
-        flops += run_flops(g, i, end, binding);
+        flops += ir_cost_run_flops(g, i, end, binding);
         i = end + 1;
     }
     return flops;
@@ -331,7 +237,7 @@ static int find_kernels(const IrGraph *g, const int64_t *binding, Kernel *ks)
         for (int j = k.first; j <= k.end; k.runs++) {
             Kernel r = {.first = j};
             pass_sibling_run(g, j, &first, &r.end);
-            k.flops += run_flops(g, r.first, r.end, binding);
+            k.flops += ir_cost_run_flops(g, r.first, r.end, binding);
             k.bytes += bytes_moved(g, &r, binding);
             j = r.end + 1;
         }

@@ -21,6 +21,7 @@
  * value past the table has none: "no lowering for op X").
  */
 #include "cg_lower_int.h"
+#include "ir/cost.h"
 #include "passes/pass.h"
 
 #include <stdarg.h>
@@ -56,14 +57,14 @@ int64_t cg_numel(const CgLower *L, const IrNode *n)
     return v;
 }
 
-void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, double flops)
+void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel)
 {
     CgNodeCode *c = &L->code[n->index];
     c->kind = CG_KERNEL;
     c->noop = false;
     c->extent = extent;
     c->parallel = parallel;
-    c->flops = flops;
+    c->flops = (double)ir_cost_node_flops(L->g, n, L->binding);
 }
 
 /* ---------------------------------------------------------------- the op switch */

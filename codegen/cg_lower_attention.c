@@ -62,7 +62,6 @@
  * share a body.
  */
 #include "cg_lower_int.h"
-#include "ir/cost.h"
 
 #include <math.h>
 #include <string.h>
@@ -804,8 +803,7 @@ static bool att_lower(CgLower *L, const IrNode *n, bool grad, void (*item)(AttK 
     if (!att_plan(L, n, &a))
         return false;
     int64_t extent = a.lead * a.H * (grad ? 1 : att_chunks(&a));
-    /* FLOPs as ir/cost.c counts them for gradc plan: one formula */
-    cg_set_kernel(L, n, extent, true, (double)ir_cost_node_flops(L->g, n, L->binding));
+    cg_set_kernel(L, n, extent, true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;

@@ -216,11 +216,11 @@ static void emit_rows(CgKernel *k, const Job *j, const Space *s, int64_t r0)
 }
 
 /* Coalesces, plans and (when emitting) builds the kernel of job j. */
-static bool run_job(CgLower *L, const IrNode *n, Job *j, double flops)
+static bool run_job(CgLower *L, const IrNode *n, Job *j)
 {
     for (int p = 0; p < j->nsp; p++)
         space_coalesce(&j->sp[p]);
-    cg_set_kernel(L, n, job_extent(j), true, flops);
+    cg_set_kernel(L, n, job_extent(j), true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
@@ -244,20 +244,6 @@ static LLVMValueRef elem_fn(CgKernel *k, const LLVMValueRef *v, LLVMValueRef fla
     return cg_elem(k, k->n, v);
 }
 
-static double elem_flops(const IrNode *n, int64_t numel)
-{
-    switch (n->op) {
-    case OP_CAST:
-    case OP_BROADCAST:
-    case OP_WHERE: return 0;
-    case OP_EXP:
-    case OP_LOG:   return 10.0 * numel;
-    case OP_TANH:  return 14.0 * numel;
-    case OP_GELU:  return 16.0 * numel;
-    default:       return (double)numel;
-    }
-}
-
 /* unary, binary, where, cast, broadcast, gelu: out = f(broadcast inputs) */
 bool cg_lower_elementwise(CgLower *L, const IrNode *n)
 {
@@ -265,7 +251,7 @@ bool cg_lower_elementwise(CgLower *L, const IrNode *n)
     space_of_output(L, n, &j.sp[0]);
     for (int i = 0; i < n->nin; i++)
         space_add_bcast(L, n, i, &j.sp[0]);
-    return run_job(L, n, &j, elem_flops(n, cg_numel(L, n)));
+    return run_job(L, n, &j);
 }
 
 /* ---------------------------------------------------------------- dropout */
@@ -333,7 +319,7 @@ bool cg_lower_dropout(CgLower *L, const IrNode *n)
     Job j = {.nsp = 1, .f = dropout_fn, .ctx = &d, .setup = dropout_setup};
     space_of_output(L, n, &j.sp[0]);
     space_add_bcast(L, n, 0, &j.sp[0]);
-    return run_job(L, n, &j, 4.0 * cg_numel(L, n));
+    return run_job(L, n, &j);
 }
 
 /* ---------------------------------------------------------------- movement */
@@ -366,7 +352,7 @@ bool cg_lower_transpose(CgLower *L, const IrNode *n)
     const IrAttr *perm = ir_node_attr(n, ATTR_PERM);
     for (int d = 0; d < n->shape.rank; d++)
         m->st[d] = st[ir_axis(perm->i[d], n->shape.rank)];
-    return run_job(L, n, &j, 0);
+    return run_job(L, n, &j);
 }
 
 /* out = x[..., start:end, ...] along axis: x's strides plus an offset. */
@@ -381,7 +367,7 @@ bool cg_lower_slice(CgLower *L, const IrNode *n)
     Map *m = space_add_dense(L, n, 0, &j.sp[0]);
     int ax = ir_axis(ir_node_int(n, ATTR_AXIS, 0), n->shape.rank);
     m->off = ir_node_int(n, ATTR_START, 0) * m->st[ax];
-    return run_job(L, n, &j, 0);
+    return run_job(L, n, &j);
 }
 
 /* Piece p writes operand p into out[..., at:at+len_p, ...]. */
@@ -398,7 +384,7 @@ bool cg_lower_concat(CgLower *L, const IrNode *n)
         space_add_dense(L, n, p, s);
         at += s->dim[ax];
     }
-    return run_job(L, n, &j, 0);
+    return run_job(L, n, &j);
 }
 
 /* ---------------------------------------------------------------- sources */
@@ -421,7 +407,7 @@ bool cg_lower_const(CgLower *L, const IrNode *n)
     LLVMValueRef value = NULL;
     Job j = {.nsp = 1, .f = const_fn, .ctx = &value, .setup = const_setup};
     space_of_output(L, n, &j.sp[0]);
-    return run_job(L, n, &j, 0);
+    return run_job(L, n, &j);
 }
 
 /* iota: the index along axis, (flat / inner) % len, as i32. */
@@ -451,7 +437,7 @@ bool cg_lower_iota(CgLower *L, const IrNode *n)
     Iota io = {L->dim[n->index][ax], inner_of(L, n, ax)};
     Job j = {.nsp = 1, .f = iota_fn, .ctx = &io};
     space_of_output(L, n, &j.sp[0]);
-    return run_job(L, n, &j, 0);
+    return run_job(L, n, &j);
 }
 
 /* ---------------------------------------------------------------- causal_mask */
@@ -475,5 +461,5 @@ bool cg_lower_causal_mask(CgLower *L, const IrNode *n)
     Job j = {.nsp = 1, .f = causal_fn, .ctx = t};
     space_of_output(L, n, &j.sp[0]);
     space_add_bcast(L, n, 0, &j.sp[0]);
-    return run_job(L, n, &j, 0);
+    return run_job(L, n, &j);
 }

@@ -41,6 +41,7 @@
  */
 #include "cg_fused_int.h"
 
+#include "ir/cost.h"
 #include "passes/pass.h"
 
 #include <stdlib.h>
@@ -526,40 +527,6 @@ static void mark_varies(Fx *x)
     }
 }
 
-static double node_flops(const Fx *x, const FxNode *v)
-{
-    int64_t dim[IR_MAX_RANK], n = 1;
-    const IrNode *e = v->kind == X_RED ? v->n->in[0] : v->n;
-    dims_of(x, e, dim);
-    for (int d = 0; d < e->shape.rank; d++)
-        n *= dim[d];
-    switch (v->n->op) {
-    case OP_EXP:
-    case OP_LOG:  return 10.0 * n;
-    case OP_TANH: return 14.0 * n;
-    default:      break;
-    }
-    return v->kind == X_ELEM || v->kind == X_RED || v->kind == X_DROPOUT ? (double)n : 0;
-}
-
-static double kernel_flops(const Fx *x)
-{
-    double f = 0;
-    for (int i = 0; i < x->M->nnodes; i++)
-        if (x->x[i].need)
-            f += node_flops(x, &x->x[i]);
-    for (int m = 0; m < x->nmm; m++) {
-        const IrNode *h = x->x[x->mm[m]].n, *a = h->in[0];
-        int64_t hd[IR_MAX_RANK], ad[IR_MAX_RANK], n = 1;
-        dims_of(x, h, hd);
-        dims_of(x, a, ad);
-        for (int d = 0; d < h->shape.rank; d++)
-            n *= hd[d];
-        f += 2.0 * (double)n * (double)ad[a->shape.rank - (ir_node_int(h, ATTR_TA, 0) ? 2 : 1)];
-    }
-    return f;
-}
-
 static bool analyze(Fx *x)
 {
     IrShape s;
@@ -921,7 +888,8 @@ static void fx_free(Fx *x)
 /* A sibling whose outputs the last sibling's kernel writes: nothing to do. */
 static bool lower_noop(CgLower *L, const IrNode *n)
 {
-    cg_set_kernel(L, n, 1, false, 0);
+    cg_set_kernel(L, n, 1, false);
+    L->code[n->index].flops = 0;
     L->code[n->index].noop = true;
     if (!L->emit)
         return true;
@@ -999,7 +967,8 @@ static bool lower_launch(CgLower *L, const IrNode *n, int hlo, int hhi)
             total += L->member[j].extent, flops += L->member[j].flops;
             parallel = parallel && L->member[j].parallel;
         }
-    cg_set_kernel(L, n, parallel ? total : 1, parallel, flops);
+    cg_set_kernel(L, n, parallel ? total : 1, parallel);
+    L->code[n->index].flops = flops;
     if (!L->emit)
         return true;
     LLVMValueRef fn = kernel_fn(L, L->code[n->index].symbol);
@@ -1055,7 +1024,8 @@ static bool lower_run(CgLower *L, const IrNode *n, int lo, int hi)
         ok = plan_gemm(&x, x.mm[m], &g[m]);
     if (ok) {
         bool whole = x.head >= 0;
-        cg_set_kernel(L, n, whole ? 1 : fx_extent(&x), !whole, kernel_flops(&x));
+        cg_set_kernel(L, n, whole ? 1 : fx_extent(&x), !whole);
+        L->code[n->index].flops = (double)ir_cost_run_flops(L->g, lo, hi, L->binding);
         ok = !L->emit || emit(&x, g);
     }
     fx_free(&x);

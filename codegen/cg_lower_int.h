@@ -66,8 +66,9 @@ int64_t cg_buf_offset(const CgLower *L, int node);
  * place (out is n, or a sibling of n with the same operands): the body
  * must read it through out's pointer. */
 bool cg_reads_own_output(const CgLower *L, const IrNode *out, const IrNode *n, int j);
-/* Fills kind/extent/parallel of node n's code (KERNEL). */
-void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel, double flops);
+/* Fills kind/extent/parallel of node n's code (KERNEL), and its FLOPs
+ * from ir/cost.h (a fused run's are set by cg_lower_fused). */
+void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel);
 int64_t cg_numel(const CgLower *L, const IrNode *n);
 /* Fails with "codegen: %N op: MSG"; returns false. */
 bool cg_fail(CgLower *L, const IrNode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

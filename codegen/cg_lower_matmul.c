@@ -141,7 +141,7 @@ bool cg_lower_matmul(CgLower *L, const IrNode *n)
     if (mm.M > INT32_MAX || mm.N > INT32_MAX || mm.K > INT32_MAX)
         return cg_fail(L, n, "matmul dims %lld x %lld x %lld exceed the BLAS int range",
                        (long long)mm.M, (long long)mm.N, (long long)mm.K);
-    cg_set_kernel(L, n, mm.nbatch, false, 2.0 * mm.M * mm.N * mm.K * mm.nbatch);
+    cg_set_kernel(L, n, mm.nbatch, false);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
@@ -159,7 +159,7 @@ bool cg_lower_gather(CgLower *L, const IrNode *n)
 {
     const IrNode *table = n->in[0];
     int64_t V = L->dim[table->index][0], R = cg_numel(L, table) / V;
-    cg_set_kernel(L, n, cg_numel(L, n->in[1]), true, 0);
+    cg_set_kernel(L, n, cg_numel(L, n->in[1]), true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
@@ -221,7 +221,7 @@ bool cg_lower_scatter_add(CgLower *L, const IrNode *n)
 {
     int64_t V = L->dim[n->index][0], R = cg_numel(L, n) / V, I = cg_numel(L, n->in[1]);
     int64_t rows = (V + 63) / 64, extent = (V + rows - 1) / rows;
-    cg_set_kernel(L, n, extent, true, (double)I * R);
+    cg_set_kernel(L, n, extent, true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;

@@ -408,7 +408,7 @@ bool cg_lower_reduce(CgLower *L, const IrNode *n)
     }
     bool inner = r.red[r.ng - 1];
     int64_t extent = inner ? cg_numel(L, n) : groups_size(&r, false, r.ng - 1) * outer_tiles(&r);
-    cg_set_kernel(L, n, extent, true, (double)cg_numel(L, n->in[0]));
+    cg_set_kernel(L, n, extent, true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
@@ -470,7 +470,7 @@ bool cg_lower_softmax(CgLower *L, const IrNode *n)
     int64_t len = L->dim[n->index][ax], inner = 1;
     for (int d = ax + 1; d < rank; d++)
         inner *= L->dim[n->index][d];
-    cg_set_kernel(L, n, cg_numel(L, n) / len, true, 15.0 * cg_numel(L, n));
+    cg_set_kernel(L, n, cg_numel(L, n) / len, true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
@@ -533,7 +533,7 @@ static void layernorm_row(CgKernel *k, LLVMValueRef base, int64_t D, double eps)
 bool cg_lower_layernorm(CgLower *L, const IrNode *n)
 {
     int64_t D = L->dim[n->index][n->shape.rank - 1];
-    cg_set_kernel(L, n, cg_numel(L, n) / D, true, 8.0 * cg_numel(L, n));
+    cg_set_kernel(L, n, cg_numel(L, n) / D, true);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
@@ -591,7 +591,7 @@ bool cg_lower_cross_entropy(CgLower *L, const IrNode *n)
 {
     const IrNode *x = n->in[0];
     int64_t V = L->dim[x->index][x->shape.rank - 1], R = cg_numel(L, x) / V;
-    cg_set_kernel(L, n, 1, false, 15.0 * cg_numel(L, x));
+    cg_set_kernel(L, n, 1, false);
     CgKernel k;
     if (!L->emit || !cg_kernel_begin(L, n, &k))
         return true;
