@@ -32,8 +32,8 @@
 /* ---------------------------------------------------------------- fault injection */
 
 typedef struct Fault {
-    bool parsed, on, sticky;    /* sticky: write:N+ */
-    long long nth, count;
+    bool parsed, on;
+    long long nth, last, count; /* writes nth..last fail; last: nth, or LLONG_MAX (N+) */
     char match[256];
 } Fault;
 
@@ -46,14 +46,16 @@ static void fault_parse(void)
     if (!v || strncmp(v, "write:", 6))
         return;
     char *end;
-    fault.nth = strtoll(v + 6, &end, 10);
+    fault.nth = fault.last = strtoll(v + 6, &end, 10);
     if (*end == '+')
-        fault.sticky = true, end++;
+        fault.last = LLONG_MAX, end++;
+    else if (*end == '-')
+        fault.last = strtoll(end + 1, &end, 10);
     if (*end == ':')
         snprintf(fault.match, sizeof fault.match, "%s", end + 1);
     else if (*end)
         return;
-    fault.on = fault.nth > 0;
+    fault.on = fault.nth > 0 && fault.last >= fault.nth;
 }
 
 /* True when this write to `path` is one that GRADC_FAULT makes fail. */
@@ -64,7 +66,7 @@ static bool fault_hits(const char *path)
     if (!fault.on || (fault.match[0] && !strstr(path, fault.match)))
         return false;
     fault.count++;
-    return fault.count == fault.nth || (fault.sticky && fault.count > fault.nth);
+    return fault.count >= fault.nth && fault.count <= fault.last;
 }
 
 /* ---------------------------------------------------------------- the stream */

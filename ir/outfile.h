@@ -16,7 +16,8 @@
  *
  * Fault injection, for tests: GRADC_FAULT=write:N makes the Nth write(2)
  * of this writer in the process fail with ENOSPC, write:N+ every write
- * from the Nth on (a disk that stays full); a suffix :TEXT counts only the
+ * from the Nth on (a disk that stays full), write:N-M the Nth to the Mth
+ * (a disk that fills, then frees); a suffix :TEXT counts only the
  * writes to files whose path contains TEXT (write:1+:log.csv).
  *
  *   IrOutFile o;

@@ -23,9 +23,10 @@
  *
  * During the run a save that fails is retried once and then written to a
  * rescue path under $TMPDIR/gradc-rescue, which is printed; the weights stay
- * in memory and training goes on.  At the end, if no path takes the
- * checkpoint, the run waits for space (retrying every 30 s, up to
- * GRADC_SAVE_WAIT_S seconds, default 600) before it gives up.  A CSV log or
+ * in memory and training goes on; the next save that reaches the path
+ * removes the rescued file, which it makes out of date.  At the end, if no
+ * path takes the checkpoint, the run waits for space (retrying every 30 s,
+ * up to GRADC_SAVE_WAIT_S seconds, default 600) before it gives up.  A CSV log or
  * plot that cannot be written is a warning: both are rebuilt whole from the
  * history at the next evaluation, and at the end one still failing makes
  * the run exit 1 after its checkpoint is safe.
@@ -294,11 +295,10 @@ static void warn(const IrError *e, const char *then)
         fprintf(stderr, "  %s\n", then);
 }
 
-/* $TMPDIR/gradc-rescue/FOLDER-OF-CKPT-ckpt.safetensors: one file per run,
+/* BASE/gradc-rescue/FOLDER-OF-CKPT-ckpt.safetensors: one file per run,
  * replaced by the next rescue of the same run. */
-static void rescue_path(const RtTrain *t, char *dst, size_t cap)
+static void rescue_path(const RtTrain *t, const char *base, char *dst, size_t cap)
 {
-    const char *tmp = getenv("TMPDIR");
     char dir[4096], real[PATH_MAX], name[600];
     dir_of(t->ckpt_path, dir, sizeof dir);
     if (!realpath(dir, real))
@@ -307,21 +307,43 @@ static void rescue_path(const RtTrain *t, char *dst, size_t cap)
              base_of(t->ckpt_path));
     for (char *p = name; *p; p++)
         *p = *p == '/' ? '-' : *p;
-    snprintf(dst, cap, "%.1000s/gradc-rescue/%s", tmp && *tmp ? tmp : "/tmp", name);
+    snprintf(dst, cap, "%.1000s/gradc-rescue/%s", base, name);
 }
 
+/* The rescue path under $TMPDIR, else under /tmp (a $TMPDIR that is gone or
+ * full must not cost the weights). */
 static bool save_rescue(RtTrain *t, IrError *err)
 {
+    const char *tmp = getenv("TMPDIR");
+    const char *bases[2] = {tmp && *tmp ? tmp : "/tmp", "/tmp"};
     char path[4200], dir[4200];
-    rescue_path(t, path, sizeof path);
-    dir_of(path, dir, sizeof dir);
-    mkdir(dir, 0700);
-    if (!rt_train_save(t, path, err))
-        return false;
-    snprintf(t->rescued, sizeof t->rescued, "%s", path);
-    fprintf(stderr, "gradc: warning: the checkpoint of step %lld is saved to %s instead of %s\n",
-            (long long)t->step, path, t->ckpt_path);
-    return true;
+    for (int k = 0; k < 2; k++) {
+        if (k && !strcmp(bases[0], bases[1]))
+            break;
+        rescue_path(t, bases[k], path, sizeof path);
+        dir_of(path, dir, sizeof dir);
+        mkdir(dir, 0700);
+        *err = (IrError){0};
+        if (!rt_train_save(t, path, err))
+            continue;
+        if (t->rescued[0] && strcmp(t->rescued, path))
+            unlink(t->rescued);     /* an older step of this run */
+        snprintf(t->rescued, sizeof t->rescued, "%s", path);
+        fprintf(stderr, "gradc: warning: the checkpoint of step %lld is saved to %s instead "
+                "of %s\n", (long long)t->step, path, t->ckpt_path);
+        return true;
+    }
+    return false;
+}
+
+/* ckpt_path took a later step than the rescue path holds: the rescued
+ * checkpoint of this run is out of date, and may be large. */
+static void drop_rescue(RtTrain *t)
+{
+    if (t->rescued[0] && unlink(t->rescued) == 0)
+        fprintf(notes(t), "removed %s: '%s' holds a later step (%lld) now\n", t->rescued,
+                t->ckpt_path, (long long)t->step);
+    t->rescued[0] = 0;
 }
 
 /* The checkpoint at ckpt_path, else once more, else at the rescue path. */
@@ -335,7 +357,7 @@ static bool save_somewhere(RtTrain *t, IrError *err)
         ok = rt_train_save(t, t->ckpt_path, err);
     }
     if (ok) {
-        t->rescued[0] = 0;
+        drop_rescue(t);
         t->ckpt_step = t->step;
         return true;
     }

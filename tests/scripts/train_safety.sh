@@ -6,9 +6,10 @@
 #             that takes nothing, are refused before the first update;
 #   faults    GRADC_FAULT makes the checkpoint, the CSV log or the plot fail
 #             with ENOSPC mid-run: the run warns and goes on, a checkpoint is
-#             retried and then saved to a printed rescue path, the previous
-#             checkpoint stays whole, no temporary file is left, and the
-#             results equal an undisturbed run's byte for byte;
+#             retried and then saved to a printed rescue path (removed once
+#             a later save reaches the path), the previous checkpoint stays
+#             whole, no temporary file is left, and the results equal an
+#             undisturbed run's byte for byte;
 #   resume    --resume writes into the run's own folder, not runs/MODEL_NAME,
 #             and saves as often as the run did; a checkpoint of another run
 #             (or ahead of this one) is not overwritten without --force;
@@ -107,6 +108,16 @@ GRADC_FAULT=write:1:ckpt.safetensors expect "a checkpoint write fails once: trie
 check "  ... and the checkpoint equals the undisturbed run's" cmp -s once/ckpt.safetensors ref/ckpt.safetensors
 
 mkdir -p rescue
+GRADC_FAULT=write:1-2:mid/ckpt.safetensors TMPDIR=$TMP/rescue expect \
+    "a save fails twice mid-run: saved to a printed rescue path, and the run goes on" 0 \
+    "the checkpoint of step 2 is saved to $TMP/rescue/gradc-rescue/.*mid-ckpt.safetensors instead" \
+    "$GRADC" train "${M[@]}" "${R[@]}" --steps 6 --out mid --quiet
+check "  ... the next save reaches the path and removes the out-of-date rescued file" \
+    bash -c "grep -q 'removed .*mid-ckpt.safetensors: .mid/ckpt.safetensors. holds a later step (4)' \
+    '$TMP/out' && ! ls rescue/gradc-rescue | grep -q ."
+check "  ... and the run ends at the undisturbed run's checkpoint" \
+    cmp -s mid/ckpt.safetensors ref/ckpt.safetensors
+
 cp ref4/ckpt.safetensors held.safetensors
 cp -r ref4 full
 GRADC_FAULT=write:1+:full/ckpt.safetensors TMPDIR=$TMP/rescue expect \
