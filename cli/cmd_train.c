@@ -269,8 +269,9 @@ static int check_args(const TrainArgs *a)
     return -1;
 }
 
-/* With --resume, the checkpoint's settings are the defaults. */
-static int resume_defaults(int argc, char **argv, RtTrainOptions *o)
+/* With --resume, the checkpoint's settings are the defaults; *c is kept
+ * for as long as o is used (o's prompt and passes point into it). */
+static int resume_defaults(int argc, char **argv, RtTrainOptions *o, RtCkpt **c)
 {
     const char *path = NULL;
     for (int i = 1; i < argc; i++)
@@ -279,9 +280,8 @@ static int resume_defaults(int argc, char **argv, RtTrainOptions *o)
     if (!path)
         return -1;
     IrError err = {0};
-    RtCkpt *c = rt_ckpt_read(path, &err);
-    bool ok = c && rt_train_options_from_ckpt(c, o, &err);
-    rt_ckpt_free(c);
+    *c = rt_ckpt_read(path, &err);
+    bool ok = *c && rt_train_options_from_ckpt(*c, o, &err);
     return ok ? -1 : cli_fail(&err);
 }
 
@@ -291,29 +291,36 @@ static int fail(const IrError *err)
     return strncmp(err->msg, "internal", 8) ? 1 : 2;
 }
 
+static int train(TrainArgs *a)
+{
+    IrError err = {0};
+    CliTrainModel m;
+    bool ok = cli_train_model_load(&m, a->model_path, &a->model, &a->o, &err);
+    if (ok && a->determinism_steps) {
+        ok = rt_train_determinism_check(&a->o, a->determinism_steps, &err);
+    } else if (ok) {
+        signal(SIGPIPE, SIG_IGN);   /* a closed pipe on stdout must not kill the run (main.c) */
+        RtTrain *t = rt_train_new(&a->o, &err);
+        ok = t && rt_train_run(t, &err);
+        rt_train_free(t);
+    }
+    cli_train_model_free(&m);
+    return ok ? 0 : fail(&err);
+}
+
 int cmd_train(int argc, char **argv)
 {
     TrainArgs a = {.o = rt_train_defaults()};
-    int r = resume_defaults(argc, argv, &a.o);
+    RtCkpt *resumed = NULL;
+    int r = resume_defaults(argc, argv, &a.o, &resumed);
     if (r < 0)
         r = parse_args(argc, argv, &a);
     if (r < 0)
         r = check_args(&a);
     if (r < 0 && a.model_path) /* a position past its table: cmd_run.c, cli_bind */
         r = cli_check_seq(a.model_path, &a.model, a.o.batch, a.o.ctx);
-    if (r >= 0)
-        return r;
-    IrError err = {0};
-    CliTrainModel m;
-    bool ok = cli_train_model_load(&m, a.model_path, &a.model, &a.o, &err);
-    if (ok && a.determinism_steps) {
-        ok = rt_train_determinism_check(&a.o, a.determinism_steps, &err);
-    } else if (ok) {
-        signal(SIGPIPE, SIG_IGN);   /* a closed pipe on stdout must not kill the run (main.c) */
-        RtTrain *t = rt_train_new(&a.o, &err);
-        ok = t && rt_train_run(t, &err);
-        rt_train_free(t);
-    }
-    cli_train_model_free(&m);
-    return ok ? 0 : fail(&err);
+    if (r < 0)
+        r = train(&a);
+    rt_ckpt_free(resumed);
+    return r;
 }

@@ -188,9 +188,11 @@ typedef struct RtEvalPoint {
 
 typedef struct RtTrain RtTrain;
 
-/* The settings recorded in a training checkpoint (train.options and the
- * tokenizer) copied into o: what `gradc train --resume` starts from, before
- * its flags.  Leaves o as is and fills err when there are none. */
+/* The settings recorded in a training checkpoint (train.options, the
+ * tokenizer, train.prompt and train.passes) copied into o: what `gradc train
+ * --resume` starts from, before its flags.  o->prompt and o->passes then
+ * point into c, which must outlive o.  Fills err when there are none or one
+ * is not a value of its kind. */
 bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err);
 
 /* The tokenizer a checkpoint was trained with, checked before it is used

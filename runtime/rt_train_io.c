@@ -25,6 +25,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,6 +112,7 @@ static char *options_json(const RtTrain *t)
     cJSON_AddNumberToObject(j, "save_every", (double)o->save_every);   /* a resumed run saves as often */
     cJSON_AddNumberToObject(j, "sample_every", (double)o->sample_every);
     cJSON_AddNumberToObject(j, "log_every", (double)o->log_every);
+    cJSON_AddNumberToObject(j, "sample_tokens", (double)o->sample_tokens);
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -160,6 +162,10 @@ static void add_meta(RtTrain *t, RtCkptWriter *w, const char *path)
                   (long long)t->step);
     meta_owned(w, "train.options", options_json(t));
     meta_owned(w, "train.history", history_json(t));
+    if (t->o.prompt)    /* a resumed run samples as the run did */
+        rt_ckpt_meta(w, "train.prompt", t->o.prompt);
+    if (t->o.passes)
+        rt_ckpt_meta(w, "train.passes", t->o.passes);
     rt_ckpt_metaf(w, "run.id", "%016llx", (unsigned long long)t->run_id);
     meta_owned(w, "out", rt_train_out_json(t, path));
 }
@@ -297,8 +303,16 @@ bool rt_train_options_from_ckpt(const RtCkpt *c, RtTrainOptions *o, IrError *err
     if (cJSON_IsString(e))
         rt_tok_kind_parse(e->valuestring, &o->tokenizer);
     o->seed = (uint64_t)seed;
+    int64_t toks = o->sample_tokens;
+    bool ok = opt_int(c, j, "sample_tokens", &toks, err) &&
+              ((toks >= 1 && toks <= INT_MAX) || bad_option(c, "sample_tokens", "a count", err));
+    o->sample_tokens = ok ? (int)toks : o->sample_tokens;
     cJSON_Delete(j);
-    return true;
+    const char *prompt = rt_ckpt_meta_get(c, "train.prompt");
+    const char *passes = rt_ckpt_meta_get(c, "train.passes");
+    o->prompt = prompt && *prompt ? prompt : o->prompt;
+    o->passes = passes && *passes ? passes : o->passes;
+    return ok;
 }
 
 /* ---------------------------------------------------------------- tokenizer */

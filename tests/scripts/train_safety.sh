@@ -11,7 +11,7 @@
 #             whole, no temporary file is left, and the results equal an
 #             undisturbed run's byte for byte;
 #   resume    --resume writes into the run's own folder, not runs/MODEL_NAME,
-#             and saves as often as the run did; a checkpoint of another run
+#             and saves and samples as the run did; a checkpoint of another run
 #             (or ahead of this one) is not overwritten without --force;
 #   stale     PATH.tmp.PID files of dead processes are removed at the start,
 #             and the run says so;
@@ -150,6 +150,13 @@ check "  ... and no temporary file is left" no_tmp nowhere rescue
 check "  ... keeps saving every 2 steps (--save-every is a setting of the run)" \
     grep -q "saved mine/ckpt.safetensors (step 4)" resume.log
 check "  ... and equals the undisturbed run's" cmp -s mine/ckpt.safetensors ref/ckpt.safetensors
+S=(--prompt "The " --sample-tokens 5 --sample-every 2)
+"$GRADC" train "${M[@]}" "${R[@]}" "${S[@]}" --steps 4 --out sref --quiet >sref.log 2>&1
+"$GRADC" train "${M[@]}" "${R[@]}" "${S[@]}" --steps 2 --out spart --quiet >spart.log 2>&1
+"$GRADC" train --resume spart/ckpt.safetensors --steps 4 --quiet >>spart.log 2>&1
+check "  ... and samples as the run did (--prompt, --sample-tokens, --sample-every kept)" \
+    bash -c "[[ \$(grep -c '^sample: The ' sref.log) == 2 ]] && cmp -s <(grep '^sample' sref.log) \
+    <(grep '^sample' spart.log)"
 expect "another run's checkpoint is not overwritten" 1 "'mine/ckpt.safetensors' holds a checkpoint of another run" \
     "$GRADC" train "${M[@]}" --seed 7 --steps 2 --out mine --quiet
 expect "nor one of the same run that is ahead" 1 "holds step 6 of this same run, ahead of step 0" \
