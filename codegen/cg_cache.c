@@ -13,7 +13,10 @@
  * store goes through ir/outfile.c (a temp file PATH.tmp.PID in the same
  * directory, fsync'd and renamed over the final name): readers see either
  * no file or a whole one, and two processes compiling the same key race
- * harmlessly (last rename wins, both files are identical).  Cache errors are never fatal: the caller compiles.
+ * harmlessly (last rename wins, both files are identical).  A kill during a
+ * store leaves KEY.o.tmp.PID, which the first load or store of a later
+ * process removes once it is an hour old.  Cache errors are never fatal:
+ * the caller compiles.
  */
 #include "cg.h"
 #include "ir/outfile.h"
@@ -169,9 +172,21 @@ static CgCacheHeader cg_header(CgKey k, const void *obj, size_t len)
     return h;
 }
 
+/* Once a process, the temporaries of stores that a kill interrupted
+ * (KEY.o.tmp.PID, ir/outfile.c) are removed when an hour old: a store that
+ * hit its own key again would remove its own, but a key that a later run
+ * stored whole is never stored again. */
+static void cg_cache_sweep(const char *dir)
+{
+    static int swept;
+    if (dir[0] && !__atomic_exchange_n(&swept, 1, __ATOMIC_ACQ_REL))
+        ir_outfile_clean_stale_dir(dir, 3600);
+}
+
 bool cg_cache_store(const char *dir, CgKey k, const void *obj, size_t len)
 {
     char final[PATH_MAX];
+    cg_cache_sweep(dir);
     if (!cg_mkdirs(dir) || !cg_entry_path(dir, k, final, sizeof final))
         return false;
     IrOutFile o;
@@ -208,6 +223,7 @@ static void *cg_read_entry(int fd, CgKey k, CgCacheHeader *h)
 LLVMMemoryBufferRef cg_cache_load(const char *dir, CgKey k)
 {
     char path[PATH_MAX];
+    cg_cache_sweep(dir);
     if (!cg_entry_path(dir, k, path, sizeof path))
         return NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---------------------------------------------------------------- fault injection */
@@ -199,6 +200,38 @@ int ir_outfile_clean_stale(const char *path, FILE *report)
         if (report)
             fprintf(report, "removed %s: a temporary file left by process %ld, which was "
                     "stopped while writing it\n", file, pid);
+    }
+    if (d)
+        closedir(d);
+    return removed;
+}
+
+/* The PID of any NAME.tmp.PID entry, or 0. */
+static long any_tmp_pid(const char *entry)
+{
+    const char *t = NULL;
+    for (const char *p = strstr(entry, ".tmp."); p; p = strstr(p + 1, ".tmp."))
+        t = p;
+    if (!t || t == entry)
+        return 0;
+    char base[NAME_MAX + 1];
+    snprintf(base, sizeof base, "%.*s", (int)(t - entry), entry);
+    return tmp_pid(entry, base);
+}
+
+int ir_outfile_clean_stale_dir(const char *dir, double min_age_s)
+{
+    DIR *d = opendir(dir);
+    int removed = 0;
+    time_t now = time(NULL);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        long pid = any_tmp_pid(e->d_name);
+        char file[IR_PATH_MAX + 300];
+        struct stat st;
+        snprintf(file, sizeof file, "%s/%s", dir, e->d_name);
+        if (pid && pid_gone(pid) && lstat(file, &st) == 0 && S_ISREG(st.st_mode) &&
+            difftime(now, st.st_mtime) >= min_age_s && unlink(file) == 0)
+            removed++;
     }
     if (d)
         closedir(d);

@@ -67,5 +67,10 @@ bool ir_outfile_check(const char *path, const char *what, IrError *err);
  * one: nothing of ours is open yet when it is called) and, when report is
  * not NULL, prints a line on it for each.  Returns how many it removed. */
 int ir_outfile_clean_stale(const char *path, FILE *report);
+/* Removes every NAME.tmp.PID in dir (any NAME) whose process no longer
+ * runs and that was last written more than min_age_s seconds ago: a folder
+ * that many writers share, such as the object cache, where a writer on
+ * another host has a PID that this one cannot see.  Returns the count. */
+int ir_outfile_clean_stale_dir(const char *dir, double min_age_s);
 
 #endif

@@ -157,6 +157,29 @@ TEST(stale_temporaries)
         unlink(at(names[i]));
 }
 
+/* A shared folder (the object cache): any NAME.tmp.PID of a dead process,
+ * once it is old enough. */
+TEST(stale_temporaries_of_a_folder)
+{
+    CHECK(mkdir(at("cache"), 0755) == 0);
+    const char *names[] = {"cache/a.o.tmp.999999999", "cache/b.o.tmp.999999998",
+                           "cache/c.o.tmp.1", "cache/d.o", "cache/e.tmp.o.tmp.999999997"};
+    for (int i = 0; i < 5; i++)
+        close(open(at(names[i]), O_WRONLY | O_CREAT, 0644));
+    struct timespec old[2] = {{.tv_sec = 1000000000}, {.tv_sec = 1000000000}};
+    for (int i = 0; i < 5; i++)
+        if (i != 1)     /* b is fresh: a writer on another host may be at it */
+            CHECK(utimensat(AT_FDCWD, at(names[i]), old, 0) == 0);
+    CHECK(ir_outfile_clean_stale_dir(at("cache"), 3600) == 2);   /* a and e */
+    CHECK(access(at(names[0]), F_OK) != 0);
+    CHECK(access(at(names[1]), F_OK) == 0);
+    CHECK(access(at(names[2]), F_OK) == 0);     /* pid 1 runs */
+    CHECK(access(at(names[3]), F_OK) == 0);     /* not a temporary */
+    CHECK(access(at(names[4]), F_OK) != 0);
+    CHECK(ir_outfile_clean_stale_dir(at("cache"), 0) == 1);      /* b, at any age */
+    CHECK(ir_outfile_clean_stale_dir(at("nowhere"), 0) == 0);
+}
+
 /* GRADC_FAULT=write:2:faulty (set in main): the second write to a file
  * whose path holds "faulty" fails with ENOSPC; the old file stays. */
 TEST(fault_injection)
@@ -189,6 +212,7 @@ int main(void)
     RUN(errors);
     RUN(check_before_work);
     RUN(stale_temporaries);
+    RUN(stale_temporaries_of_a_folder);
     RUN(fault_injection);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
