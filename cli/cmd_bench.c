@@ -122,9 +122,12 @@ static int prepare(IrGraph *g, const FeModel *m, const BenchArgs *a, const int64
             ir_error_hint(err, "run `gradc bench` without --train to time the forward graph");
             return cli_fail(err);
         }
-        int r = cli_run_passes(g, pass_train_pipeline, binding, err);
-        if (r >= 0)
-            return r;
+        PassCtx ctx = pass_ctx_default(err);
+        ctx.binding = binding;
+        if (!pass_stage_run(g, pass_stage("grad"), true, &ctx)) {
+            ir_error_print(err, stderr);
+            return ctx.internal ? 2 : 1;
+        }
     }
     cli_make_inputs(g, m, binding, (uint64_t)a->x.seed, false, in);
     return cli_run_passes(g, a->x.passes, binding, err);

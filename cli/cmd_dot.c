@@ -3,12 +3,16 @@
  * Loads the graph like every other command (cli_load: JSON through the
  * frontend with --set overrides, .gir or - through the IR parser), brings
  * it to the asked stage and hands it to ir_dot (ir/dot.c), which collapses
- * repeated blocks unless --expand is given.  Stages follow `gradc dump`:
- * `graph` is the frontend's graph, `opt` the graph after the default pass
- * pipeline; the later stages are listed and refused with a clear message
- * until they exist.  With -o the drawing goes to FILE.tmp.PID and is
- * renamed over FILE, so a failed run never leaves half a file behind (a
- * device or FIFO is written in place: ir/outfile.c).
+ * repeated blocks unless --expand is given.  The stages are `gradc dump`'s,
+ * the table of passes/registry.c, run by the same pass_stage_run, so
+ * `gradc dot M --stage=S` draws the graph that `gradc dump M --stage=S`
+ * prints.  The stages that depend on a binding (sched, llvm, asm) run at
+ * the passes' nominal one, B=2 and T=64, which is also dump's default.  llvm
+ * and asm are code, not graphs: for them dot draws the kernel graph that
+ * codegen compiles into that code (kernels, then schedule), and says so in
+ * a comment on the first line.  With -o the drawing goes to FILE.tmp.PID
+ * and is renamed over FILE, so a failed run never leaves half a file
+ * behind (a device or FIFO is written in place: ir/outfile.c).
  */
 #include "cli.h"
 #include "passes/pass.h"
@@ -33,10 +37,14 @@ const char cmd_dot_usage[] =
     "become one box, e.g. \"trf_blocks.1 ... trf_blocks.11 (11 more blocks, same\n"
     "structure)\", with their params hidden.  --expand draws every block.\n"
     "\n"
-    "stages:\n"
+    "stages (those of gradc dump; see gradc dump --help):\n"
     "  graph     the frontend's graph, before any pass (the default)\n"
-    "  opt       after the default pass pipeline\n"
-    "  grad, kernels, sched   later stages of the pipeline (not yet available)\n"
+    "  grad      the train step as gradc train builds it\n"
+    "  opt       the primitive graph: the pipeline up to fusion\n"
+    "  kernels   opt, then fuse: fused kernels with their bodies\n"
+    "  sched     kernels, then schedule and memplan (at B=2, T=64)\n"
+    "  llvm, asm the kernel graph that codegen compiles into LLVM IR and machine\n"
+    "            code (kernels, then schedule, at B=2, T=64); gradc dump prints the code\n"
     "\n"
     "flags:\n"
     "  --set k=v        override a config value of a JSON model (repeatable)\n"
@@ -53,6 +61,7 @@ const char cmd_dot_usage[] =
 
 typedef struct DotArgs {
     const char *in, *out, *stage;
+    const PassStage *st;  /* the stage called `stage` */
     CliModelArgs model;
     IrDotOptions opt;
 } DotArgs;
@@ -91,20 +100,12 @@ static int take_arg(char **argv, int argc, int *i, DotArgs *a)
     return -1;
 }
 
-static int check_stage(const char *stage)
+/* The stage called a->stage (passes/registry.c), or an exit code. */
+static int check_stage(DotArgs *a)
 {
-    static const char *const later[] = {"grad", "kernels", "sched", "llvm", "asm"};
-    if (!strcmp(stage, "graph") || !strcmp(stage, "opt"))
-        return -1;
-    for (size_t k = 0; k < sizeof later / sizeof later[0]; k++)
-        if (!strcmp(stage, later[k])) {
-            IrError err = {0};
-            ir_error(&err, "stage '%s' is not yet available in this version of gradc", stage);
-            ir_error_hint(&err, "available stages: graph, opt");
-            return cli_fail(&err);
-        }
-    return cli_usage_error("dot", "unknown stage '%s'; stages: graph, opt, grad, kernels, sched",
-                           stage);
+    IrError err = {0};
+    a->st = pass_stage_find(a->stage, &err);
+    return a->st ? -1 : cli_fail(&err);
 }
 
 static int parse_args(int argc, char **argv, DotArgs *a)
@@ -116,7 +117,7 @@ static int parse_args(int argc, char **argv, DotArgs *a)
     }
     if (!a->in)
         return cli_usage_error("dot", "missing input: a model .json file, a .gir file or -");
-    return check_stage(a->stage);
+    return check_stage(a);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -129,24 +130,34 @@ static int write_failed(const char *path, int e)
     return cli_fail(&err);
 }
 
+/* The drawing of the stage's graph; for llvm and asm, first a comment that
+ * says which graph it is. */
+static void draw(const IrGraph *g, const DotArgs *a, FILE *f)
+{
+    if (a->st->out != PASS_OUT_IR)
+        fprintf(f, "// stage %s: the kernel graph that codegen compiles into this code; "
+                "`gradc dump --stage=%s` prints the code\n", a->st->name, a->st->name);
+    ir_dot(g, &a->opt, f);
+}
+
 /* Draws g into FILE through ir/outfile.c: atomically over a regular file,
  * in place into a device or FIFO. */
-static int write_file(const IrGraph *g, const IrDotOptions *opt, const char *path)
+static int write_file(const IrGraph *g, const DotArgs *a, const char *path)
 {
     IrError err = {0};
     IrOutFile o;
     FILE *f = ir_outfile_open(&o, path, "output", &err);
     if (!f)
         return cli_fail(&err);
-    ir_dot(g, opt, f);
+    draw(g, a, f);
     return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
 }
 
 static int write_dot(const IrGraph *g, const DotArgs *a)
 {
     if (a->out && strcmp(a->out, "-"))
-        return write_file(g, &a->opt, a->out);
-    ir_dot(g, &a->opt, stdout);
+        return write_file(g, a, a->out);
+    draw(g, a, stdout);
     if (fflush(stdout) != 0)
         return write_failed("<stdout>", errno);
     return 0;
@@ -158,7 +169,7 @@ static int run(IrGraph *g, const DotArgs *a)
 {
     IrError err = {0};
     PassCtx ctx = pass_ctx_default(&err);
-    if (!strcmp(a->stage, "opt") && !pass_run_pipeline(g, pass_default_pipeline, &ctx)) {
+    if (!pass_stage_run(g, a->st, false, &ctx)) {
         ir_error_print(&err, stderr);
         return ctx.internal ? 2 : 1;
     }

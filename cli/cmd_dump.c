@@ -1,21 +1,21 @@
 /* cmd_dump.c — `gradc dump`: the IR of a model or .gir file at a stage.
  *
- * A stage is a point of the compile pipeline (docs/cli.md, dump): `graph` is the
- * frontend's graph as built, `grad` the train-step graph (passes autodiff
- * and optimizer: loss, gradients, AdamW update; docs/autodiff.md), `opt`
- * the graph after the default pass pipeline up to fusion (the clean
- * primitive graph), `kernels` after the whole default pipeline (fused
- * kernels with their bodies; --explain says why each fused or not);
- * `llvm` and `asm` compile the `kernels` graph at a binding (--batch,
- * --seq) and print the kernels' optimized LLVM IR or machine code
- * (cli_dump_kernels in cmd_run.c); `sched` is the default pipeline with
- * schedule and memplan at the end, run at the binding of --batch, --seq
- * and --bind (default B=2, T=64): its `offset` attributes are arena
- * offsets at that binding, so a sched dump is specialized to it (the
- * runtime uses them at a binding where they are valid and plans afresh
- * otherwise).  Every stage runs its passes with that binding in the pass
- * context when it can be made.  --passes runs extra passes after the
- * stage, so any point in between can be shown.
+ * A stage is a named point of the compile pipeline, defined once with its
+ * passes in passes/registry.c (docs/passes.md, Stages): `graph` is the
+ * frontend's graph as built, `grad` the train step as `gradc train` builds
+ * it (attention, autodiff, optimizer: loss, gradients, AdamW update;
+ * docs/autodiff.md), `opt` the clean primitive graph (the pipeline up to
+ * fusion), `kernels` opt then fuse (fused kernels with their bodies;
+ * --explain says why each fused or not), `sched` kernels then schedule and
+ * memplan, run at the binding of --batch, --seq and --bind (default B=2,
+ * T=64): its `offset` attributes are arena offsets at that binding, so a
+ * sched dump is specialized to it (the runtime uses them at a binding where
+ * they are valid and plans afresh otherwise).  `llvm` and `asm` compile the
+ * graph that every compile compiles (kernels, then schedule) at that
+ * binding and print its kernels' optimized LLVM IR or machine code
+ * (cli_dump_kernels in cmd_run.c).  Every stage runs its passes with the
+ * binding in the pass context when it can be made.  --passes runs extra
+ * passes after the stage, so any point in between can be shown.
  *
  * Output goes to stdout, or with -o FILE to FILE atomically: the text is
  * written to FILE.tmp.PID, synced, and renamed over FILE, so a failed or
@@ -40,15 +40,17 @@ const char cmd_dump_usage[] =
     "Prints the IR of a model (through the JSON frontend) or of an IR text file\n"
     "at a stage of the compile pipeline.\n"
     "\n"
-    "stages:\n"
+    "stages (passes/registry.c):\n"
     "  graph     the frontend's graph, before any pass (the default)\n"
-    "  opt       after the default pass pipeline\n"
-    "  grad      the train-step graph: after the autodiff and optimizer passes\n"
-    "  kernels   after the whole default pipeline: fused kernels with their bodies\n"
-    "  sched     after the default pipeline, schedule and memplan, at --batch/--seq\n"
-    "            (default B=2, T=64): offsets are specialized to that binding\n"
-    "  llvm      optimized LLVM IR of the kernels, after the default pipeline,\n"
-    "            compiled at --batch/--seq (default B=2, T=64)\n"
+    "  grad      the train step as gradc train builds it: loss, gradients, AdamW\n"
+    "            update (passes attention,autodiff,optimizer)\n"
+    "  opt       the primitive graph: the pipeline up to fusion\n"
+    "            (attention,decompose,simplify,cse,dce)\n"
+    "  kernels   opt, then fuse: fused kernels with their bodies\n"
+    "  sched     kernels, then schedule and memplan, at --batch/--seq (default B=2,\n"
+    "            T=64): the scheduled order; offsets are specialized to that binding\n"
+    "  llvm      optimized LLVM IR of the kernels that gradc run and train compile\n"
+    "            (kernels, then schedule), at --batch/--seq (default B=2, T=64)\n"
     "  asm       machine code of the kernels (as llvm)\n"
     "\n"
     "flags:\n"
@@ -72,19 +74,9 @@ const char cmd_dump_usage[] =
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error (a pass broke the IR)\n";
 
-typedef struct DumpStage {
-    const char *name;
-    bool ready;
-} DumpStage;
-
-static const DumpStage stages[] = {
-    {"graph", true},    {"grad", true},  {"opt", true},  {"kernels", true},
-    {"sched", true},    {"llvm", true},  {"asm", true},
-};
-static const int nstages = sizeof stages / sizeof stages[0];
-
 typedef struct DumpArgs {
     const char *in, *out, *stage, *passes;
+    const PassStage *st;  /* the stage called `stage` */
     CliModelArgs model;
     PassCtx ctx;
     CliExecArgs x;        /* binding of the llvm and asm stages */
@@ -161,26 +153,12 @@ static int take_arg(char **argv, int argc, int *i, DumpArgs *a)
     return -1;
 }
 
-static const DumpStage *find_stage(const char *name)
+/* The stage called a->stage (passes/registry.c), or an exit code. */
+static int check_stage(DumpArgs *a)
 {
-    for (int i = 0; i < nstages; i++)
-        if (!strcmp(stages[i].name, name))
-            return &stages[i];
-    return NULL;
-}
-
-static int check_stage(const char *name)
-{
-    const DumpStage *s = find_stage(name);
-    if (!s)
-        return cli_usage_error("dump", "unknown stage '%s'; stages: graph, grad, opt, kernels, "
-                               "sched, llvm, asm", name);
-    if (s->ready)
-        return -1;
     IrError err = {0};
-    ir_error(&err, "stage '%s' is not yet available in this version of gradc", name);
-    ir_error_hint(&err, "available stages: graph, grad, opt, kernels, llvm, asm");
-    return cli_fail(&err);
+    a->st = pass_stage_find(a->stage, &err);
+    return a->st ? -1 : cli_fail(&err);
 }
 
 static int parse_args(int argc, char **argv, DumpArgs *a)
@@ -192,65 +170,15 @@ static int parse_args(int argc, char **argv, DumpArgs *a)
     }
     if (!a->in)
         return cli_usage_error("dump", "missing input: a model .json file, a .gir file or -");
-    return check_stage(a->stage);
+    return check_stage(a);
 }
 
 /* ---------------------------------------------------------------- the command */
-
-/* The default pipeline up to (not including) fuse: the primitive graph. */
-static const char *opt_pipeline(void)
-{
-    static char buf[256];
-    const char *p = strstr(pass_default_pipeline, "fuse");
-    size_t n = p ? (size_t)(p - pass_default_pipeline) : strlen(pass_default_pipeline);
-    while (n && pass_default_pipeline[n - 1] == ',')
-        n--;
-    snprintf(buf, sizeof buf, "%.*s", (int)n, pass_default_pipeline);
-    return buf;
-}
-
-/* The primitive graph, then fuse (whether or not the default pipeline
- * fuses yet). */
-static const char *kernels_pipeline(void)
-{
-    static char buf[300];
-    const char *opt = opt_pipeline();
-    snprintf(buf, sizeof buf, "%s%sfuse", opt, *opt ? "," : "");
-    return buf;
-}
-
-/* The default pipeline, then schedule (unless it has it) and memplan. */
-static const char *sched_pipeline(void)
-{
-    static char buf[300];
-    const char *d = pass_default_pipeline;
-    snprintf(buf, sizeof buf, "%s%s%s%smemplan", d, *d ? "," : "",
-             strstr(d, "schedule") ? "" : "schedule", strstr(d, "schedule") ? "" : ",");
-    return buf;
-}
-
-static const char *stage_pipeline(const char *stage)
-{
-    if (!strcmp(stage, "sched"))
-        return sched_pipeline();
-    if (!strcmp(stage, "graph"))
-        return "";
-    if (!strcmp(stage, "grad"))
-        return "autodiff,optimizer";
-    if (!strcmp(stage, "opt"))
-        return opt_pipeline();
-    return strcmp(stage, "kernels") ? pass_default_pipeline : kernels_pipeline();
-}
 
 static int pass_failed(const PassCtx *ctx)
 {
     ir_error_print(ctx->err, stderr);
     return ctx->internal ? 2 : 1;
-}
-
-static bool needs_binding(const char *stage)
-{
-    return !strcmp(stage, "sched") || !strcmp(stage, "llvm") || !strcmp(stage, "asm");
 }
 
 static int run(IrGraph *g, DumpArgs *a)
@@ -259,13 +187,12 @@ static int run(IrGraph *g, DumpArgs *a)
     IrError berr = {0};
     if (cli_bind(g, a->fe, &a->x.bind, binding, &berr))
         a->ctx.binding = binding;
-    else if (needs_binding(a->stage))
+    else if (a->st->binding)
         return cli_fail(&berr);
-    if (!pass_run_pipeline(g, stage_pipeline(a->stage), &a->ctx) ||
-        !pass_run_pipeline(g, a->passes, &a->ctx))
+    if (!pass_stage_run(g, a->st, false, &a->ctx) || !pass_run_pipeline(g, a->passes, &a->ctx))
         return pass_failed(&a->ctx);
-    if (!strcmp(a->stage, "llvm") || !strcmp(a->stage, "asm"))
-        return cli_dump_kernels(g, a->fe, &a->x, !strcmp(a->stage, "asm"), a->out);
+    if (a->st->out != PASS_OUT_IR)
+        return cli_dump_kernels(g, a->fe, &a->x, a->st->out == PASS_OUT_ASM, a->out);
     return cli_write_ir(g, a->out);
 }
 

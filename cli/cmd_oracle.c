@@ -394,7 +394,7 @@ static int make_train_step(IrGraph *g, const OracleArgs *a, IrError *err)
     ctx.train.beta1 = a->beta1;
     ctx.train.beta2 = a->beta2;
     ctx.train.eps = a->eps;
-    if (!pass_run_pipeline(g, pass_train_pipeline, &ctx)) {
+    if (!pass_stage_run(g, pass_stage("grad"), true, &ctx)) {
         ir_error_print(err, stderr);
         return ctx.internal ? 2 : 1;
     }

@@ -366,29 +366,23 @@ static int print_summary(const IrGraph *g, const int64_t *binding, IrError *err)
 
 /* ---------------------------------------------------------------- the command */
 
-/* The default pipeline, then memplan. */
-static const char *default_pipeline(void)
-{
-    static char buf[512];
-    if (strstr(pass_default_pipeline, "memplan"))
-        return pass_default_pipeline;
-    snprintf(buf, sizeof buf, "%s%smemplan", pass_default_pipeline,
-             *pass_default_pipeline ? "," : "");
-    return buf;
-}
-
 static int plan_graph(IrGraph *g, const FeModel *m, const PlanArgs *a, IrError *err)
 {
     int64_t binding[IR_MAX_SYMS] = {0};
     PassCtx ctx = pass_ctx_default(err);
     ctx.explain = a->explain;
-    const char *pipeline = a->x.passes ? a->x.passes : default_pipeline();
-    if (!pass_check_pipeline(pipeline, &ctx))
-        return cli_fail(err);
-    char train[1024]; /* a train step's rows start at the model: its own passes first */
-    snprintf(train, sizeof train, "%s%s%s", pass_train_pipeline, *pipeline ? "," : "", pipeline);
-    if (a->train)
-        pipeline = train;
+    /* the sched stage's passes (the compile's, then memplan), or --passes after
+     * the grad stage's when a->train: a train step's rows start at the model */
+    const char *pipeline = pass_stage_pipeline(pass_stage("sched"), a->train);
+    char custom[1024];
+    if (a->x.passes) {
+        if (!pass_check_pipeline(a->x.passes, &ctx))
+            return cli_fail(err);
+        const char *grad = pass_stage_pipeline(pass_stage("grad"), true);
+        snprintf(custom, sizeof custom, "%s%s%s", a->train ? grad : "",
+                 a->train && *a->x.passes ? "," : "", a->x.passes);
+        pipeline = custom;
+    }
     if (!cli_bind(g, m, &a->x.bind, binding, err))
         return cli_fail(err);
     ctx.binding = binding;

@@ -449,14 +449,15 @@ double cli_now_ms(void)
     return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
 }
 
-/* Runs the pass pipeline (passes, else the default) with the binding the
- * graph will run at (NULL: the passes' nominal one), so that schedule and
- * memplan weigh the real sizes; returns an exit code or -1 to go on. */
+/* Runs the pass pipeline (passes, else the llvm stage's: the graph that
+ * codegen compiles) with the binding the graph will run at (NULL: the
+ * passes' nominal one), so that schedule and memplan weigh the real sizes;
+ * returns an exit code or -1 to go on. */
 int cli_run_passes(IrGraph *g, const char *passes, const int64_t *binding, IrError *err)
 {
     PassCtx ctx = pass_ctx_default(err);
     ctx.binding = binding;
-    if (pass_run_pipeline(g, passes ? passes : pass_default_pipeline, &ctx))
+    if (pass_run_compile(g, passes, false, &ctx))
         return -1;
     ir_error_print(err, stderr);
     return ctx.internal ? 2 : 1;

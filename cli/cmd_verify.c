@@ -170,8 +170,9 @@ static int pass_failed(const PassCtx *ctx)
 }
 
 /* A train step: the reference's is autodiff and optimizer, nothing else;
- * the compiled one's is pass_train_pipeline, which also rewrites causal
- * attention into its own op first, so the check covers that rewrite. */
+ * the compiled one's is the grad stage's (passes/registry.c, as gradc
+ * train builds it), which also rewrites causal attention into its own op
+ * first, so the check covers that rewrite. */
 static int make_train_step(IrGraph *g, const char *pipeline, IrError *err)
 {
     if (!pass_lookup("autodiff") || !pass_lookup("optimizer")) {
@@ -189,7 +190,7 @@ static int make_graphs(Verify *v, IrError *err)
     v->jit = ir_graph_clone(v->ref);
     int r = v->a->train ? make_train_step(v->ref, "autodiff,optimizer", err) : -1;
     if (r < 0 && v->a->train)
-        r = make_train_step(v->jit, pass_train_pipeline, err);
+        r = make_train_step(v->jit, pass_stage("grad")->train, err);
     if (r >= 0)
         return r;
     if (!cli_bind(v->ref, v->model, &v->a->x.bind, v->binding, err))
@@ -466,7 +467,7 @@ static void print_header(const Verify *v)
     cli_print_binding(v->ref, v->binding, stdout);
     printf("  seed %lld\n", v->a->x.seed);
     printf("compiled: %d nodes after `%s`; reference: %d nodes, unoptimized\n",
-           v->jit->nnodes, v->a->x.passes ? v->a->x.passes : pass_default_pipeline,
+           v->jit->nnodes, v->a->x.passes ? v->a->x.passes : pass_stage("llvm")->forward,
            v->ref->nnodes);
     cli_print_exec(v->ex, stdout);
 }

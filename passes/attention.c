@@ -29,8 +29,8 @@
  * (+ concat(bq, bk, bv)): one sgemm forward, and in the backward one sgemm
  * for dx and one for the stacked weight gradient.
  *
- * The pass runs on the forward graph, before autodiff (the train step's
- * pipeline is pass_train_pipeline: attention,autodiff,optimizer), while
+ * The pass runs on the forward graph, before autodiff (the grad stage's
+ * pipeline, passes/registry.c: attention,autodiff,optimizer), while
  * softmax and causal_mask are still composites.  With --explain each
  * rewrite and each refusal is a `// attention:` line; refusals carry a
  * reason code (value-needed, not-causal, scale, layout, dropout) and the

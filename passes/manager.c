@@ -16,9 +16,14 @@
  * bug in that pass: the error names it and ctx->internal is set, so the CLI
  * can exit 2 rather than blame the user's input.  The input itself is
  * verified once before the first pass, so the blame lands on the right side.
+ *
+ * The stages (registry.c) are looked up here too: a stage is a name for a
+ * pipeline, run by the same pass_run_pipeline.
  */
 #include "pass.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PASS_NAME_MAX 64
@@ -89,6 +94,75 @@ const char *pass_nearest(const char *name)
         }
     }
     return best;
+}
+
+/* ---------------------------------------------------------------- stages */
+
+const PassStage *pass_stage_lookup(const char *name)
+{
+    for (int i = 0; i < pass_stage_count; i++)
+        if (!strcmp(pass_stages[i].name, name))
+            return &pass_stages[i];
+    return NULL;
+}
+
+const char *pass_stage_names(void)
+{
+    static char buf[256];
+    size_t len = 0;
+    for (int i = 0; i < pass_stage_count && len < sizeof buf; i++)
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%s", i ? ", " : "",
+                                pass_stages[i].name);
+    return buf;
+}
+
+const PassStage *pass_stage_find(const char *name, IrError *err)
+{
+    const PassStage *s = pass_stage_lookup(name);
+    if (s)
+        return s;
+    const char *best = pass_stages[0].name;
+    int bestd = 1 << 30;
+    for (int i = 0; i < pass_stage_count; i++) {
+        int d = edit_distance(name, pass_stages[i].name);
+        if (d < bestd) {
+            bestd = d;
+            best = pass_stages[i].name;
+        }
+    }
+    ir_error(err, "unknown stage '%.200s'; stages: %s", name, pass_stage_names());
+    ir_error_hint(err, "did you mean '%s'?", best);
+    return NULL;
+}
+
+const PassStage *pass_stage(const char *name)
+{
+    const PassStage *s = pass_stage_lookup(name);
+    if (!s) {
+        fprintf(stderr, "gradc: internal error: no stage '%s' in passes/registry.c\n", name);
+        abort();
+    }
+    return s;
+}
+
+const char *pass_stage_pipeline(const PassStage *s, bool train)
+{
+    return train ? s->train : s->forward;
+}
+
+bool pass_stage_run(IrGraph *g, const PassStage *s, bool train, PassCtx *ctx)
+{
+    return pass_run_pipeline(g, pass_stage_pipeline(s, train), ctx);
+}
+
+bool pass_run_compile(IrGraph *g, const char *passes, bool train, PassCtx *ctx)
+{
+    if (!passes)
+        return pass_stage_run(g, pass_stage("llvm"), train, ctx);
+    if (!pass_check_pipeline(passes, ctx))
+        return false;
+    return (!train || pass_stage_run(g, pass_stage("grad"), true, ctx)) &&
+           pass_run_pipeline(g, passes, ctx);
 }
 
 /* "autodiff, cse, dce" */

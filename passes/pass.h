@@ -60,10 +60,54 @@ typedef struct PassInfo {
 extern const PassInfo pass_registry[];
 extern const int pass_count;
 
-/* The default pipelines, as strings (docs/passes.md). */
-extern const char *const pass_default_pipeline;
-/* Model -> train step: "attention,autodiff,optimizer" (registry.c). */
-extern const char *const pass_train_pipeline;
+/* ---------------------------------------------------------------- stages
+ * The named points of the pipeline (registry.c, docs/passes.md "Stages"),
+ * in pipeline order: graph, grad, opt, kernels, sched, llvm, asm.  A stage
+ * is reached from the model's graph by its pipeline: `forward` for the
+ * model itself, `train` for its train step, which runs the grad stage's
+ * passes first (grad comes between graph and opt; graph and grad are the
+ * same in both).  llvm and asm are codegen's output for the graph of their
+ * pipeline, the graph that every compile compiles:
+ *
+ *     const PassStage *s = pass_stage_find(name, &err);    // user input
+ *     if (!s || !pass_stage_run(g, s, train, &ctx)) ...
+ *     pass_stage_run(g, pass_stage("kernels"), false, &ctx); // gradc's own
+ */
+typedef enum PassStageOut {
+    PASS_OUT_IR,         /* the stage is a graph */
+    PASS_OUT_LLVM,       /* the optimized LLVM IR of the stage graph's kernels */
+    PASS_OUT_ASM,        /* their machine code */
+} PassStageOut;
+
+typedef struct PassStage {
+    const char *name;
+    const char *desc;      /* one line, for help texts */
+    const char *forward;   /* the pipeline from the model's graph to the stage */
+    const char *train;     /* the same for the model's train step */
+    PassStageOut out;
+    bool binding;          /* specialized to the binding in the pass context (sched, llvm, asm) */
+} PassStage;
+
+extern const PassStage pass_stages[];
+extern const int pass_stage_count;
+
+/* The stage called name, or NULL. */
+const PassStage *pass_stage_lookup(const char *name);
+/* The same for a name from the user: NULL after an error in err that lists
+ * the stages and suggests the nearest. */
+const PassStage *pass_stage_find(const char *name, IrError *err);
+/* The stage called name, which must exist (a name in gradc's own code). */
+const PassStage *pass_stage(const char *name);
+/* "graph, grad, opt, kernels, sched, llvm, asm", for messages. */
+const char *pass_stage_names(void);
+/* s's pipeline: s->train when train, else s->forward. */
+const char *pass_stage_pipeline(const PassStage *s, bool train);
+/* Runs s's pipeline on the model's graph g. */
+bool pass_stage_run(IrGraph *g, const PassStage *s, bool train, PassCtx *ctx);
+/* The passes of a compile (gradc run, verify, bench, train): the pipeline
+ * of the llvm stage, or with passes != NULL the pipeline `passes` in place
+ * of its forward part (after the grad stage's when train). */
+bool pass_run_compile(IrGraph *g, const char *passes, bool train, PassCtx *ctx);
 
 PassCtx pass_ctx_default(IrError *err);
 /* NULL when no pass has that name. */

@@ -1,9 +1,15 @@
-/* registry.c — the table of passes and the default pipeline.
+/* registry.c — the table of passes and the table of stages.
  *
  * Registering a pass is one row here (plus its entry point in pass.h).  The
  * rows follow the order of the catalogue in docs/passes.md, which is also
  * the order in which a train-step compile runs them.  The CLI's help, the
  * "unknown pass" errors and the --print-after checks all read this table.
+ *
+ * The stages (graph, grad, opt, kernels, sched, llvm, asm) are the other
+ * table: every pipeline gradc runs on its own is a stage's, and every
+ * command and test that needs one asks for the stage by name (pass_stage,
+ * pass_stage_find), so that `dump`, `dot`, `plan`, the compiles and the
+ * tests cannot drift apart.
  */
 #include "pass.h"
 
@@ -31,24 +37,57 @@ const PassInfo pass_registry[] = {
 
 const int pass_count = sizeof pass_registry / sizeof pass_registry[0];
 
-/* What compiles run (gradc run, verify, bench, train) and, up to fuse,
- * what `gradc dump --stage=opt` shows; --stage=kernels shows all of it.
- * Later issues grow it to the full train-step pipeline, in this order:
- *     autodiff,decompose,simplify,cse,dce,fuse,schedule,memplan
- * (autodiff and the optimizer first, fusion and memory planning last).
- * decompose and simplify joined it together with fuse: without fusion
- * every primitive of a decomposed composite is a kernel of its own (gpt-mini
- * forward, 2 layers: 60 kernels with cse,dce, where codegen lowers the
- * composites whole; 144 with decompose,simplify,cse,dce), and fuse rebuilds
- * the composites' kernels and more from the primitives (26 kernels).
- * schedule orders the kernels for a low peak of live bytes, at the nominal
- * binding B=2, T=64 (compiles bind later); memplan is not in it, because
- * its offsets are numbers at one binding: the runtime plans its arena with
- * memplan's planner at its own binding, and `gradc plan` and
- * `dump --stage=sched` run memplan at theirs. */
-const char *const pass_default_pipeline = "attention,decompose,simplify,cse,dce,fuse,schedule";
-
-/* What turns a model into its train step, before the pipeline above: the
+/* ---------------------------------------------------------------- stages
+ *
+ * The stages are the points of the pipeline that the CLI names (dump, dot,
+ * plan) and that the compiles run to, each defined here once by the passes
+ * that lead to it from the model's graph.  Each pipeline is the one before
+ * it plus a step, so a stage is always a later point of the same pipeline:
+ *
+ *   OPT      the primitive graph.  attention comes first so that the
+ *            causal attention chains become one op before decompose would
+ *            take their softmax apart.
+ *   KERNELS  + fuse.  decompose and simplify joined the pipeline together
+ *            with fuse: without fusion every primitive of a decomposed
+ *            composite is a kernel of its own (gpt-mini forward, 2 layers:
+ *            60 kernels with cse,dce, where codegen lowers the composites
+ *            whole; 144 with decompose,simplify,cse,dce), and fuse rebuilds
+ *            the composites' kernels and more from the primitives (26).
+ *   COMPILE  + schedule, which orders the kernels for a low peak of live
+ *            bytes at the binding in the pass context (nominal B=2, T=64).
+ *            This is the graph that codegen compiles (gradc run, verify,
+ *            bench, train; the llvm and asm stages).  memplan is not in it:
+ *            its offsets are numbers at one binding, and the runtime plans
+ *            its arena with memplan's planner at the binding it runs at.
+ *   SCHED    + memplan, at the binding in the pass context (dump --stage=sched
+ *            and plan pass theirs): the arena offsets in the graph.
+ *
+ * The train step (the grad stage) comes between graph and opt: a train
+ * compile runs TRAIN and then the forward pipeline of its stage.  The
  * attention rewrite must come before autodiff, so that the backward is the
- * causal_attention_grad op rather than the T x T primitives' gradients. */
-const char *const pass_train_pipeline = "attention,autodiff,optimizer";
+ * causal_attention_grad op rather than the T x T primitives' gradients; the
+ * second `attention` of a train pipeline finds nothing left to rewrite.
+ */
+#define TRAIN "attention,autodiff,optimizer"
+#define OPT "attention,decompose,simplify,cse,dce"
+#define KERNELS OPT ",fuse"
+#define COMPILE KERNELS ",schedule"
+#define SCHED COMPILE ",memplan"
+
+const PassStage pass_stages[] = {
+    {"graph", "the frontend's graph, before any pass", "", "", PASS_OUT_IR, false},
+    {"grad", "the train step: loss, gradients and AdamW update (" TRAIN ")", TRAIN, TRAIN,
+     PASS_OUT_IR, false},
+    {"opt", "the primitive graph: the pipeline up to fusion (" OPT ")", OPT, TRAIN "," OPT,
+     PASS_OUT_IR, false},
+    {"kernels", "fused kernels with their bodies (opt, then fuse)", KERNELS, TRAIN "," KERNELS,
+     PASS_OUT_IR, false},
+    {"sched", "the kernels in their scheduled order with arena offsets (kernels, then schedule "
+     "and memplan, at a binding)", SCHED, TRAIN "," SCHED, PASS_OUT_IR, true},
+    {"llvm", "the optimized LLVM IR of the kernels that codegen compiles (kernels, then "
+     "schedule, at a binding)", COMPILE, TRAIN "," COMPILE, PASS_OUT_LLVM, true},
+    {"asm", "the machine code of the kernels (as llvm)", COMPILE, TRAIN "," COMPILE,
+     PASS_OUT_ASM, true},
+};
+
+const int pass_stage_count = sizeof pass_stages / sizeof pass_stages[0];

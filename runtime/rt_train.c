@@ -213,12 +213,6 @@ static PassCtx train_ctx(const RtTrainOptions *o, IrError *err)
     return ctx;
 }
 
-static bool run_pipeline(IrGraph *g, const char *passes, PassCtx *ctx)
-{
-    const char *p = passes ? passes : pass_default_pipeline;
-    return !*p || pass_run_pipeline(g, p, ctx);
-}
-
 /* The forward with dropout off and the mean cross-entropy as its only
  * output "loss": inputs idx and targets [B,T] (i32, -100 ignored). */
 static IrGraph *eval_graph(const IrGraph *model, IrError *err)
@@ -280,13 +274,13 @@ static bool build_graphs(RtTrain *t, IrError *err)
     if (!bind(t, t->train_g, err))
         return false;
     ctx.binding = t->binding;
-    if (!pass_run_pipeline(t->train_g, pass_train_pipeline, &ctx) ||
-        !run_pipeline(t->train_g, t->o.passes, &ctx))
+    if (!pass_run_compile(t->train_g, t->o.passes, true, &ctx))
         return false;
     t->eval_g = eval_graph(t->model, err);
     PassCtx ectx = pass_ctx_default(err);
     ectx.binding = t->binding;
-    return t->eval_g && bind(t, t->eval_g, err) && run_pipeline(t->eval_g, t->o.passes, &ectx);
+    return t->eval_g && bind(t, t->eval_g, err) &&
+           pass_run_compile(t->eval_g, t->o.passes, false, &ectx);
 }
 
 /* ---------------------------------------------------------------- programs */

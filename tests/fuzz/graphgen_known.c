@@ -64,8 +64,7 @@ static IrGraph *compiled(const IrGraph *g, const GgRun *run, int64_t *binding)
         binding[s] = !strcmp(c->sym[s], "B") ? run->bind.batch : run->bind.seq;
     PassCtx ctx = pass_ctx_default(&err);
     ctx.binding = binding;
-    bool ok = !run->train || pass_run_pipeline(c, pass_train_pipeline, &ctx);
-    if (ok && pass_run_pipeline(c, pass_default_pipeline, &ctx))
+    if (pass_run_compile(c, NULL, run->train, &ctx))
         return c;
     ir_graph_free(c);
     return NULL;

@@ -71,7 +71,105 @@ TEST(lookup)
     for (int i = 0; i < pass_count; i++)
         CHECK(pass_registry[i].desc && pass_registry[i].desc[0]);
     IrGraph *g = ir_graph_new("empty");
-    CHECK(run(g, pass_default_pipeline));
+    CHECK(run(g, pass_stage("llvm")->forward));
+    ir_graph_free(g);
+}
+
+/* ---------------------------------------------------------------- stages */
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    return !strncmp(s, prefix, strlen(prefix));
+}
+
+/* The stages of issue 14, in pipeline order, each with valid pipelines. */
+TEST(stage_table)
+{
+    static const char *const names[] = {"graph", "grad", "opt", "kernels", "sched", "llvm", "asm"};
+    CHECK(pass_stage_count == (int)(sizeof names / sizeof names[0]));
+    IrError err = {0};
+    PassCtx ctx = pass_ctx_default(&err);
+    for (int i = 0; i < pass_stage_count && i < (int)(sizeof names / sizeof names[0]); i++) {
+        const PassStage *st = &pass_stages[i];
+        CHECK_STR(st->name, names[i]);
+        CHECK(pass_stage_lookup(names[i]) == st && pass_stage(names[i]) == st);
+        CHECK(st->desc && st->desc[0]);
+        CHECK(pass_check_pipeline(st->forward, &ctx) && pass_check_pipeline(st->train, &ctx));
+        CHECK(pass_stage_pipeline(st, false) == st->forward);
+        CHECK(pass_stage_pipeline(st, true) == st->train);
+        CHECK(strstr(pass_stage_names(), names[i]) != NULL);
+    }
+    CHECK(!pass_stage_lookup("") && !pass_stage_lookup("kernel"));
+}
+
+/* Each stage is a later point of one pipeline, and a train step runs the
+ * grad stage's passes (attention before autodiff) before the forward ones. */
+TEST(stage_pipelines)
+{
+    const PassStage *graph = pass_stage("graph"), *grad = pass_stage("grad");
+    const PassStage *opt = pass_stage("opt"), *kernels = pass_stage("kernels");
+    const PassStage *sched = pass_stage("sched"), *llvm = pass_stage("llvm");
+    CHECK_STR(graph->forward, "");
+    CHECK_STR(graph->train, "");
+    CHECK_STR(grad->forward, grad->train);
+    const char *att = strstr(grad->train, "attention"), *ad = strstr(grad->train, "autodiff");
+    CHECK(att && ad && att < ad && strstr(grad->train, "optimizer"));
+    CHECK(!strstr(opt->forward, "fuse") && strstr(kernels->forward, "fuse"));
+    CHECK(starts_with(kernels->forward, opt->forward));
+    CHECK(starts_with(llvm->forward, kernels->forward) && strstr(llvm->forward, "schedule"));
+    CHECK(starts_with(sched->forward, llvm->forward) && strstr(sched->forward, "memplan"));
+    CHECK(!strstr(llvm->forward, "memplan"));
+    CHECK_STR(pass_stage("asm")->forward, llvm->forward);
+    CHECK(llvm->out == PASS_OUT_LLVM && pass_stage("asm")->out == PASS_OUT_ASM);
+    CHECK(kernels->out == PASS_OUT_IR && !kernels->binding && sched->binding);
+    for (int i = 2; i < pass_stage_count; i++) {
+        const PassStage *st = &pass_stages[i];
+        char want[512];
+        snprintf(want, sizeof want, "%s,%s", grad->train, st->forward);
+        CHECK_STR(st->train, want);
+    }
+    /* test_lower's fused train step (kernels, train) is the start of the
+     * pipeline that gradc train runs (pass_run_compile: llvm, train) */
+    CHECK(starts_with(llvm->train, kernels->train) && starts_with(kernels->train, grad->train));
+}
+
+/* A typo lists the stages and suggests the nearest. */
+TEST(stage_unknown)
+{
+    IrError err = {0};
+    CHECK(pass_stage_find("kernel", &err) == NULL);
+    CHECK(strstr(err.msg, "unknown stage 'kernel'") != NULL);
+    for (int i = 0; i < pass_stage_count; i++)
+        CHECK(strstr(err.msg, pass_stages[i].name) != NULL);
+    CHECK(strstr(err.hint, "'kernels'") != NULL);
+    IrError err2 = {0};
+    CHECK(pass_stage_find("sced", &err2) == NULL && strstr(err2.hint, "'sched'"));
+    IrError ok = {0};
+    CHECK(pass_stage_find("opt", &ok) == pass_stage("opt") && !ok.set);
+}
+
+/* pass_run_compile runs the llvm stage, or --passes in place of its forward
+ * part, and checks --passes before it runs anything. */
+TEST(run_compile)
+{
+    IrError err = {0};
+    PassCtx ctx = pass_ctx_default(&err);
+    IrGraph *g = ir_parse("graph g() {\n %x = input : f32[4] @x\n %e = exp %x : f32[4]\n"
+                          " %a = neg %e : f32[4]\n %b = neg %e : f32[4]\n return a=%a, b=%b\n}\n",
+                          "t", &err);
+    CHECK(g != NULL);
+    if (!g)
+        return;
+    CHECK(!pass_run_compile(g, "cse,dcee", true, &ctx) && strstr(err.msg, "dcee"));
+    CHECK(g->nnodes == 4); /* nothing ran: no train step half-built */
+    IrError err2 = {0};
+    PassCtx ctx2 = pass_ctx_default(&err2);
+    CHECK(pass_run_compile(g, "cse", false, &ctx2) && g->nnodes == 3);
+    CHECK(pass_run_compile(g, NULL, false, &ctx2));
+    int fused = 0;
+    for (int i = 0; i < g->nnodes; i++)
+        fused += g->nodes[i]->op == OP_FUSED;
+    CHECK(fused == 1);
     ir_graph_free(g);
 }
 
@@ -489,6 +587,10 @@ int main(void)
 {
     RUN(ctx_defaults);
     RUN(lookup);
+    RUN(stage_table);
+    RUN(stage_pipelines);
+    RUN(stage_unknown);
+    RUN(run_compile);
     RUN(dce_dead_chain);
     RUN(dce_keeps_unused_interface);
     RUN(dce_nothing_to_do);

@@ -839,7 +839,7 @@ static void check_attention_step(const IrGraph *g, const int64_t *bind, const Fi
                                  const char *path)
 {
     IrGraph *t0 = ir_graph_clone(g), *t1 = ir_graph_clone(g);
-    bool ok = run(t0, "autodiff,optimizer") && run(t1, pass_train_pipeline);
+    bool ok = run(t0, "autodiff,optimizer") && run(t1, pass_stage("grad")->train);
     CHECK(ok);
     CHECK(count_op(t1, OP_CAUSAL_ATTENTION_GRAD) == count_attention(t1));
     IrInterp *a = ok ? eval(t0, bind, f) : NULL, *b = ok ? eval(t1, bind, f) : NULL;
