@@ -1,13 +1,14 @@
 /* alloc.c — checked allocation: ir_malloc, ir_calloc, ir_realloc.
  *
- * The heap allocations of the compiler's passes (schedule, memplan) are
- * plain arrays sized by the graph; there is nothing useful to do when one
- * fails but to stop with a message.  These wrappers do that, naming the
- * call site (the macros in ir.h pass __FILE__ and __LINE__, as QBE's
- * emalloc and llm.c's mallocCheck do) and the bytes asked for, and exit
- * with status 1: a machine out of memory is not a bug in gradc, so it is
- * not an IR_ASSERT.  A request of zero bytes returns a unique pointer, so
- * that NULL always means failure.  Graph nodes use the arena (arena.c).
+ * The heap allocations of the compiler (the arena's blocks, the passes'
+ * arrays sized by the graph: schedule, memplan, fuse, the Graphviz writer)
+ * have nothing useful to do when one fails but to stop with a message.
+ * These wrappers do that, naming the call site (the macros in ir.h pass
+ * __FILE__ and __LINE__, as QBE's emalloc and llm.c's mallocCheck do) and
+ * the bytes asked for, and exit with status 1: a machine out of memory is
+ * not a bug in gradc, so it is not an IR_ASSERT.  A request of zero bytes
+ * returns a unique pointer (of one element, for ir_calloc), so that NULL
+ * always means failure.
  */
 #include "ir.h"
 
@@ -35,7 +36,7 @@ void *ir_calloc_at(size_t count, size_t size, const char *file, int line)
 {
     if (size && count > (size_t)-1 / size)
         out_of_memory((size_t)-1, file, line);
-    void *p = calloc(count && size ? count : 1, count && size ? size : 1);
+    void *p = calloc(count ? count : 1, size ? size : 1);
     if (!p)
         out_of_memory(count * size, file, line);
     return p;

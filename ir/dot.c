@@ -48,13 +48,6 @@ typedef struct Dot {
     int nseen, seencap;
 } Dot;
 
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n ? n : 1);
-    IR_ASSERT(p);
-    return p;
-}
-
 /* ---------------------------------------------------------------- blocks */
 
 /* "trf_blocks.3.att.scores" -> prefix length 10, instance 3, rest at 13. */
@@ -81,7 +74,7 @@ static int group_of(Dot *d, const char *prefix, int plen)
     for (int i = 0; i < d->ngrp; i++)
         if (d->grp[i].plen == plen && !strncmp(d->grp[i].prefix, prefix, plen))
             return i;
-    d->grp = xrealloc(d->grp, (d->ngrp + 1) * sizeof *d->grp);
+    d->grp = ir_realloc(d->grp, (d->ngrp + 1) * sizeof *d->grp);
     d->grp[d->ngrp] = (Group){prefix, plen, NULL, 0, 0};
     return d->ngrp++;
 }
@@ -96,7 +89,7 @@ static void add_instance(Group *gp, long n)
         return;
     if (gp->ninst == gp->cap) {
         gp->cap = gp->cap ? 2 * gp->cap : 16;
-        gp->inst = xrealloc(gp->inst, gp->cap * sizeof *gp->inst);
+        gp->inst = ir_realloc(gp->inst, gp->cap * sizeof *gp->inst);
     }
     memmove(gp->inst + k + 1, gp->inst + k, (gp->ninst - k) * sizeof *gp->inst);
     gp->inst[k] = n;
@@ -147,7 +140,7 @@ static Block operand_block(const Dot *d, const IrNode *n)
 static void inherit_ops(Dot *d)
 {
     int nn = d->g->nnodes;
-    Block *cand = xrealloc(NULL, nn * sizeof *cand);
+    Block *cand = ir_realloc(NULL, nn * sizeof *cand);
     bool *used_inside = calloc(nn ? nn : 1, sizeof *used_inside);
     IR_ASSERT(used_inside);
     for (int i = 0; i < nn; i++)
@@ -359,7 +352,7 @@ static bool first_time(Dot *d, int from, int to)
             return false;
     if (d->nseen == d->seencap) {
         d->seencap = d->seencap ? 2 * d->seencap : 64;
-        d->seen = xrealloc(d->seen, d->seencap * sizeof *d->seen);
+        d->seen = ir_realloc(d->seen, d->seencap * sizeof *d->seen);
     }
     d->seen[d->nseen][0] = from;
     d->seen[d->nseen++][1] = to;
@@ -411,7 +404,7 @@ void ir_dot(const IrGraph *g, const IrDotOptions *opt, FILE *f)
     Dot d = {g, f, opt && opt->expand, NULL, NULL, 0, NULL, 0, 0};
     for (int i = 0; i < g->nnodes; i++) /* edges are found by node index */
         IR_ASSERT(g->nodes[i]->index == i);
-    d.blk = xrealloc(NULL, g->nnodes * sizeof *d.blk);
+    d.blk = ir_realloc(NULL, g->nnodes * sizeof *d.blk);
     assign_named(&d);
     inherit_ops(&d);
     inherit_sources(&d);

@@ -51,13 +51,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    IR_ASSERT(p);
-    return p;
-}
-
 /* ---------------------------------------------------------------- node classes */
 
 bool fuse_is_source(const IrNode *n)
@@ -104,14 +97,14 @@ bool fuse_inlinable(Fuse *F, int i)
 
 static void build_users(Fuse *F)
 {
-    int *cnt = xcalloc((size_t)F->n + 1, sizeof *cnt);
+    int *cnt = ir_calloc((size_t)F->n + 1, sizeof *cnt);
     for (int i = 0; i < F->n; i++)
         for (int j = 0; j < F->node[i]->nin; j++)
             cnt[F->node[i]->in[j]->index]++;
-    F->use_off = xcalloc((size_t)F->n + 1, sizeof *F->use_off);
+    F->use_off = ir_calloc((size_t)F->n + 1, sizeof *F->use_off);
     for (int i = 0; i < F->n; i++)
         F->use_off[i + 1] = F->use_off[i] + cnt[i];
-    F->use = xcalloc((size_t)F->use_off[F->n] + 1, sizeof *F->use);
+    F->use = ir_calloc((size_t)F->use_off[F->n] + 1, sizeof *F->use);
     memset(cnt, 0, (size_t)F->n * sizeof *cnt);
     for (int i = 0; i < F->n; i++)
         for (int j = 0; j < F->node[i]->nin; j++) {
@@ -559,7 +552,7 @@ static void form_group(Fuse *F, int root, int view_head)
     }
     if (F->gs[gi].head >= 0)
         place_views(F, gi);
-    int *touched = xcalloc((size_t)(F->gs[gi].nmem + F->gs[gi].ninl) * IR_MAX_IN + 1,
+    int *touched = ir_calloc((size_t)(F->gs[gi].nmem + F->gs[gi].ninl) * IR_MAX_IN + 1,
                            sizeof *touched);
     finish_group(F, gi, touched, collect_touched(F, gi, touched));
     free(touched);
@@ -612,21 +605,21 @@ static void fuse_init(Fuse *F, IrGraph *g, PassCtx *ctx)
     F->ctx = ctx;
     F->n = g->nnodes;
     size_t n = (size_t)F->n + 1;
-    F->node = xcalloc(n, sizeof *F->node);
+    F->node = ir_calloc(n, sizeof *F->node);
     if (F->n)
         memcpy(F->node, g->nodes, (size_t)F->n * sizeof *F->node);
-    F->is_out = xcalloc(n, sizeof *F->is_out);
-    F->grp = xcalloc(n, sizeof *F->grp);
-    F->needed = xcalloc(n, sizeof *F->needed);
-    F->done = xcalloc(n, sizeof *F->done);
-    F->inl = xcalloc(n, sizeof *F->inl);
-    F->pure = xcalloc(n, sizeof *F->pure);
-    F->state = xcalloc(n, sizeof *F->state);
-    F->stamp = xcalloc(n, sizeof *F->stamp);
-    F->heap = xcalloc(n, sizeof *F->heap);
-    F->front = xcalloc(n, sizeof *F->front);
-    F->seen = xcalloc(n, sizeof *F->seen);
-    F->dfs = xcalloc(n, sizeof *F->dfs);
+    F->is_out = ir_calloc(n, sizeof *F->is_out);
+    F->grp = ir_calloc(n, sizeof *F->grp);
+    F->needed = ir_calloc(n, sizeof *F->needed);
+    F->done = ir_calloc(n, sizeof *F->done);
+    F->inl = ir_calloc(n, sizeof *F->inl);
+    F->pure = ir_calloc(n, sizeof *F->pure);
+    F->state = ir_calloc(n, sizeof *F->state);
+    F->stamp = ir_calloc(n, sizeof *F->stamp);
+    F->heap = ir_calloc(n, sizeof *F->heap);
+    F->front = ir_calloc(n, sizeof *F->front);
+    F->seen = ir_calloc(n, sizeof *F->seen);
+    F->dfs = ir_calloc(n, sizeof *F->dfs);
     for (int i = 0; i < F->n; i++) {
         F->grp[i] = -1;
         F->inl[i] = F->pure[i] = -1;

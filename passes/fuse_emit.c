@@ -49,13 +49,6 @@ typedef struct Emit {
     int ngroups;    /* sibling groups numbered so far */
 } Emit;
 
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    IR_ASSERT(p);
-    return p;
-}
-
 /* ---------------------------------------------------------------- siblings */
 
 /* Fills mask[] with the axes a reduction reduces (none listed = all). */
@@ -232,8 +225,8 @@ static bool kept(const Fuse *F, int i)
 static void make_units(Emit *E)
 {
     Fuse *F = E->F;
-    E->u = xcalloc((size_t)F->n, sizeof *E->u);
-    E->unit_of = xcalloc((size_t)F->n, sizeof *E->unit_of);
+    E->u = ir_calloc((size_t)F->n, sizeof *E->u);
+    E->unit_of = ir_calloc((size_t)F->n, sizeof *E->unit_of);
     for (int i = 0; i < F->n; i++)
         E->unit_of[i] = -1;
     for (int i = 0; i < F->n; i++) {
@@ -283,8 +276,8 @@ static int heap_pop(int *h, int *n, const Unit *u)
 /* Kahn's algorithm, the ready unit with the smallest position first. */
 static void order_units(Emit *E)
 {
-    int *indeg = xcalloc((size_t)E->nu, sizeof *indeg);
-    int *off = xcalloc((size_t)E->nu + 1, sizeof *off);
+    int *indeg = ir_calloc((size_t)E->nu, sizeof *indeg);
+    int *off = ir_calloc((size_t)E->nu + 1, sizeof *off);
     for (int a = 0; a < E->nu; a++)
         for (int k = 0; k < E->u[a].nin; k++) {
             int b = E->unit_of[E->u[a].in[k]];
@@ -294,15 +287,15 @@ static void order_units(Emit *E)
         }
     for (int b = 0; b < E->nu; b++)
         off[b + 1] += off[b];
-    int *next = xcalloc((size_t)off[E->nu] + 1, sizeof *next);
-    int *fill = xcalloc((size_t)E->nu, sizeof *fill);
+    int *next = ir_calloc((size_t)off[E->nu] + 1, sizeof *next);
+    int *fill = ir_calloc((size_t)E->nu, sizeof *fill);
     for (int a = 0; a < E->nu; a++)
         for (int k = 0; k < E->u[a].nin; k++) {
             int b = E->unit_of[E->u[a].in[k]];
             next[off[b] + fill[b]++] = a;
         }
-    int *heap = xcalloc((size_t)E->nu, sizeof *heap), nh = 0;
-    E->order = xcalloc((size_t)E->nu, sizeof *E->order);
+    int *heap = ir_calloc((size_t)E->nu, sizeof *heap), nh = 0;
+    E->order = ir_calloc((size_t)E->nu, sizeof *E->order);
     for (int a = 0; a < E->nu; a++)
         if (!indeg[a])
             heap_push(heap, &nh, E->u, a);
@@ -451,11 +444,11 @@ static void rebuild(Emit *E)
 {
     Fuse *F = E->F;
     IrGraph *g = F->g;
-    unsigned char *cone = xcalloc((size_t)F->n, 1), *inl = xcalloc((size_t)F->n, 1);
-    IrNode **map = xcalloc((size_t)F->n, sizeof *map);
-    int *outs = xcalloc((size_t)g->nout, sizeof *outs);
-    E->mat = xcalloc((size_t)F->n, sizeof *E->mat);
-    E->opnd = xcalloc((size_t)F->n * IR_MAX_IN, sizeof *E->opnd);
+    unsigned char *cone = ir_calloc((size_t)F->n, 1), *inl = ir_calloc((size_t)F->n, 1);
+    IrNode **map = ir_calloc((size_t)F->n, sizeof *map);
+    int *outs = ir_calloc((size_t)g->nout, sizeof *outs);
+    E->mat = ir_calloc((size_t)F->n, sizeof *E->mat);
+    E->opnd = ir_calloc((size_t)F->n * IR_MAX_IN, sizeof *E->opnd);
     for (int i = 0; i < F->n; i++)
         for (int j = 0; j < F->node[i]->nin; j++)
             E->opnd[(size_t)i * IR_MAX_IN + j] = F->node[i]->in[j]->index;
