@@ -170,13 +170,14 @@ static int parse_opts(int argc, char **argv, Opts *o)
 /* ---------------------------------------------------------------- coverage */
 
 /* Ops a train step adds on its own (scatter_add for gather, the attention
- * gradient), seen by running autodiff and the optimizer here. */
+ * gradient), seen by building it here as verify --train compiles it (the
+ * grad stage: attention, autodiff, optimizer). */
 static void cover_train(const IrGraph *g, GgCoverage *cov)
 {
     IrError err = {0};
     IrGraph *c = ir_graph_clone(g);
     PassCtx ctx = pass_ctx_default(&err);
-    if (pass_run_pipeline(c, "autodiff,optimizer", &ctx))
+    if (pass_stage_run(c, pass_stage("grad"), true, &ctx))
         gg_cover(c, cov);
     ir_graph_free(c);
 }

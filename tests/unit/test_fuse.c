@@ -206,7 +206,7 @@ static void add_loss(IrGraph *g)
 static void check_graph(IrGraph *g, const int64_t *bind, int64_t hi, const char *what)
 {
     int raw = g->nnodes;
-    CHECK(run(g, "decompose,simplify,cse,dce", NULL));
+    CHECK(run(g, pass_stage("opt")->forward, NULL)); /* the primitive graph, before fuse */
     IrGraph *h = check_fused(g, bind, hi, what);
     printf("  %s: %d nodes, %d primitive (%d kernels), %d fused (%d kernels, %d fused nodes)\n",
            what, raw, g->nnodes, count_kernels(g), h->nnodes, count_kernels(h),
@@ -232,7 +232,7 @@ static void check_model(const char *path)
     ir_graph_free(g);
     if (pass_lookup("autodiff") && pass_lookup("optimizer")) {
         g = ir_graph_clone(m->graph);
-        CHECK(run(g, "autodiff,optimizer", NULL));
+        CHECK(run(g, pass_stage("grad")->train, NULL)); /* the train step, as gradc train's */
         snprintf(what, sizeof what, "%s train step", path);
         check_graph(g, bind, 61, what);
         ir_graph_free(g);
@@ -296,20 +296,23 @@ static int block_kernels(const char *pipeline)
     return k[1] - k[0];
 }
 
-/* The figures of the optimization-passes issue: 8 kernels per block
- * forward, 29 forward and backward (the issue asks for at most 30), as
- * docs/passes.md says. */
+/* The bounds of the optimization-passes issue, per block of gpt2-small: at
+ * most 8 kernels forward and 29 forward and backward (it asked for at most
+ * 30; the attention pass since brought them lower).  The forward and the
+ * train step are the registry's kernels stage, as gradc run and train build
+ * them (attention first). */
 TEST(kernels_per_block)
 {
-    int fwd = block_kernels("decompose,simplify,cse,dce,fuse");
+    const PassStage *kernels = pass_stage("kernels");
+    int fwd = block_kernels(kernels->forward);
     printf("  gpt2-small per block: forward %d kernels\n", fwd);
-    CHECK(fwd == 8);
-    if (!pass_lookup("autodiff"))
-        return;
-    int both = block_kernels("autodiff,decompose,simplify,cse,dce,fuse");
-    int step = block_kernels("autodiff,optimizer,decompose,simplify,cse,dce,fuse");
+    CHECK(fwd > 0 && fwd <= 8);
+    char both_pipe[512]; /* the train step without the optimizer */
+    snprintf(both_pipe, sizeof both_pipe, "attention,autodiff,%s", kernels->forward);
+    int both = block_kernels(both_pipe);
+    int step = block_kernels(kernels->train);
     printf("  gpt2-small per block: forward+backward %d kernels, train step %d\n", both, step);
-    CHECK(both > 0 && both <= 29);
+    CHECK(both > fwd && both <= 29);
     CHECK(step > both);
 }
 

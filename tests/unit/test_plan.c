@@ -459,10 +459,11 @@ static FeModel *load(const char *path, const FeSet *sets, int nsets)
     return m;
 }
 
-/* g through the pipeline and schedule: valid, sound, the same values. */
+/* g through the kernels stage's pipeline (passes/registry.c), then schedule
+ * and memplan: valid, sound, the same values. */
 static void check_model_graph(IrGraph *g, const int64_t *bind, int64_t vocab, const char *what)
 {
-    CHECK(run(g, "decompose,simplify,cse,dce,fuse", bind));
+    CHECK(run(g, pass_stage("kernels")->forward, bind));
     IrGraph *h = ir_graph_clone(g);
     CHECK(run(h, "schedule,memplan", bind));
     CHECK(check_order(h, what) == 0 && check_siblings(h) == 0);
@@ -492,7 +493,7 @@ TEST(gpt_mini_small)
     check_model_graph(g, bind, 61, "gpt-mini (small) forward");
     ir_graph_free(g);
     g = ir_graph_clone(m->graph);
-    CHECK(run(g, "autodiff,optimizer", bind));
+    CHECK(run(g, pass_stage("grad")->train, bind)); /* the train step, as gradc train's */
     check_model_graph(g, bind, 61, "gpt-mini (small) train step");
     ir_graph_free(g);
     fe_model_free(m);
@@ -507,7 +508,7 @@ TEST(gpt_mini_train_step)
         return;
     int64_t bind[IR_MAX_SYMS] = {2, 64};
     IrGraph *g = ir_graph_clone(m->graph);
-    CHECK(run(g, "autodiff,optimizer", bind));
+    CHECK(run(g, pass_stage("grad")->train, bind)); /* the train step, as gradc train's */
     check_model_graph(g, bind, 0, "gpt-mini train step");
     CHECK(run(g, "schedule", bind));
     PassMemPlan p;
@@ -530,7 +531,7 @@ TEST(gpt2_small_figure)
         return;
     int64_t bind[IR_MAX_SYMS] = {2, 256};
     IrGraph *g = m->graph;
-    CHECK(run(g, "autodiff,optimizer,decompose,simplify,cse,dce,fuse,schedule", bind));
+    CHECK(run(g, pass_stage("llvm")->train, bind)); /* the train step gradc train compiles */
     PassMemPlan p;
     CHECK(plan(g, bind, false, &p));
     printf("  gpt2-small train step B=2 T=256: %d kernels, peak %lld of naive %lld (%.1f%%)\n",
