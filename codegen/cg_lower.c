@@ -291,8 +291,8 @@ static CgModule *build_module(CgLower *L, CgProgram *p, const CgOptions *o, IrEr
         return NULL;
     }
     p->lower_ms = now_ms() - t0;
-    if (o->keep_module &&
-        (!(p->llvm_ir = cg_module_to_llvm_ir(m, err)) || !(p->asm_text = cg_module_to_asm(m, err)))) {
+    if (o->keep_module && (!(p->llvm_ir = cg_module_to_llvm_ir(m, err)) ||
+                           !(p->asm_text = cg_module_to_asm(m, err)))) {
         cg_module_free(m);
         return NULL;
     }

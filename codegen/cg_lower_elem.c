@@ -448,7 +448,8 @@ static LLVMValueRef causal_fn(CgKernel *k, const LLVMValueRef *v, LLVMValueRef f
     const int64_t *t = ctx; /* Tq, Tk */
     LLVMBuilderRef b = k->b;
     LLVMValueRef j = LLVMBuildURem(b, flat, cg_i64(k, t[1]), "");
-    LLVMValueRef i = LLVMBuildURem(b, LLVMBuildUDiv(b, flat, cg_i64(k, t[1]), ""), cg_i64(k, t[0]), "");
+    LLVMValueRef i =
+        LLVMBuildURem(b, LLVMBuildUDiv(b, flat, cg_i64(k, t[1]), ""), cg_i64(k, t[0]), "");
     LLVMValueRef lim = cg_add(k, i, cg_i64(k, t[1] - t[0]));
     LLVMValueRef masked = LLVMBuildICmp(b, LLVMIntSGT, j, lim, "");
     return LLVMBuildSelect(b, masked, cg_f32c(k, -INFINITY), v[0], "");

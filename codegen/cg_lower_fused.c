@@ -400,7 +400,8 @@ static int output_map(Fx *x, int i, const int64_t *sd, int sr)
         return add_map(x, sd, sr, vd, sr, false);
     }
     dims_of(x, n, vd);
-    bool left = x->x[i].kind == X_RED && !ir_node_int(n, ATTR_KEEPDIM, 0) && n->shape.rank == sr - 1;
+    bool left = x->x[i].kind == X_RED && !ir_node_int(n, ATTR_KEEPDIM, 0) &&
+                n->shape.rank == sr - 1;
     int m = add_map(x, sd, sr, vd, n->shape.rank, left);
     for (int d = 0; m >= 0 && d + 1 < sr; d++)
         if (sd[d] != 1 && !x->st[m][d])
@@ -415,7 +416,8 @@ static bool values_fit(Fx *x, const int64_t *sd, int sr)
         const FxNode *v = &x->x[i];
         int64_t vd[IR_MAX_RANK];
         bool skip = !v->need || v->kind == X_VIEW || v->kind == X_HEAD || v->kind == X_MM ||
-                    (v->kind == X_RED && (x->kind == FK_REDUCE || !ir_node_int(v->n, ATTR_KEEPDIM, 0)));
+                    (v->kind == X_RED &&
+                     (x->kind == FK_REDUCE || !ir_node_int(v->n, ATTR_KEEPDIM, 0)));
         if (skip || !valued(x, i))
             continue;
         dims_of(x, v->n, vd);
@@ -635,7 +637,8 @@ static LLVMValueRef aux_array(Fx *x)
     int n = 0;
     for (int i = 0; i < x->M->nnodes && n < 64; i++)
         if (x->x[i].kind == X_DROPOUT)
-            v[n++] = LLVMConstInt(L->i64, (unsigned long long)ir_node_int(x->x[i].n, ATTR_SEED, 0), 0);
+            v[n++] = LLVMConstInt(L->i64,
+                                  (unsigned long long)ir_node_int(x->x[i].n, ATTR_SEED, 0), 0);
     LLVMTypeRef t = LLVMArrayType2(L->i64, (uint64_t)n);
     LLVMValueRef g = LLVMAddGlobal(L->M, t, "seeds");
     LLVMSetInitializer(g, LLVMConstArray2(L->i64, v, (uint64_t)n));

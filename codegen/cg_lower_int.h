@@ -71,7 +71,8 @@ bool cg_reads_own_output(const CgLower *L, const IrNode *out, const IrNode *n, i
 void cg_set_kernel(CgLower *L, const IrNode *n, int64_t extent, bool parallel);
 int64_t cg_numel(const CgLower *L, const IrNode *n);
 /* Fails with "codegen: %N op: MSG"; returns false. */
-bool cg_fail(CgLower *L, const IrNode *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+bool cg_fail(CgLower *L, const IrNode *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------- cg_lower_build.c */
 

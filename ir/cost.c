@@ -64,7 +64,7 @@ IrParamStats ir_cost_params(const IrGraph *g)
     return st;
 }
 
-/* ---------------------------------------------------------------- the rules of ops.def's cost column */
+/* ---------------------------------------------------------------- ops.def's cost column */
 
 typedef double (*CostRule)(const IrGraph *g, const IrNode *n, const int64_t *binding, double w);
 

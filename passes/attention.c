@@ -207,7 +207,8 @@ static bool match(const Att *a, IrNode *w, Match *m)
     IrNode *s = m->scores;
     if (s->op != OP_MATMUL || ir_node_int(s, ATTR_TA, 0) || !ir_node_int(s, ATTR_TB, 0) ||
         s->shape.rank != 4)
-        return refuse(a, w, "layout", "the scores are not matmul(q, k, tb=1) over [B,H,T,hd] heads");
+        return refuse(a, w, "layout",
+                      "the scores are not matmul(q, k, tb=1) over [B,H,T,hd] heads");
     IrNode *u = only_user(a, w);
     if (u && u->op == OP_DROPOUT) {
         m->drop = u;
@@ -230,7 +231,8 @@ static bool match(const Att *a, IrNode *w, Match *m)
         return refuse(a, w, "layout", "q, k and v are not the [B,T,D] rows split into heads "
                       "by reshape and transpose(0,2,1,3)");
     m->heads = hq;
-    if (m->drop && !(ir_node_float(m->drop, ATTR_P, 0) >= 0 && ir_node_float(m->drop, ATTR_P, 0) < 1))
+    double p = m->drop ? ir_node_float(m->drop, ATTR_P, 0) : 0;
+    if (m->drop && !(p >= 0 && p < 1))
         return refuse(a, w, "dropout", "dropout p must lie in [0, 1)");
     return true;
 }

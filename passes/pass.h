@@ -29,7 +29,8 @@ typedef struct PassTrainOpts {
     int nfreeze;
     double beta1, beta2, eps, weight_decay;
     double clip_norm;          /* <= 0: no clipping */
-    bool decay_all;            /* true: decay every param (PyTorch, the book); false: skip biases and norms */
+    bool decay_all;            /* true: decay every param (PyTorch, the book); false: skip
+                                * biases and norms */
     const char *broken_rule;   /* tests of gradcheck only: an op whose gradient rule autodiff
                                 * scales by 1.25, so that gradcheck must catch it; NULL: none */
 } PassTrainOpts;
@@ -216,7 +217,8 @@ int pass_mem_writeback(const IrGraph *g, const IrNode *n);
 int pass_written_back(const IrGraph *g, const IrNode *n);
 
 typedef struct PassMemOpts {
-    const bool *pinned;    /* [nnodes] kernel roots the caller keeps outside the arena; may be NULL */
+    const bool *pinned;    /* [nnodes] kernel roots the caller keeps outside the arena; may
+                            * be NULL */
     bool use_offsets;      /* adopt the graph's `offset` attributes when they are valid here */
     FILE *explain;         /* each in-place decision as a `// memplan:` line; NULL: quiet */
 } PassMemOpts;

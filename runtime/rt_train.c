@@ -710,8 +710,9 @@ bool rt_train_run(RtTrain *t, IrError *err)
     RtEvalPoint p;
     if (t->o.eval_every == 0 && t->step > t->step_at_start && !evaluate(t, &p, err))
         return false;
+    /* val is nan without a split */
     if (t->o.eval_every == 0 && !t->o.quiet && t->step > t->step_at_start)
-        fprintf(t->out, "final: train %.3f | val %.3f\n", p.train, p.val);   /* val: nan without a split */
+        fprintf(t->out, "final: train %.3f | val %.3f\n", p.train, p.val);
     if (!rt_train_checkpoint(t, true, err))
         return false;
     if (!t->o.quiet)

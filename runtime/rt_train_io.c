@@ -109,7 +109,8 @@ static char *options_json(const RtTrain *t)
         cJSON_AddItemToArray(inits, cJSON_CreateString(o->init_std[k]));
     cJSON_AddNumberToObject(j, "eval_every", (double)o->eval_every);
     cJSON_AddNumberToObject(j, "eval_batches", (double)o->eval_batches);
-    cJSON_AddNumberToObject(j, "save_every", (double)o->save_every);   /* a resumed run saves as often */
+    /* a resumed run saves as often */
+    cJSON_AddNumberToObject(j, "save_every", (double)o->save_every);
     cJSON_AddNumberToObject(j, "sample_every", (double)o->sample_every);
     cJSON_AddNumberToObject(j, "log_every", (double)o->log_every);
     cJSON_AddNumberToObject(j, "sample_tokens", (double)o->sample_tokens);
@@ -489,7 +490,8 @@ static bool restore_history(RtTrain *t, const RtCkpt *c, IrError *err)
     cJSON_Delete(a);
     if (!ok) {
         ir_error(err, "checkpoint '%s': metadata train.history %s", c->path,
-                 array ? "has a row that is not [step, epoch, tokens, ...]" : "is not a JSON array");
+                 array ? "has a row that is not [step, epoch, tokens, ...]"
+                       : "is not a JSON array");
         ir_error_hint(err, "the checkpoint is damaged or was not written by gradc train");
     }
     return ok;

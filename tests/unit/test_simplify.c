@@ -428,7 +428,8 @@ TEST(decompose_keeps_names)
     IrNode *y = out(g, 0);
     CHECK_STR(y->in[0]->name, "att.weights");
     CHECK(y->in[0]->op == OP_DIV && y->in[1]->op == OP_MUL && !y->in[1]->name);
-    CHECK(ir_graph_find(g, OP_MAX, "att.weights.max") && ir_graph_find(g, OP_EXP, "att.weights.exp"));
+    CHECK(ir_graph_find(g, OP_MAX, "att.weights.max") &&
+          ir_graph_find(g, OP_EXP, "att.weights.exp"));
     ir_graph_free(g);
 }
 
