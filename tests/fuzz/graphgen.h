@@ -94,7 +94,7 @@ bool gg_same_failure(const GgOutcome *a, const GgOutcome *b);
 /* ---------------------------------------------------------------- graphgen_known.c */
 
 /* The open bug (tests/fuzz/graphgen_open/README.md) that explains this
- * failure of (g, run): "source-output", "fuse-cycle"; or
+ * failure of (g, run): "source-output"; or
  * NULL for a new one. */
 const char *gg_known_bug(const IrGraph *g, const GgRun *run, const GgOutcome *out);
 
