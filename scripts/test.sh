@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what is missing, checks that every
-# #include follows the layering (tests/scripts/layering.sh), builds, and runs
+# #include follows the layering (tests/scripts/layering.sh) and that no line
+# is over 100 columns and no function over 80 lines (tests/scripts/lint.sh),
+# builds, and runs
 # every test (C unit tests, lit/FileCheck pass tests, script tests) in a
 # normal build and in an AddressSanitizer + UBSan build, then a bounded
 # fuzzing run of every harness (the parsers, checkpoint, BPE, tokenizer and
@@ -17,8 +19,9 @@ skipped=()
 
 scripts/deps.sh
 
-echo "== layering"
+echo "== layering and lint"
 bash tests/scripts/layering.sh
+bash tests/scripts/lint.sh
 echo "== build (RelWithDebInfo)"
 scripts/build.sh build
 echo "== tests"
