@@ -2,21 +2,14 @@
  *
  * The CLI is thin: each subcommand lives in cli/cmd_NAME.c as
  *     int cmd_NAME(int argc, char **argv);    argv[0] is the command name
- * parses its flags with the helpers below and calls the library.  Exit
- * codes: 0 success, 1 user error (message with a place and a hint), 2
- * internal error.  Both `--flag value` and `--flag=value` are accepted.
- *
- *   for (int i = 1; i < argc; i++) {
- *       const char *v;
- *       if (cli_is_help(argv[i])) return cli_help("check");
- *       if (cli_take_set(argv, argc, &i, &common)) continue;
- *       if (cli_flag_value(argv, argc, &i, "--stage", &v)) { stage = v; continue; }
- *       ...
- *   }
+ * reads its flags with cli_parse against its flag table (flags.h), and
+ * calls the library.  Exit codes: 0 success, 1 user error (message with a
+ * place and a hint), 2 internal error.
  */
 #ifndef GRADC_CLI_H
 #define GRADC_CLI_H
 
+#include "cli/flags.h"
 #include "frontend/fe.h"
 #include "ir/ir.h"
 
@@ -36,7 +29,7 @@ typedef struct CliModelArgs {
 typedef struct CliCommand {
     const char *name;
     const char *summary;  /* one line, for `gradc --help` */
-    const char *usage;    /* the full help text of `gradc NAME --help` */
+    const CliSpec *spec;  /* its flags, and the text of `gradc NAME --help` (flags.h) */
     int (*fn)(int argc, char **argv);
     bool blas;            /* runs compiled kernels, so OpenBLAS's core type matters (blas.c) */
 } CliCommand;
@@ -57,14 +50,6 @@ int cli_help(const char *cmd);
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints an IrError to stderr; returns 1. */
 int cli_fail(const IrError *err);
-
-/* Matches `--name value` (advancing *i) or `--name=value`.  A missing value
- * is reported and makes *value NULL (the caller returns 1). */
-bool cli_flag_value(char **argv, int argc, int *i, const char *name, const char **value);
-/* Matches `--set k=v` / `--set=k=v`, recording it in m. */
-bool cli_take_set(char **argv, int argc, int *i, CliModelArgs *m);
-/* Parses an integer flag value; reports and returns false on junk. */
-bool cli_parse_int(const char *cmd, const char *flag, const char *s, long long *out);
 
 /* Loads a model: FILE.json through the frontend (with --set overrides), or
  * FILE.gir / "-" (stdin) through the IR parser.  *model receives the
@@ -122,24 +107,6 @@ typedef struct CliInputs {
 
 /* B=2, T=64, seed 42. */
 CliExecArgs cli_exec_args_default(void);
-/* Takes --set, --batch, --seq, --seed, --threads, --bind, --passes,
- * --no-cache.  Returns -1 when argv[*i] is none of them, 0 when taken, or
- * an exit code after reporting a bad value. */
-int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a);
-/* Takes --batch, --seq and --bind NAME=V (the part of cli_exec_flag that
- * check and gradcheck share); returns as cli_exec_flag. */
-int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b);
-/* The pass flags of dump and opt: --passes LIST, --print-after P,
- * --print-before P, --explain.  -1 when argv[*i] is none of them, 0 when
- * taken, or an exit code after reporting a missing value. */
-struct PassCtx;
-int cli_pass_flag(char **argv, int argc, int *i, const char **passes, struct PassCtx *ctx);
-/* `--threads N` with 1 <= N <= RT_MAX_THREADS, checked before any thread
- * starts: -1 not this flag, 0 taken, else an exit code. */
-int cli_threads_flag(const char *cmd, char **argv, int argc, int *i, long long *out);
-/* `--name N` with N >= min: -1 not this flag, 0 taken, else an exit code. */
-int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
-                 long long min, long long *out);
 /* binding[s] for every symbol of g: --bind NAME=V, B from --batch, T from
  * --seq, and with others_seq any other symbol from --seq; else an error.
  * A symbol left at its default is capped at what the model allows (T at

@@ -33,7 +33,7 @@
 
 #define BENCH_TOP 15
 
-const char cmd_bench_usage[] =
+static const char usage[] =
     "usage: gradc bench MODEL.json|FILE.gir [--batch B] [--seq T] [--steps N] [--warmup W]\n"
     "                   [--train] [--set k=v ...] [--passes=LIST] [--threads N] [--seed S]\n"
     "                   [--bind NAME=V ...] [--no-cache]\n"
@@ -43,22 +43,10 @@ const char cmd_bench_usage[] =
     "kernels that take the most time (op, node, ms per step, share, GFLOP/s), peak\n"
     "RSS, the thread count and the OpenBLAS core type in use (OPENBLAS_CORETYPE is\n"
     "never changed by gradc).\n"
-    "\n"
-    "flags:\n"
-    "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
-    "                   and at the rows of a positional table; past them: an error)\n"
-    "  --steps N        timed steps (default 10)\n"
-    "  --warmup W       untimed steps first (default 2)\n"
-    "  --train          time a train step (autodiff + AdamW) instead of a forward\n"
-    "  --set k=v        override a config value of a JSON model (repeatable)\n"
-    "  --passes=LIST    the pass pipeline before compiling (default: the default one)\n"
-    "  --threads N      runtime and OpenBLAS threads (default: $GRADC_THREADS, else\n"
-    "                   the CPUs available)\n"
-    "  --seed S         seed of params and inputs (default 42)\n"
-    "  --bind NAME=V    the value of any other symbol (repeatable)\n"
-    "  --no-cache       compile even if the kernels are in the cache\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc bench models/gpt-mini.json --batch 4 --seq 64\n"
     "  GRADC_THREADS=1 gradc bench models/gpt-mini.json --batch 4 --seq 64 --train\n"
@@ -71,39 +59,33 @@ typedef struct BenchArgs {
     bool train;
 } BenchArgs;
 
-/* ---------------------------------------------------------------- flags */
+static const CliFlag flags[] = {
+    CLI_FLAGS_BIND(BenchArgs, x.bind, "2", "64"),
+    {"--steps", CLI_INT, CLI_AT(BenchArgs, steps), .min = 1, .meta = "N", .def = "10",
+     .help = "timed steps"},
+    {"--warmup", CLI_INT, CLI_AT(BenchArgs, warmup), .meta = "W", .def = "2",
+     .help = "untimed steps first"},
+    {"--train", CLI_TRUE, CLI_AT(BenchArgs, train),
+     .help = "time a train step (autodiff + AdamW) instead of a forward"},
+    CLI_FLAG_SET(BenchArgs, x.model),
+    {"--passes", CLI_STR, CLI_AT(BenchArgs, x.passes), .meta = "=LIST",
+     .def = "the default one", .help = "the pass pipeline before compiling"},
+    CLI_FLAG_THREADS(BenchArgs, x.threads, "runtime and OpenBLAS threads"),
+    {"--seed", CLI_INT, CLI_AT(BenchArgs, x.seed), .meta = "S", .def = "42",
+     .help = "seed of params and inputs"},
+    CLI_FLAG_NO_CACHE(BenchArgs, x.no_cache),
+    {0}};
 
-static int take_arg(char **argv, int argc, int *i, BenchArgs *a)
-{
-    const char *arg = argv[*i];
-    if (cli_is_help(arg))
-        return cli_help("bench");
-    if (!strcmp(arg, "--train"))
-        return a->train = true, -1;
-    int r;
-    if ((r = cli_int_flag("bench", argv, argc, i, "--steps", 1, &a->steps)) >= 0 ||
-        (r = cli_int_flag("bench", argv, argc, i, "--warmup", 0, &a->warmup)) >= 0 ||
-        (r = cli_exec_flag("bench", argv, argc, i, &a->x)) >= 0)
-        return r ? r : -1;
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("bench", "unknown flag '%s'", arg);
-    if (a->x.in)
-        return cli_usage_error("bench", "more than one input file ('%s' and '%s')", a->x.in,
-                               arg);
-    a->x.in = arg;
-    return -1;
-}
+const CliSpec cmd_bench_spec = {"bench", usage, flags, tail, CLI_ONE_INPUT(BenchArgs, x.in)};
+
+/* ---------------------------------------------------------------- flags */
 
 static int parse_args(int argc, char **argv, BenchArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
-    if (!a->x.in)
+    int r = cli_parse(&cmd_bench_spec, argc, argv, a);
+    if (r < 0 && !a->x.in)
         return cli_usage_error("bench", "missing input: a model .json file or a .gir file");
-    return -1;
+    return r;
 }
 
 /* ---------------------------------------------------------------- the graph */

@@ -19,7 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 
-const char cmd_check_usage[] =
+static const char usage[] =
     "usage: gradc check MODEL.json|FILE.gir|- [--set k=v ...] [--batch B] [--seq T]\n"
     "                   [--bind NAME=V ...] [--params]\n"
     "\n"
@@ -28,17 +28,10 @@ const char cmd_check_usage[] =
     "example when the graph has no sequence symbol T) and a rough memory\n"
     "estimate.  A JSON model goes through the frontend (docs/graph-format.md); a\n"
     ".gir file (or - for stdin) is IR text.\n"
-    "\n"
-    "flags:\n"
-    "  --set k=v       override a config value (repeatable), e.g. --set n_layers=2\n"
-    "  --batch B       batch size for the FLOP and memory estimates (default 1)\n"
-    "  --seq T         sequence length for them; every symbol other than B without\n"
-    "                  a --bind takes this value (default: config key\n"
-    "                  context_length, else 128; a default is capped at the rows\n"
-    "                  of a positional table, one given past them is an error)\n"
-    "  --bind NAME=V   the value of one symbol, e.g. --bind S=64 (repeatable)\n"
-    "  --params        also list every parameter with its shape and init\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "output (gpt2-small):\n"
     "  params: 163,009,536 (trainable 163,009,536)   elements of all parameters\n"
     "  optimizer state: 1,304,076,288 bytes (...)    AdamW m and v (f32) of the trainable ones\n"
@@ -63,30 +56,28 @@ typedef struct CheckArgs {
     bool list;
 } CheckArgs;
 
-/* Returns -1 to go on, or an exit code. */
+static const CliFlag flags[] = {
+    CLI_FLAG_SET(CheckArgs, model),
+    {"--batch", CLI_INT, CLI_AT(CheckArgs, bind.batch), .min = 1, .meta = "B", .def = "1",
+     .help = "batch size for the FLOP and memory estimates"},
+    {"--seq", CLI_CALL, CLI_AT(CheckArgs, bind), .fn = cli_seq_fn, .meta = "T",
+     .def = "config key context_length, else 128; a default is capped at the rows of a "
+            "positional table, one given past them is an error",
+     .help = "sequence length for them; every symbol other than B without a --bind takes "
+             "this value"},
+    {"--bind", CLI_CALL, CLI_AT(CheckArgs, bind), .fn = cli_bind_fn, .meta = "NAME=V",
+     .help = "the value of one symbol, e.g. --bind S=64 (repeatable)"},
+    {"--params", CLI_TRUE, CLI_AT(CheckArgs, list),
+     .help = "also list every parameter with its shape and init"},
+    {0}};
+
+const CliSpec cmd_check_spec = {"check", usage, flags, tail, offsetof(CheckArgs, path),
+                                "one model at a time ('%s' and '%s')", NULL};
+
 static int parse_args(int argc, char **argv, CheckArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_is_help(argv[i]))
-            return cli_help("check");
-        if (cli_take_set(argv, argc, &i, &a->model)) {
-            if (a->model.bad)
-                return 1;
-        } else if ((r = cli_bind_flag("check", argv, argc, &i, &a->bind)) >= 0) {
-            if (r)
-                return r;
-        } else if (!strcmp(argv[i], "--params"))
-            a->list = true;
-        else if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage_error("check", "unknown flag '%s'", argv[i]);
-        else if (a->path)
-            return cli_usage_error("check", "one model at a time ('%s' and '%s')", a->path,
-                                   argv[i]);
-        else
-            a->path = argv[i];
-    }
-    return a->path ? -1 : cli_usage_error("check", "missing MODEL.json or FILE.gir");
+    int r = cli_parse(&cmd_check_spec, argc, argv, a);
+    return r >= 0 || a->path ? r : cli_usage_error("check", "missing MODEL.json or FILE.gir");
 }
 
 /* ---------------------------------------------------------------- printing */

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-const char cmd_dot_usage[] =
+static const char usage[] =
     "usage: gradc dot MODEL.json|FILE.gir|- [--set k=v ...] [--stage=STAGE] [--expand]\n"
     "                 [-o FILE]\n"
     "\n"
@@ -45,13 +45,10 @@ const char cmd_dot_usage[] =
     "  sched     kernels, then schedule and memplan (at B=2, T=64)\n"
     "  llvm, asm the kernel graph that codegen compiles into LLVM IR and machine\n"
     "            code (kernels, then schedule, at B=2, T=64); gradc dump prints the code\n"
-    "\n"
-    "flags:\n"
-    "  --set k=v        override a config value of a JSON model (repeatable)\n"
-    "  --stage=STAGE    the stage to draw (see above)\n"
-    "  --expand         draw every repeated block in its own cluster\n"
-    "  -o FILE          write the drawing to FILE instead of stdout\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc dot models/gpt-mini.json | dot -Tsvg > mini.svg\n"
     "  gradc dot models/gpt2-small.json --set n_layers=2 --expand -o small.dot\n"
@@ -66,39 +63,19 @@ typedef struct DotArgs {
     IrDotOptions opt;
 } DotArgs;
 
+static const CliFlag flags[] = {
+    CLI_FLAG_SET(DotArgs, model),
+    {"--stage", CLI_STR, CLI_AT(DotArgs, stage), .meta = "=STAGE",
+     .help = "the stage to draw (see above)"},
+    {"--expand", CLI_TRUE, CLI_AT(DotArgs, opt.expand),
+     .help = "draw every repeated block in its own cluster"},
+    {"-o", CLI_STR, CLI_AT(DotArgs, out), .meta = "FILE",
+     .help = "write the drawing to FILE instead of stdout"},
+    {0}};
+
+const CliSpec cmd_dot_spec = {"dot", usage, flags, tail, CLI_ONE_INPUT(DotArgs, in)};
+
 /* ---------------------------------------------------------------- flags */
-
-static int store(const char **dst, const char *v)
-{
-    if (!v)
-        return 1; /* cli_flag_value reported the missing value */
-    *dst = v;
-    return -1;
-}
-
-/* Returns -1 to go on, or an exit code. */
-static int take_arg(char **argv, int argc, int *i, DotArgs *a)
-{
-    const char *arg = argv[*i], *v = NULL;
-    if (cli_is_help(arg))
-        return cli_help("dot");
-    if (cli_take_set(argv, argc, i, &a->model))
-        return a->model.bad ? 1 : -1;
-    if (cli_flag_value(argv, argc, i, "--stage", &v))
-        return store(&a->stage, v);
-    if (cli_flag_value(argv, argc, i, "-o", &v))
-        return store(&a->out, v);
-    if (!strcmp(arg, "--expand")) {
-        a->opt.expand = true;
-        return -1;
-    }
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("dot", "unknown flag '%s'", arg);
-    if (a->in)
-        return cli_usage_error("dot", "more than one input file ('%s' and '%s')", a->in, arg);
-    a->in = arg;
-    return -1;
-}
 
 /* The stage called a->stage (passes/registry.c), or an exit code. */
 static int check_stage(DotArgs *a)
@@ -110,11 +87,9 @@ static int check_stage(DotArgs *a)
 
 static int parse_args(int argc, char **argv, DotArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
+    int r = cli_parse(&cmd_dot_spec, argc, argv, a);
+    if (r >= 0)
+        return r;
     if (!a->in)
         return cli_usage_error("dot", "missing input: a model .json file, a .gir file or -");
     return check_stage(a);

@@ -32,7 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
-const char cmd_dump_usage[] =
+static const char usage[] =
     "usage: gradc dump MODEL.json|FILE.gir|- [--set k=v ...] [--stage=STAGE] [--passes=LIST]\n"
     "                  [--print-after=P|all] [--print-before=P|all] [--explain] [-o FILE]\n"
     "                  [--batch B] [--seq T] [--bind NAME=V ...] [--no-cache]\n"
@@ -52,19 +52,10 @@ const char cmd_dump_usage[] =
     "  llvm      optimized LLVM IR of the kernels that gradc run and train compile\n"
     "            (kernels, then schedule), at --batch/--seq (default B=2, T=64)\n"
     "  asm       machine code of the kernels (as llvm)\n"
-    "\n"
-    "flags:\n"
-    "  --set k=v          override a config value of a JSON model (repeatable)\n"
-    "  --stage=STAGE      the stage to print (see above)\n"
-    "  --passes=LIST      comma-separated passes to run after the stage\n"
-    "  --print-after=P    also print the IR after pass P, or after every pass (all)\n"
-    "  --print-before=P   also print the IR before pass P, or before every pass (all)\n"
-    "  --explain          print each fusion made and refused, as // fuse: lines\n"
-    "  -o FILE            write the IR to FILE (atomically) instead of stdout\n"
-    "  --batch B, --seq T, --bind NAME=V, --no-cache\n"
-    "                     the binding of the sched, llvm and asm stages (and of schedule\n"
-    "                     and memplan anywhere), the cache of llvm and asm (see gradc run)\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc dump models/gpt-mini.json --set n_layers=1\n"
     "  gradc dump models/gpt-mini.json --stage=opt -o mini.gir\n"
@@ -82,6 +73,23 @@ typedef struct DumpArgs {
     CliExecArgs x;        /* binding of the llvm and asm stages */
     const FeModel *fe;
 } DumpArgs;
+
+static const CliFlag flags[] = {
+    CLI_FLAG_SET(DumpArgs, model),
+    {"--stage", CLI_STR, CLI_AT(DumpArgs, stage), .meta = "=STAGE",
+     .help = "the stage to print (see above)"},
+    {"--passes", CLI_STR, CLI_AT(DumpArgs, passes), .meta = "=LIST",
+     .help = "comma-separated passes to run after the stage"},
+    CLI_FLAGS_PASS_PRINT(DumpArgs, ctx),
+    {"-o", CLI_STR, CLI_AT(DumpArgs, out), .meta = "FILE",
+     .help = "write the IR to FILE (atomically) instead of stdout"},
+    {NULL, CLI_HEAD, .help = "the binding of the sched, llvm and asm stages (and of schedule and "
+                       "memplan anywhere), the cache of llvm and asm (see gradc run):"},
+    CLI_FLAGS_BIND(DumpArgs, x.bind, "2", "64"),
+    CLI_FLAG_NO_CACHE(DumpArgs, x.no_cache),
+    {0}};
+
+const CliSpec cmd_dump_spec = {"dump", usage, flags, tail, CLI_ONE_INPUT(DumpArgs, in)};
 
 /* ---------------------------------------------------------------- output */
 
@@ -120,39 +128,6 @@ int cli_write_ir(const IrGraph *g, const char *path)
 
 /* ---------------------------------------------------------------- flags */
 
-static int store(const char **dst, const char *v)
-{
-    if (!v)
-        return 1; /* cli_flag_value reported the missing value */
-    *dst = v;
-    return -1;
-}
-
-/* Returns -1 to go on, or an exit code. */
-static int take_arg(char **argv, int argc, int *i, DumpArgs *a)
-{
-    const char *arg = argv[*i], *v = NULL;
-    if (cli_is_help(arg))
-        return cli_help("dump");
-    if (cli_take_set(argv, argc, i, &a->model))
-        return a->model.bad ? 1 : -1;
-    if (cli_flag_value(argv, argc, i, "--stage", &v))
-        return store(&a->stage, v);
-    int r = cli_pass_flag(argv, argc, i, &a->passes, &a->ctx);
-    if (r < 0)
-        r = cli_exec_flag("dump", argv, argc, i, &a->x);
-    if (r >= 0)
-        return r ? r : -1;
-    if (cli_flag_value(argv, argc, i, "-o", &v))
-        return store(&a->out, v);
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("dump", "unknown flag '%s'", arg);
-    if (a->in)
-        return cli_usage_error("dump", "more than one input file ('%s' and '%s')", a->in, arg);
-    a->in = arg;
-    return -1;
-}
-
 /* The stage called a->stage (passes/registry.c), or an exit code. */
 static int check_stage(DumpArgs *a)
 {
@@ -163,11 +138,9 @@ static int check_stage(DumpArgs *a)
 
 static int parse_args(int argc, char **argv, DumpArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
+    int r = cli_parse(&cmd_dump_spec, argc, argv, a);
+    if (r >= 0)
+        return r;
     if (!a->in)
         return cli_usage_error("dump", "missing input: a model .json file, a .gir file or -");
     return check_stage(a);

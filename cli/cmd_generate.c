@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char cmd_generate_usage[] =
+static const char usage[] =
     "usage: gradc generate CKPT --prompt TEXT [--max-new N] [--temperature T]\n"
     "                      [--top-k K] [--seed S] [--no-kv-cache] [--bpe-dir DIR]\n"
     "                      [--set k=v ...] [--threads N] [--stats]\n"
@@ -27,19 +27,10 @@ const char cmd_generate_usage[] =
     "Generation stops after N tokens or at <|endoftext|>.  The same seed gives the\n"
     "same text.  Each token costs one decode step over a cache of the earlier\n"
     "keys and values (O(T) per token, not a whole forward pass).\n"
-    "\n"
-    "flags:\n"
-    "  --prompt TEXT     the text to continue (required)\n"
-    "  --max-new N       tokens to add (default 50)\n"
-    "  --temperature T   0 (default): greedy; higher: more random\n"
-    "  --top-k K         sample among the K most likely tokens (default 0: all)\n"
-    "  --seed S          seed of the draws (default 123)\n"
-    "  --no-kv-cache     recompute the whole window for every token\n"
-    "  --bpe-dir DIR     encoder.json + vocab.bpe (default: the data cache)\n"
-    "  --set k=v         override the checkpoint's model config (repeatable)\n"
-    "  --threads N       threads (default: $GRADC_THREADS, else the CPUs)\n"
-    "  --stats           print tokens/s and whether the KV cache was used to stderr\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "example:\n"
     "  gradc generate runs/gpt-mini/ckpt.safetensors --prompt 'Call me' \\\n"
     "      --max-new 60 --temperature 0.8 --top-k 40 --seed 1\n"
@@ -54,61 +45,37 @@ typedef struct GenArgs {
     CliModelArgs model;
 } GenArgs;
 
-static int take_temperature(const char *v, GenArgs *a)
-{
-    char *end;
-    if (!v)
-        return 1;
-    errno = 0;
-    a->temperature = strtod(v, &end);
-    if (!*v || *end || errno || !isfinite(a->temperature) || a->temperature < 0)
-        return cli_usage_error("generate", "--temperature expects a number >= 0, got '%s'", v);
-    return 0;
-}
+static const CliFlag flags[] = {
+    {"--prompt", CLI_STR, CLI_AT(GenArgs, prompt), .meta = "TEXT",
+     .help = "the text to continue (required)"},
+    {"--max-new", CLI_INT, CLI_AT(GenArgs, max_new), .meta = "N", .def = "50",
+     .help = "tokens to add"},
+    {"--temperature", CLI_NUM, CLI_AT(GenArgs, temperature), .meta = "T", .def = "0",
+     .help = "0: greedy; higher: more random"},
+    {"--top-k", CLI_INT, CLI_AT(GenArgs, top_k), .meta = "K", .def = "0: all",
+     .help = "sample among the K most likely tokens"},
+    {"--seed", CLI_INT, CLI_AT(GenArgs, seed), .meta = "S", .def = "123",
+     .help = "seed of the draws"},
+    {"--no-kv-cache", CLI_TRUE, CLI_AT(GenArgs, no_kv),
+     .help = "recompute the whole window for every token"},
+    {"--bpe-dir", CLI_STR, CLI_AT(GenArgs, bpe_dir), .meta = "DIR", .def = "the data cache",
+     .help = "encoder.json + vocab.bpe"},
+    {"--set", CLI_CALL, CLI_AT(GenArgs, model), .fn = cli_set_fn, .meta = "k=v",
+     .help = "override the checkpoint's model config (repeatable)"},
+    CLI_FLAG_THREADS(GenArgs, threads, "threads"),
+    {"--stats", CLI_TRUE, CLI_AT(GenArgs, stats),
+     .help = "print tokens/s and whether the KV cache was used to stderr"},
+    {0}};
 
-static int take_flag(char **argv, int argc, int *i, GenArgs *a)
-{
-    const char *v;
-    int r;
-    if ((r = cli_int_flag("generate", argv, argc, i, "--max-new", 0, &a->max_new)) >= 0 ||
-        (r = cli_int_flag("generate", argv, argc, i, "--top-k", 0, &a->top_k)) >= 0 ||
-        (r = cli_int_flag("generate", argv, argc, i, "--seed", 0, &a->seed)) >= 0 ||
-        (r = cli_threads_flag("generate", argv, argc, i, &a->threads)) >= 0)
-        return r;
-    if (cli_flag_value(argv, argc, i, "--prompt", &v))
-        return v ? (a->prompt = v, 0) : 1;
-    if (cli_flag_value(argv, argc, i, "--bpe-dir", &v))
-        return v ? (a->bpe_dir = v, 0) : 1;
-    if (cli_flag_value(argv, argc, i, "--temperature", &v))
-        return take_temperature(v, a);
-    if (!strcmp(argv[*i], "--no-kv-cache"))
-        return a->no_kv = true, 0;
-    if (!strcmp(argv[*i], "--stats"))
-        return a->stats = true, 0;
-    return -1;
-}
+const CliSpec cmd_generate_spec = {"generate", usage, flags, tail, offsetof(GenArgs, ckpt),
+                                   "one checkpoint at a time ('%s' and '%s')", NULL};
 
 /* -1 to go on, else an exit code. */
 static int parse_args(int argc, char **argv, GenArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_is_help(argv[i]))
-            return cli_help("generate");
-        if (cli_take_set(argv, argc, &i, &a->model)) {
-            if (a->model.bad)
-                return 1;
-        } else if ((r = take_flag(argv, argc, &i, a)) >= 0) {
-            if (r)
-                return r;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error("generate", "unknown flag '%s'", argv[i]);
-        } else if (a->ckpt) {
-            return cli_usage_error("generate", "one checkpoint at a time");
-        } else {
-            a->ckpt = argv[i];
-        }
-    }
+    int r = cli_parse(&cmd_generate_spec, argc, argv, a);
+    if (r >= 0)
+        return r;
     if (!a->ckpt)
         return cli_usage_error("generate", "missing CKPT (a checkpoint of gradc train)");
     return a->prompt ? -1 : cli_usage_error("generate", "missing --prompt TEXT");

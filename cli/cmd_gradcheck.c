@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char cmd_gradcheck_usage[] =
+static const char usage[] =
     "usage: gradc gradcheck MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T]\n"
     "                       [--bind NAME=V ...] [--seed S] [--tol X] [--samples N]\n"
     "                       [--jobs N] [--freeze GLOB ...]\n"
@@ -30,21 +30,10 @@ const char cmd_gradcheck_usage[] =
     "whose step crosses a kink of relu, abs, maximum, minimum or max (or flips a\n"
     "comparison) is stepped again with h/8, up to 3 times, then skipped; a line\n"
     "under the parameter counts them and names the op.\n"
-    "\n"
-    "flags:\n"
-    "  --set k=v          override a config value of a JSON model (repeatable)\n"
-    "  --batch B          value of the symbol B (default 2)\n"
-    "  --seq T            value of the symbol T (default 8, capped at context_length\n"
-    "                     and at the rows of a positional table; past them: an error)\n"
-    "  --bind NAME=V      value of any other symbol of the graph (repeatable)\n"
-    "  --seed S           seed of the inputs, parameter values and samples (default 0)\n"
-    "  --tol X            largest error allowed (default 1e-6)\n"
-    "  --samples N        elements checked per parameter (default 4)\n"
-    "  --jobs N           threads for the finite differences (default: one per CPU)\n"
-    "  --freeze GLOB      freeze the parameters whose name matches (repeatable)\n"
-    "  --break-rule OP    testing aid: scale the gradient rule of OP by 1.25, so that\n"
-    "                     gradcheck must fail and name it\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc gradcheck models/gpt-mini.json\n"
     "  gradc gradcheck models/gpt2-small.json --set emb_dim=16 --set n_heads=2 \\\n"
@@ -63,90 +52,45 @@ typedef struct GcArgs {
     PassTrainOpts train;
 } GcArgs;
 
-/* ---------------------------------------------------------------- flags */
-
-static int take_double(const char *flag, const char *v, double *out)
+static int break_rule_fn(const char *cmd, const CliFlag *f, const char *v, void *field)
 {
-    char *end;
-    if (!v)
-        return 1;
-    *out = strtod(v, &end);
-    if (*end || !(*out > 0))
-        return cli_usage_error("gradcheck", "%s expects a positive number, got '%s'", flag, v);
-    return -1;
-}
-
-static int take_int(const char *flag, const char *v, long long *out)
-{
-    if (!v || !cli_parse_int("gradcheck", flag, v, out))
-        return 1;
-    if (*out < 0 || (*out == 0 && strcmp(flag, "--seed")))
-        return cli_usage_error("gradcheck", "%s must be positive, got '%s'", flag, v);
-    return -1;
-}
-
-static int take_freeze(GcArgs *a, const char *v)
-{
-    if (!v)
-        return 1;
-    if (a->train.nfreeze == PASS_MAX_FREEZE)
-        return cli_usage_error("gradcheck", "at most %d --freeze patterns", PASS_MAX_FREEZE);
-    a->train.freeze[a->train.nfreeze++] = v;
-    return -1;
-}
-
-static int take_break(GcArgs *a, const char *v)
-{
-    if (!v)
-        return 1;
+    (void)f;
     if (ir_op_lookup(v) == OP_COUNT)
-        return cli_usage_error("gradcheck", "--break-rule: unknown op '%s' (did you mean '%s'?)",
-                               v, ir_op_nearest(v));
-    a->train.broken_rule = v;
-    return -1;
+        return cli_usage_error(cmd, "--break-rule: unknown op '%s' (did you mean '%s'?)", v,
+                               ir_op_nearest(v));
+    *(const char **)field = v;
+    return 0;
 }
 
-/* Returns -1 to go on, or an exit code. */
-static int take_arg(char **argv, int argc, int *i, GcArgs *a)
-{
-    const char *arg = argv[*i], *v = NULL;
-    if (cli_is_help(arg))
-        return cli_help("gradcheck");
-    if (cli_take_set(argv, argc, i, &a->model))
-        return a->model.bad ? 1 : -1;
-    int r = cli_bind_flag("gradcheck", argv, argc, i, &a->bind);
-    if (r >= 0)
-        return r ? r : -1;
-    if (cli_flag_value(argv, argc, i, "--seed", &v))
-        return take_int("--seed", v, &a->seed);
-    if (cli_flag_value(argv, argc, i, "--samples", &v))
-        return take_int("--samples", v, &a->samples);
-    if (cli_flag_value(argv, argc, i, "--jobs", &v))
-        return take_int("--jobs", v, &a->jobs);
-    if (cli_flag_value(argv, argc, i, "--tol", &v))
-        return take_double("--tol", v, &a->tol);
-    if (cli_flag_value(argv, argc, i, "--freeze", &v))
-        return take_freeze(a, v);
-    if (cli_flag_value(argv, argc, i, "--break-rule", &v))
-        return take_break(a, v);
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("gradcheck", "unknown flag '%s'", arg);
-    if (a->in)
-        return cli_usage_error("gradcheck", "more than one model ('%s' and '%s')", a->in, arg);
-    a->in = arg;
-    return -1;
-}
+static const CliFlag flags[] = {
+    CLI_FLAG_SET(GcArgs, model),
+    CLI_FLAGS_BIND(GcArgs, bind, "2", "8"),
+    {"--seed", CLI_INT, CLI_AT(GcArgs, seed), .meta = "S", .def = "0",
+     .help = "seed of the inputs, parameter values and samples"},
+    {"--tol", CLI_NUM, CLI_AT(GcArgs, tol), .positive = true, .meta = "X", .def = "1e-6",
+     .help = "largest error allowed"},
+    {"--samples", CLI_INT, CLI_AT(GcArgs, samples), .min = 1, .meta = "N", .def = "4",
+     .help = "elements checked per parameter"},
+    {"--jobs", CLI_INT, CLI_AT(GcArgs, jobs), .min = 1, .meta = "N", .def = "one per CPU",
+     .help = "threads for the finite differences"},
+    {"--freeze", CLI_LIST, CLI_AT(GcArgs, train.freeze), .count = offsetof(GcArgs, train.nfreeze),
+     .meta = "GLOB", .help = "freeze the parameters whose name matches (repeatable)"},
+    {"--break-rule", CLI_CALL, CLI_AT(GcArgs, train.broken_rule), .fn = break_rule_fn,
+     .meta = "OP", .help = "testing aid: scale the gradient rule of OP by 1.25, so that "
+                           "gradcheck must fail and name it"},
+    {0}};
+
+const CliSpec cmd_gradcheck_spec = {"gradcheck", usage, flags, tail, offsetof(GcArgs, in),
+                                    "more than one model ('%s' and '%s')", NULL};
+
+/* ---------------------------------------------------------------- flags */
 
 static int parse_args(int argc, char **argv, GcArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
-    if (!a->in)
+    int r = cli_parse(&cmd_gradcheck_spec, argc, argv, a);
+    if (r < 0 && !a->in)
         return cli_usage_error("gradcheck", "missing input: a model .json file or a .gir file");
-    return -1;
+    return r;
 }
 
 /* ---------------------------------------------------------------- report */

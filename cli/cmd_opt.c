@@ -19,22 +19,17 @@
 /* Shared with cmd_dump.c, which defines it: prints g to stdout or writes it
  * atomically to path; returns an exit code. */
 
-const char cmd_opt_usage[] =
+static const char usage[] =
     "usage: gradc opt FILE.gir|- [--passes=LIST] [--print-after=P|all] [--print-before=P|all]\n"
     "                 [--no-verify] [--explain] [-o FILE]\n"
     "\n"
     "Parses IR text (a .gir file, or - for stdin), runs the passes of LIST in order\n"
     "and prints the resulting IR.  Without --passes it prints its input re-printed,\n"
     "so `gradc opt a.gir > b.gir && cmp a.gir b.gir` holds for printed IR.\n"
-    "\n"
-    "flags:\n"
-    "  --passes=LIST      comma-separated pass names, e.g. cse,dce (see docs/passes.md)\n"
-    "  --print-after=P    print the IR after pass P, or after every pass (all)\n"
-    "  --print-before=P   print the IR before pass P, or before every pass (all)\n"
-    "  --no-verify        do not run the verifier after each pass\n"
-    "  --explain          print each fusion made and refused (fuse) as // fuse: lines\n"
-    "  -o FILE            write the result to FILE (atomically) instead of stdout\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "The --print-* dumps go to stdout, each after a header line\n"
     "  // -----// IR after NAME //----- //\n"
     "\n"
@@ -49,44 +44,23 @@ typedef struct OptArgs {
     PassCtx ctx;
 } OptArgs;
 
-static int store(const char **dst, const char *v)
-{
-    if (!v)
-        return 1; /* cli_flag_value reported the missing value */
-    *dst = v;
-    return -1;
-}
+static const CliFlag flags[] = {
+    {"--passes", CLI_STR, CLI_AT(OptArgs, passes), .meta = "=LIST",
+     .help = "comma-separated pass names, e.g. cse,dce (see docs/passes.md)"},
+    CLI_FLAGS_PASS_PRINT(OptArgs, ctx),
+    {"--no-verify", CLI_FALSE, CLI_AT(OptArgs, ctx.verify),
+     .help = "do not run the verifier after each pass"},
+    {"-o", CLI_STR, CLI_AT(OptArgs, out), .meta = "FILE",
+     .help = "write the result to FILE (atomically) instead of stdout"},
+    {0}};
 
-/* Returns -1 to go on, or an exit code. */
-static int take_arg(char **argv, int argc, int *i, OptArgs *a)
-{
-    const char *arg = argv[*i], *v = NULL;
-    if (cli_is_help(arg))
-        return cli_help("opt");
-    if (!strcmp(arg, "--no-verify")) {
-        a->ctx.verify = false;
-        return -1;
-    }
-    int r = cli_pass_flag(argv, argc, i, &a->passes, &a->ctx);
-    if (r >= 0)
-        return r ? r : -1;
-    if (cli_flag_value(argv, argc, i, "-o", &v))
-        return store(&a->out, v);
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("opt", "unknown flag '%s'", arg);
-    if (a->in)
-        return cli_usage_error("opt", "more than one input file ('%s' and '%s')", a->in, arg);
-    a->in = arg;
-    return -1;
-}
+const CliSpec cmd_opt_spec = {"opt", usage, flags, tail, CLI_ONE_INPUT(OptArgs, in)};
 
 static int parse_args(int argc, char **argv, OptArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
+    int r = cli_parse(&cmd_opt_spec, argc, argv, a);
+    if (r >= 0)
+        return r;
     if (!a->in)
         return cli_usage_error("opt", "missing input: a .gir file, or - for stdin");
     size_t n = strlen(a->in);

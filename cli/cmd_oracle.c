@@ -34,7 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char cmd_oracle_usage[] =
+static const char usage[] =
     "usage: gradc oracle-step MODEL.json|FILE.gir --in IN.safetensors --out OUT.safetensors\n"
     "                         [--steps N] [--set k=v ...] [--passes=LIST] [--threads N]\n"
     "                         [--clip X] [--weight-decay X] [--beta1 X] [--beta2 X] [--eps X]\n"
@@ -48,20 +48,10 @@ const char cmd_oracle_usage[] =
     "zero optimizer state, with lr = IN's `lr`[s-1] (f32 [N]) and step = s, and\n"
     "writes loss.s for every step, grad.P and grad_norm of step 1 and after.P,\n"
     "every param after step N.\n"
-    "\n"
-    "flags:\n"
-    "  --in FILE         weights and inputs (safetensors; F32, I32 or U8 tensors)\n"
-    "  --out FILE        where the results go (written atomically)\n"
-    "  --steps N         train steps to run (default 0: the forward graph only)\n"
-    "  --clip X          global gradient-norm clipping (default 1; 0: none)\n"
-    "  --weight-decay X  AdamW weight decay (default 0.1)\n"
-    "  --beta1 X, --beta2 X, --eps X   AdamW (defaults 0.9, 0.999, 1e-8)\n"
-    "  --set k=v         override a config value of a JSON model (repeatable)\n"
-    "  --passes=LIST     the pipeline of both graphs, after autodiff and optimizer\n"
-    "                    for the train step (default: the default pipeline)\n"
-    "  --threads N       runtime threads (default: $GRADC_THREADS, else the CPUs)\n"
-    "  --no-cache        compile even if the kernels are in the cache\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "example:\n"
     "  gradc oracle-step models/gpt-mini.json --set drop_rate=0 --in w.safetensors \\\n"
     "      --out r.safetensors --steps 3 --clip 0.5\n"
@@ -119,56 +109,38 @@ typedef struct OracleArgs {
     double clip, weight_decay, beta1, beta2, eps;
 } OracleArgs;
 
-static int take_double(const char *v, const char *flag, double *out)
-{
-    char *end;
-    if (!v)
-        return 1;
-    double d = strtod(v, &end);
-    if (!*v || *end || !(d >= 0))
-        return cli_usage_error("oracle-step", "%s expects a number >= 0, got '%s'", flag, v);
-    *out = d;
-    return 0;
-}
+#define ORACLE_NUM(flag, field, d, what)                                                     \
+    {flag, CLI_NUM, CLI_AT(OracleArgs, field), .meta = "X", .def = d, .help = what}
 
-/* -1: not a flag of this command; else 0 or an exit code. */
-static int take_own_flag(char **argv, int argc, int *i, OracleArgs *a)
-{
-    static const char *names[] = {"--clip", "--weight-decay", "--beta1", "--beta2", "--eps"};
-    double *vals[] = {&a->clip, &a->weight_decay, &a->beta1, &a->beta2, &a->eps};
-    const char *v = NULL;
-    if (cli_flag_value(argv, argc, i, "--in", &v))
-        return v ? (a->in_path = v, 0) : 1;
-    if (cli_flag_value(argv, argc, i, "--out", &v))
-        return v ? (a->out_path = v, 0) : 1;
-    for (int k = 0; k < 5; k++)
-        if (cli_flag_value(argv, argc, i, names[k], &v))
-            return take_double(v, names[k], vals[k]);
-    return cli_int_flag("oracle-step", argv, argc, i, "--steps", 0, &a->steps);
-}
+static const CliFlag flags[] = {
+    {"--in", CLI_STR, CLI_AT(OracleArgs, in_path), .meta = "FILE",
+     .help = "weights and inputs (safetensors; F32, I32 or U8 tensors)"},
+    {"--out", CLI_STR, CLI_AT(OracleArgs, out_path), .meta = "FILE",
+     .help = "where the results go (written atomically)"},
+    {"--steps", CLI_INT, CLI_AT(OracleArgs, steps), .meta = "N",
+     .def = "0: the forward graph only", .help = "train steps to run"},
+    ORACLE_NUM("--clip", clip, "1; 0: none", "global gradient-norm clipping"),
+    ORACLE_NUM("--weight-decay", weight_decay, "0.1", "AdamW weight decay"),
+    ORACLE_NUM("--beta1", beta1, "0.9", "AdamW beta1"),
+    ORACLE_NUM("--beta2", beta2, "0.999", "AdamW beta2"),
+    ORACLE_NUM("--eps", eps, "1e-8", "AdamW epsilon"),
+    CLI_FLAG_SET(OracleArgs, x.model),
+    {"--passes", CLI_STR, CLI_AT(OracleArgs, x.passes), .meta = "=LIST",
+     .def = "the default pipeline",
+     .help = "the pipeline of both graphs, after autodiff and optimizer for the train step"},
+    CLI_FLAG_THREADS(OracleArgs, x.threads, "runtime threads"),
+    CLI_FLAG_NO_CACHE(OracleArgs, x.no_cache),
+    {0}};
+
+const CliSpec cmd_oracle_spec = {"oracle-step", usage, flags, tail, offsetof(OracleArgs, x.in),
+                                 "more than one model ('%s' and '%s')", NULL};
 
 static int parse_args(int argc, char **argv, OracleArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i]))
-            return cli_help("oracle-step");
-        int r = take_own_flag(argv, argc, &i, a);
-        if (r < 0)
-            r = cli_exec_flag("oracle-step", argv, argc, &i, &a->x);
-        if (r > 0)
-            return r;
-        if (r == 0)
-            continue;
-        if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage_error("oracle-step", "unknown flag '%s'", argv[i]);
-        if (a->x.in)
-            return cli_usage_error("oracle-step", "more than one model ('%s' and '%s')", a->x.in,
-                                   argv[i]);
-        a->x.in = argv[i];
-    }
-    if (!a->x.in || !a->in_path || !a->out_path)
+    int r = cli_parse(&cmd_oracle_spec, argc, argv, a);
+    if (r < 0 && (!a->x.in || !a->in_path || !a->out_path))
         return cli_usage_error("oracle-step", "needs a model, --in FILE and --out FILE");
-    return -1;
+    return r;
 }
 
 /* ---------------------------------------------------------------- the input file */

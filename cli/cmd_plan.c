@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char cmd_plan_usage[] =
+static const char usage[] =
     "usage: gradc plan MODEL.json|FILE.gir [--batch B] [--seq T] [--train] [--set k=v ...]\n"
     "                  [--passes=LIST] [--bind NAME=V ...] [--top N] [--explain]\n"
     "\n"
@@ -42,21 +42,10 @@ const char cmd_plan_usage[] =
     "after each the kernel count, peak bytes, naive bytes and FLOPs are printed,\n"
     "so the effect of every pass shows.  schedule and memplan run at the binding\n"
     "given here (docs/passes.md).\n"
-    "\n"
-    "flags:\n"
-    "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
-    "                   and at the rows of a positional table; past them: an error)\n"
-    "  --train          plan a train step (autodiff + AdamW) instead of a forward\n"
-    "  --set k=v        override a config value of a JSON model (repeatable)\n"
-    "  --passes=LIST    the pipeline after the graph (default: the default pipeline,\n"
-    "                   then memplan)\n"
-    "  --bind NAME=V    the value of any other symbol (repeatable)\n"
-    "  --top N          list only the N kernels with the most FLOPs (default: all,\n"
-    "                   in execution order)\n"
-    "  --explain        print the passes' decisions (fuse, schedule, memplan) as\n"
-    "                   // lines\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "output:\n"
     "  pass       kernels    peak-bytes   naive-bytes   flops    after each pass\n"
     "  kernels: N        kernels as codegen runs them (fused siblings count once)\n"
@@ -82,6 +71,25 @@ typedef struct PlanArgs {
     long long top;
 } PlanArgs;
 
+#define PLAN_REFUSE(flag)                                                                     \
+    {flag, CLI_REFUSE, .help = "is a flag of the commands that run; plan runs nothing"}
+
+static const CliFlag flags[] = {
+    CLI_FLAGS_BIND(PlanArgs, x.bind, "2", "64"),
+    {"--train", CLI_TRUE, CLI_AT(PlanArgs, train),
+     .help = "plan a train step (autodiff + AdamW) instead of a forward"},
+    CLI_FLAG_SET(PlanArgs, x.model),
+    {"--passes", CLI_STR, CLI_AT(PlanArgs, x.passes), .meta = "=LIST",
+     .def = "the default pipeline, then memplan", .help = "the pipeline after the graph"},
+    {"--top", CLI_INT, CLI_AT(PlanArgs, top), .meta = "N", .def = "all, in execution order",
+     .help = "list only the N kernels with the most FLOPs"},
+    {"--explain", CLI_TRUE, CLI_AT(PlanArgs, explain),
+     .help = "print the passes' decisions (fuse, schedule, memplan) as // lines"},
+    PLAN_REFUSE("--threads"), PLAN_REFUSE("--seed"), PLAN_REFUSE("--no-cache"),
+    {0}};
+
+const CliSpec cmd_plan_spec = {"plan", usage, flags, tail, CLI_ONE_INPUT(PlanArgs, x.in)};
+
 typedef struct Kernel {
     int first, end;        /* the nodes of the kernel: a launch run (pass_launch_run) */
     int runs;              /* the sibling runs in it: 1, or the members of a horizontal launch */
@@ -90,42 +98,12 @@ typedef struct Kernel {
 
 /* ---------------------------------------------------------------- flags */
 
-static int take_arg(char **argv, int argc, int *i, PlanArgs *a)
-{
-    const char *arg = argv[*i];
-    if (cli_is_help(arg))
-        return cli_help("plan");
-    if (!strcmp(arg, "--train"))
-        return a->train = true, -1;
-    if (!strcmp(arg, "--explain"))
-        return a->explain = true, -1;
-    int r = cli_int_flag("plan", argv, argc, i, "--top", 0, &a->top);
-    if (r >= 0)
-        return r ? r : -1;
-    if (!strcmp(arg, "--threads") || !strcmp(arg, "--seed") || !strcmp(arg, "--no-cache"))
-        return cli_usage_error("plan", "%s is a flag of the commands that run; plan runs "
-                               "nothing", arg);
-    r = cli_exec_flag("plan", argv, argc, i, &a->x);
-    if (r >= 0)
-        return r ? r : -1;
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("plan", "unknown flag '%s'", arg);
-    if (a->x.in)
-        return cli_usage_error("plan", "more than one input file ('%s' and '%s')", a->x.in, arg);
-    a->x.in = arg;
-    return -1;
-}
-
 static int parse_args(int argc, char **argv, PlanArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
-    if (!a->x.in)
+    int r = cli_parse(&cmd_plan_spec, argc, argv, a);
+    if (r < 0 && !a->x.in)
         return cli_usage_error("plan", "missing input: a model .json file or a .gir file");
-    return -1;
+    return r;
 }
 
 /* One run of the program: every kernel's FLOPs. */

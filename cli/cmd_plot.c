@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char cmd_plot_usage[] =
+static const char usage[] =
     "usage: gradc plot LOG.csv [LOG.csv ...] -o OUT.svg [--label NAME ...] [--title TEXT]\n"
     "\n"
     "Draws the train and val loss of one or more CSV logs against tokens seen, in\n"
@@ -27,13 +27,10 @@ const char cmd_plot_usage[] =
     "header with the columns tokens_seen and train_loss, and may have val_loss (an\n"
     "empty field is skipped): `gradc train` writes such logs (log.csv), and the\n"
     "reference curves of the book's chapter 5 run have the same columns.\n"
-    "\n"
-    "flags:\n"
-    "  -o OUT.svg      where the plot goes (written atomically)\n"
-    "  --label NAME    legend name of the next log without one, in order (default:\n"
-    "                  the file name); repeatable\n"
-    "  --title TEXT    the title (default: the labels joined by ' vs ')\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "example:\n"
     "  gradc plot runs/book-ch5/log.csv ../shared/reference/book_ch5_seed123.csv \\\n"
     "      --label gradc --label 'PyTorch (seed 123)' -o ch5.svg\n"
@@ -55,6 +52,27 @@ typedef struct PlotArgs {
     const char *labels[PLOT_MAX_LOGS];
     const char *out, *title;
 } PlotArgs;
+
+static int take_log(const char *cmd, const char *arg, void *args)
+{
+    PlotArgs *a = args;
+    if (a->nlog == PLOT_MAX_LOGS)
+        return cli_usage_error(cmd, "at most %d logs in one plot", PLOT_MAX_LOGS);
+    a->log[a->nlog++].path = arg;
+    return 0;
+}
+
+static const CliFlag flags[] = {
+    {"-o", CLI_STR, CLI_AT(PlotArgs, out), .meta = "OUT.svg",
+     .help = "where the plot goes (written atomically)"},
+    {"--label", CLI_LIST, CLI_AT(PlotArgs, labels), .count = offsetof(PlotArgs, nlabel),
+     .meta = "NAME", .def = "the file name",
+     .help = "legend name of the next log without one, in order; repeatable"},
+    {"--title", CLI_STR, CLI_AT(PlotArgs, title), .meta = "TEXT",
+     .def = "the labels joined by ' vs '", .help = "the title"},
+    {0}};
+
+const CliSpec cmd_plot_spec = {"plot", usage, flags, tail, .pos = take_log};
 
 /* ---------------------------------------------------------------- reading */
 
@@ -183,35 +201,11 @@ static bool draw(PlotArgs *a, IrError *err)
 
 /* ---------------------------------------------------------------- flags */
 
-static int take_arg(char **argv, int argc, int *i, PlotArgs *a)
-{
-    const char *v = NULL;
-    if (cli_is_help(argv[*i]))
-        return cli_help("plot");
-    if (cli_flag_value(argv, argc, i, "-o", &v))
-        return v ? (a->out = v, -1) : 1;
-    if (cli_flag_value(argv, argc, i, "--title", &v))
-        return v ? (a->title = v, -1) : 1;
-    if (cli_flag_value(argv, argc, i, "--label", &v)) {
-        if (v && a->nlabel == PLOT_MAX_LOGS)
-            return cli_usage_error("plot", "at most %d labels", PLOT_MAX_LOGS);
-        return v ? (a->labels[a->nlabel++] = v, -1) : 1;
-    }
-    if (argv[*i][0] == '-' && argv[*i][1])
-        return cli_usage_error("plot", "unknown flag '%s'", argv[*i]);
-    if (a->nlog == PLOT_MAX_LOGS)
-        return cli_usage_error("plot", "at most %d logs in one plot", PLOT_MAX_LOGS);
-    a->log[a->nlog++].path = argv[*i];
-    return -1;
-}
-
 static int parse_args(int argc, char **argv, PlotArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
+    int r = cli_parse(&cmd_plot_spec, argc, argv, a);
+    if (r >= 0)
+        return r;
     if (!a->nlog)
         return cli_usage_error("plot", "no log: name one or more CSV files");
     if (!a->out)

@@ -41,7 +41,11 @@
 #include <time.h>
 #include <unistd.h>
 
-const char cmd_run_usage[] =
+typedef struct RunArgs {
+    CliExecArgs x;
+} RunArgs;
+
+static const char usage[] =
     "usage: gradc run MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T] [--seed S]\n"
     "                 [--bind NAME=V ...] [--passes=LIST] [--threads N] [--no-cache]\n"
     "\n"
@@ -55,96 +59,24 @@ const char cmd_run_usage[] =
     "are the targets of, else vocab_size), read before decompose; a value outside\n"
     "is an error before anything runs.  Float inputs are standard normal (lr = 1e-3,\n"
     "step = 1).\n"
-    "\n"
-    "flags:\n"
-    "  --set k=v        override a config value of a JSON model (repeatable)\n"
-    "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
-    "                   and at the rows of a positional table; past them: an error)\n"
-    "  --bind NAME=V    the value of any other symbol of the graph (repeatable)\n"
-    "  --seed S         seed of the params and inputs (default 42)\n"
-    "  --passes=LIST    the pass pipeline before compiling (default: the default\n"
-    "                   pipeline; '' for none)\n"
-    "  --threads N      threads of the runtime and OpenBLAS (default: $GRADC_THREADS,\n"
-    "                   else the CPUs available)\n"
-    "  --no-cache       compile even if the kernels are in the cache\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc run models/gpt-mini.json\n"
     "  gradc run models/gpt2-small.json --batch 1 --seq 32 --set n_layers=2\n"
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error\n";
 
-/* ---------------------------------------------------------------- flags */
+static const CliFlag flags[] = {
+    CLI_FLAG_SET(RunArgs, x.model),
+    CLI_FLAGS_EXEC(RunArgs, x),
+    {"--passes", CLI_STR, CLI_AT(RunArgs, x.passes), .meta = "=LIST",
+     .def = "the default pipeline; '' for none", .help = "the pass pipeline before compiling"},
+    {0}};
 
-int cli_int_flag(const char *cmd, char **argv, int argc, int *i, const char *name,
-                 long long min, long long *out)
-{
-    const char *v = NULL;
-    long long x;
-    if (!cli_flag_value(argv, argc, i, name, &v))
-        return -1;
-    if (!v)
-        return 1; /* cli_flag_value reported the missing value */
-    if (*v && !cli_parse_int(cmd, name, v, &x))
-        return 1;
-    if (!*v || x < min)
-        return cli_usage_error(cmd, "%s expects an integer >= %lld, got '%s'", name, min, v);
-    *out = x;
-    return 0;
-}
-
-int cli_threads_flag(const char *cmd, char **argv, int argc, int *i, long long *out)
-{
-    int r = cli_int_flag(cmd, argv, argc, i, "--threads", 1, out);
-    if (r || *out <= RT_MAX_THREADS)
-        return r;
-    return cli_usage_error(cmd, "--threads %lld is more than gradc runs: at most %d (this "
-                           "machine has %ld CPUs)", *out, RT_MAX_THREADS,
-                           sysconf(_SC_NPROCESSORS_ONLN));
-}
-
-static int take_bind(const char *cmd, const char *v, CliBindArgs *b)
-{
-    if (!v)
-        return 1;
-    const char *eq = strchr(v, '=');
-    long long x;
-    if (!eq || eq == v || b->n == IR_MAX_SYMS)
-        return cli_usage_error(cmd, "--bind expects NAME=VALUE, got '%s'", v);
-    if (!*(eq + 1) || !cli_parse_int(cmd, "--bind", eq + 1, &x) || x <= 0)
-        return cli_usage_error(cmd, "--bind %s needs a positive integer value", v);
-    snprintf(b->name[b->n], sizeof b->name[0], "%.*s", (int)(eq - v), v);
-    b->value[b->n++] = x;
-    return 0;
-}
-
-int cli_bind_flag(const char *cmd, char **argv, int argc, int *i, CliBindArgs *b)
-{
-    const char *v = NULL;
-    if (cli_flag_value(argv, argc, i, "--bind", &v))
-        return take_bind(cmd, v, b);
-    int r = cli_int_flag(cmd, argv, argc, i, "--batch", 1, &b->batch);
-    if (r < 0 && (r = cli_int_flag(cmd, argv, argc, i, "--seq", 1, &b->seq)) >= 0)
-        b->seq_given = true;
-    return r;
-}
-
-int cli_exec_flag(const char *cmd, char **argv, int argc, int *i, CliExecArgs *a)
-{
-    const char *v = NULL;
-    if (cli_take_set(argv, argc, i, &a->model))
-        return a->model.bad ? 1 : 0;
-    if (!strcmp(argv[*i], "--no-cache"))
-        return a->no_cache = true, 0;
-    if (cli_flag_value(argv, argc, i, "--passes", &v))
-        return v ? (a->passes = v, 0) : 1;
-    int r;
-    if ((r = cli_bind_flag(cmd, argv, argc, i, &a->bind)) >= 0 ||
-        (r = cli_int_flag(cmd, argv, argc, i, "--seed", 0, &a->seed)) >= 0)
-        return r;
-    return cli_threads_flag(cmd, argv, argc, i, &a->threads);
-}
+const CliSpec cmd_run_spec = {"run", usage, flags, tail, CLI_ONE_INPUT(RunArgs, x.in)};
 
 CliExecArgs cli_exec_args_default(void)
 {
@@ -526,27 +458,12 @@ int cli_dump_kernels(const IrGraph *g, const FeModel *m, const CliExecArgs *a, b
 
 /* ---------------------------------------------------------------- the command */
 
-static int parse_args(int argc, char **argv, CliExecArgs *a)
+static int parse_args(int argc, char **argv, RunArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        if (cli_is_help(argv[i]))
-            return cli_help("run");
-        int r = cli_exec_flag("run", argv, argc, &i, a);
-        if (r >= 0) {
-            if (r > 0)
-                return r;
-            continue;
-        }
-        if (argv[i][0] == '-' && argv[i][1])
-            return cli_usage_error("run", "unknown flag '%s'", argv[i]);
-        if (a->in)
-            return cli_usage_error("run", "more than one input file ('%s' and '%s')", a->in,
-                                   argv[i]);
-        a->in = argv[i];
-    }
-    if (!a->in)
+    int r = cli_parse(&cmd_run_spec, argc, argv, a);
+    if (r < 0 && !a->x.in)
         return cli_usage_error("run", "missing input: a model .json file or a .gir file");
-    return -1;
+    return r;
 }
 
 static int run_once(RtExec *ex, const IrGraph *g, const int64_t *binding, IrError *err)
@@ -590,15 +507,16 @@ static int run_graph(IrGraph *g, const FeModel *m, const CliExecArgs *a, IrError
 int cmd_run(int argc, char **argv)
 {
     IrError err = {0};
-    CliExecArgs a = cli_exec_args_default();
-    int r = parse_args(argc, argv, &a);
+    RunArgs ra = {cli_exec_args_default()};
+    const CliExecArgs *a = &ra.x;
+    int r = parse_args(argc, argv, &ra);
     if (r >= 0)
         return r;
     FeModel *model = NULL;
-    IrGraph *g = cli_load(a.in, &a.model, &model, &err);
+    IrGraph *g = cli_load(a->in, &a->model, &model, &err);
     if (!g)
         return cli_fail(&err);
-    r = run_graph(g, model, &a, &err);
+    r = run_graph(g, model, a, &err);
     cli_unload(g, model);
     return r;
 }

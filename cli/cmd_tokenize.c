@@ -18,27 +18,17 @@
 #include <string.h>
 #include <time.h>
 
-const char cmd_tokenize_usage[] =
+static const char usage[] =
     "usage: gradc tokenize [--tokenizer gpt2|char] [--bpe-dir DIR] [--special]\n"
     "                      [--decode] [--vocab-from FILE] [--stats] FILE...\n"
     "\n"
     "Encodes each FILE (- for stdin) and prints its token ids on one line,\n"
     "separated by spaces.  With --decode, each FILE holds ids (separated by any\n"
     "white space) and their bytes are written to stdout.\n"
-    "\n"
-    "flags:\n"
-    "  --tokenizer gpt2|char  GPT-2 byte-level BPE (default; token-exact with\n"
-    "                         tiktoken's gpt2) or one id per character\n"
-    "  --bpe-dir DIR          folder with encoder.json and vocab.bpe (default: the\n"
-    "                         data cache, $GRADC_DATA_DIR or ~/.cache/gradc/data,\n"
-    "                         + /gpt2, which scripts/demo.sh fills)\n"
-    "  --special              <|endoftext|> in the text is the special token 50256\n"
-    "                         (otherwise it is ordinary text, as tiktoken's default)\n"
-    "  --decode               ids to text\n"
-    "  --vocab-from FILE      char tokenizer: build the vocabulary from FILE's\n"
-    "                         characters (default when encoding: the input itself)\n"
-    "  --stats                print 'FILE: N tokens, B bytes, S s, R MB/s' to stderr\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  echo -n 'Hello, world' | gradc tokenize -            # 15496 11 995\n"
     "  echo 15496 11 995 | gradc tokenize --decode -        # Hello, world\n"
@@ -54,49 +44,41 @@ typedef struct TokArgs {
     int nfiles;
 } TokArgs;
 
-static int take_kind(const char *v, TokArgs *a)
+static int take_file(const char *cmd, const char *arg, void *args)
 {
-    if (!v)
-        return 1;
-    if (!rt_tok_kind_parse(v, &a->kind))
-        return cli_usage_error("tokenize", "--tokenizer must be gpt2 or char, got '%s'", v);
+    TokArgs *a = args;
+    (void)cmd;
+    a->files[a->nfiles++] = arg;
     return 0;
 }
 
-static bool take_switch(const char *arg, TokArgs *a)
-{
-    bool *sw = !strcmp(arg, "--special") ? &a->special
-             : !strcmp(arg, "--decode")  ? &a->decode
-             : !strcmp(arg, "--stats")   ? &a->stats
-                                         : NULL;
-    if (sw)
-        *sw = true;
-    return sw != NULL;
-}
+static const CliFlag flags[] = {
+    {"--tokenizer", CLI_CALL, CLI_AT(TokArgs, kind), .fn = cli_tokenizer_fn, .meta = "gpt2|char",
+     .help = "GPT-2 byte-level BPE (the default; token-exact with tiktoken's gpt2) or one id "
+             "per character"},
+    {"--bpe-dir", CLI_STR, CLI_AT(TokArgs, bpe_dir), .meta = "DIR",
+     .def = "the data cache, $GRADC_DATA_DIR or ~/.cache/gradc/data, + /gpt2, which "
+            "scripts/demo.sh fills",
+     .help = "folder with encoder.json and vocab.bpe"},
+    {"--special", CLI_TRUE, CLI_AT(TokArgs, special),
+     .help = "<|endoftext|> in the text is the special token 50256 (otherwise it is ordinary "
+             "text, as tiktoken's default)"},
+    {"--decode", CLI_TRUE, CLI_AT(TokArgs, decode), .help = "ids to text"},
+    {"--vocab-from", CLI_STR, CLI_AT(TokArgs, vocab_from), .meta = "FILE",
+     .def = "when encoding, the input itself",
+     .help = "char tokenizer: build the vocabulary from FILE's characters"},
+    {"--stats", CLI_TRUE, CLI_AT(TokArgs, stats),
+     .help = "print 'FILE: N tokens, B bytes, S s, R MB/s' to stderr"},
+    {0}};
+
+const CliSpec cmd_tokenize_spec = {"tokenize", usage, flags, tail, .pos = take_file};
 
 /* -1 to go on, else an exit code. */
 static int parse_args(int argc, char **argv, TokArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        const char *v;
-        int r = 0;
-        if (cli_is_help(argv[i]))
-            return cli_help("tokenize");
-        if (cli_flag_value(argv, argc, &i, "--tokenizer", &v))
-            r = take_kind(v, a);
-        else if (cli_flag_value(argv, argc, &i, "--bpe-dir", &v))
-            r = v ? (a->bpe_dir = v, 0) : 1;
-        else if (cli_flag_value(argv, argc, &i, "--vocab-from", &v))
-            r = v ? (a->vocab_from = v, 0) : 1;
-        else if (take_switch(argv[i], a))
-            continue;
-        else if (argv[i][0] == '-' && argv[i][1])
-            r = cli_usage_error("tokenize", "unknown flag '%s'", argv[i]);
-        else
-            a->files[a->nfiles++] = argv[i];
-        if (r)
-            return r;
-    }
+    int r = cli_parse(&cmd_tokenize_spec, argc, argv, a);
+    if (r >= 0)
+        return r;
     return a->nfiles ? -1 : cli_usage_error("tokenize", "missing FILE (- for stdin)");
 }
 

@@ -20,7 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char cmd_train_usage[] =
+static const char usage[] =
     "usage: gradc train MODEL.json --data FILE [flags]\n"
     "       gradc train --resume CKPT [--data FILE] [flags]\n"
     "\n"
@@ -31,58 +31,10 @@ const char cmd_train_usage[] =
     "It prints a progress line (step, epoch, tokens seen, losses, lr, tokens/s,\n"
     "ETA), evaluates train and val loss, and writes a CSV log, an SVG loss plot\n"
     "and a checkpoint (safetensors) under --out.\n"
-    "\n"
-    "model and data:\n"
-    "  --set k=v            override a model config value (repeatable)\n"
-    "  --data FILE          the training text\n"
-    "  --tokenizer gpt2|char  GPT-2 BPE (default) or characters of the text\n"
-    "  --bpe-dir DIR        encoder.json + vocab.bpe (default: the data cache)\n"
-    "  --batch B            windows per batch (default 2)\n"
-    "  --seq T              tokens per window (default: config context_length;\n"
-    "                       at most it, and at most a positional table's rows)\n"
-    "  --stride S           tokens between window starts (default: T)\n"
-    "  --train-frac F       training share of the text (default 0.9)\n"
-    "length:\n"
-    "  --epochs N           passes over the training windows (default 1)\n"
-    "  --steps N            stop after update N instead (counts resumed updates)\n"
-    "optimizer (AdamW):\n"
-    "  --lr LR              peak learning rate (default 4e-4)\n"
-    "  --schedule constant|cosine  after warmup: constant (default) or cosine\n"
-    "                       decay to --min-lr at the last step\n"
-    "  --min-lr LR          floor of the cosine decay (default lr/10)\n"
-    "  --warmup N           linear warmup over the first N updates (default 0)\n"
-    "  --weight-decay WD    (default 0.1, the book's)\n"
-    "  --no-decay-bias-norm decay only matrices (nanoGPT); default: every param\n"
-    "  --beta1 B1 --beta2 B2 --eps E   (default 0.9, 0.999, 1e-8)\n"
-    "  --clip NORM          clip the global gradient norm (default 0: off)\n"
-    "  --seed S             init, shuffle and dropout (default 123)\n"
-    "  --no-shuffle         batches in text order every epoch (to compare runs)\n"
-    "  --init-std GLOB=STD  start the normal-init params matching GLOB from\n"
-    "                       N(0, STD^2) instead of the model file's std\n"
-    "                       (repeatable): --init-std '*_emb.weight=0.02'\n"
-    "evaluation, samples, output:\n"
-    "  --eval-every N       train/val loss every N updates (default 5; 0: at the end)\n"
-    "  --eval-batches N     batches per evaluation (default 5; 0: all)\n"
-    "  --prompt TEXT        show a greedy continuation of TEXT at the end of every\n"
-    "                       epoch, or every --sample-every N updates\n"
-    "  --sample-tokens N    tokens per sample (default 50)\n"
-    "  --save-every N       also checkpoint every N updates (default: at the end)\n"
-    "  --log-every N        progress line every N updates (default 1)\n"
-    "  --out DIR            where the files go (default: with --resume the run's\n"
-    "                       folder, else runs/MODEL_NAME); each path is checked\n"
-    "                       before the first update\n"
-    "  --ckpt PATH --csv PATH --plot PATH   override one file's path\n"
-    "  --resume CKPT        continue from a checkpoint, bit-exactly\n"
-    "  --force              overwrite a checkpoint of another run at the checkpoint\n"
-    "                       path (refused otherwise)\n"
-    "  --passes=LIST        the pipeline after attention/autodiff/optimizer (default:\n"
-    "                       default)\n"
-    "  --threads N          threads (default: $GRADC_THREADS, else the CPUs)\n"
-    "  --determinism-check N  train nothing: take N updates at 1 thread and at\n"
-    "                       --threads (at least 2), compare every tensor bit for bit\n"
-    "                       after each, report the first that differs (exit 1)\n"
-    "  --quiet              no progress output\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc train models/gpt-mini.json --data moby-dick.txt --steps 300 --prompt 'Call me'\n"
     "  # the book's chapter 5 run (docs/training.md):\n"
@@ -98,161 +50,100 @@ typedef struct TrainArgs {
     int64_t determinism_steps;   /* --determinism-check N; 0: train */
 } TrainArgs;
 
-static int bad_value(const char *flag, const char *v, const char *want)
+static int schedule_fn(const char *cmd, const CliFlag *f, const char *v, void *field)
 {
-    return cli_usage_error("train", "%s expects %s, got '%s'", flag, want, v);
-}
-
-/* --flag X for a float X (finite, >= min): -1 not this flag, 0 taken, else an exit code. */
-static int float_flag(char **argv, int argc, int *i, const char *name, double min, double *out)
-{
-    const char *v;
-    if (!cli_flag_value(argv, argc, i, name, &v))
-        return -1;
-    if (!v)
-        return 1;
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (!*v || *end || errno || !isfinite(x) || x < min)
-        return bad_value(name, v, min > 0 ? "a positive number" : "a number >= 0");
-    *out = x;
+    RtSchedule *s = field;
+    if (strcmp(v, "constant") && strcmp(v, "cosine"))
+        return cli_usage_error(cmd, "%s expects constant or cosine, got '%s'", f->name, v);
+    *s = strcmp(v, "cosine") ? RT_LR_CONSTANT : RT_LR_COSINE;
     return 0;
 }
 
-/* --flag N for an integer N >= min into an int64_t. */
-static int int_flag(char **argv, int argc, int *i, const char *name, long long min,
-                    int64_t *out)
-{
-    long long v;
-    int r = cli_int_flag("train", argv, argc, i, name, min, &v);
-    if (r == 0)
-        *out = v;
-    return r;
-}
+#define TRAIN_INT(flag, field, m, meta_, d, what)                                            \
+    {flag, CLI_INT, CLI_AT(TrainArgs, o.field), .min = m, .meta = meta_, .def = d, .help = what}
+#define TRAIN_NUM(flag, field, pos, meta_, d, what)                                          \
+    {flag, CLI_NUM, CLI_AT(TrainArgs, o.field), .positive = pos, .meta = meta_, .def = d,    \
+     .help = what}
+#define TRAIN_STR(flag, field, meta_, d, what)                                               \
+    {flag, CLI_STR, CLI_AT(TrainArgs, o.field), .meta = meta_, .def = d, .help = what}
+#define TRAIN_SWITCH(flag, kind, field, what) {flag, kind, CLI_AT(TrainArgs, o.field), .help = what}
 
-static int threads_flag(char **argv, int argc, int *i, int64_t *out)
-{
-    long long v;
-    int r = cli_threads_flag("train", argv, argc, i, &v);
-    if (r == 0)
-        *out = v;
-    return r;
-}
+static const CliFlag flags[] = {
+    {NULL, CLI_HEAD, .help = "model and data:"},
+    CLI_FLAG_SET(TrainArgs, model),
+    TRAIN_STR("--data", data_path, "FILE", NULL, "the training text"),
+    {"--tokenizer", CLI_CALL, CLI_AT(TrainArgs, o.tokenizer), .fn = cli_tokenizer_fn,
+     .meta = "gpt2|char", .def = "gpt2", .help = "GPT-2 BPE or characters of the text"},
+    TRAIN_STR("--bpe-dir", bpe_dir, "DIR", "the data cache", "encoder.json + vocab.bpe"),
+    TRAIN_INT("--batch", batch, 1, "B", "2", "windows per batch"),
+    TRAIN_INT("--seq", ctx, 1, "T", "config context_length",
+              "tokens per window: at most context_length, and at most a positional table's "
+              "rows"),
+    TRAIN_INT("--stride", stride, 1, "S", "T", "tokens between window starts"),
+    TRAIN_NUM("--train-frac", train_frac, true, "F", "0.9", "training share of the text"),
+    {NULL, CLI_HEAD, .help = "length:"},
+    TRAIN_INT("--epochs", epochs, 1, "N", "1", "passes over the training windows"),
+    TRAIN_INT("--steps", steps, 1, "N", NULL,
+              "stop after update N instead (counts resumed updates)"),
+    {NULL, CLI_HEAD, .help = "optimizer (AdamW):"},
+    TRAIN_NUM("--lr", lr, true, "LR", "4e-4", "peak learning rate"),
+    {"--schedule", CLI_CALL, CLI_AT(TrainArgs, o.schedule), .fn = schedule_fn,
+     .meta = "constant|cosine", .def = "constant",
+     .help = "after warmup: constant, or cosine decay to --min-lr at the last step"},
+    TRAIN_NUM("--min-lr", min_lr, false, "LR", "lr/10", "floor of the cosine decay"),
+    TRAIN_INT("--warmup", warmup, 0, "N", "0", "linear warmup over the first N updates"),
+    TRAIN_NUM("--weight-decay", weight_decay, false, "WD", "0.1, the book's", "weight decay"),
+    TRAIN_SWITCH("--no-decay-bias-norm", CLI_FALSE, decay_all,
+                 "decay only matrices (nanoGPT); by default every param"),
+    TRAIN_NUM("--beta1", beta1, false, "B1", "0.9", "AdamW beta1"),
+    TRAIN_NUM("--beta2", beta2, false, "B2", "0.999", "AdamW beta2"),
+    TRAIN_NUM("--eps", eps, false, "E", "1e-8", "AdamW epsilon"),
+    TRAIN_NUM("--clip", clip, false, "NORM", "0: off", "clip the global gradient norm"),
+    TRAIN_INT("--seed", seed, 0, "S", "123", "init, shuffle and dropout"),
+    TRAIN_SWITCH("--no-shuffle", CLI_TRUE, no_shuffle,
+                 "batches in text order every epoch (to compare runs)"),
+    {"--init-std", CLI_LIST, CLI_AT(TrainArgs, o.init_std),
+     .count = offsetof(TrainArgs, o.ninit_std), .meta = "GLOB=STD",
+     .help = "start the normal-init params matching GLOB from N(0, STD^2) instead of the "
+             "model file's std (repeatable): --init-std '*_emb.weight=0.02'"},
+    {NULL, CLI_HEAD, .help = "evaluation, samples, output:"},
+    TRAIN_INT("--eval-every", eval_every, 0, "N", "5; 0: at the end",
+              "train/val loss every N updates"),
+    TRAIN_INT("--eval-batches", eval_batches, 0, "N", "5; 0: all", "batches per evaluation"),
+    TRAIN_STR("--prompt", prompt, "TEXT", NULL,
+              "show a greedy continuation of TEXT at the end of every epoch, or every "
+              "--sample-every N updates"),
+    TRAIN_INT("--sample-every", sample_every, 0, "N", "0: at the end of each epoch",
+              "sample the --prompt every N updates"),
+    TRAIN_INT("--sample-tokens", sample_tokens, 1, "N", "50", "tokens per sample"),
+    TRAIN_INT("--save-every", save_every, 0, "N", "at the end", "also checkpoint every N updates"),
+    TRAIN_INT("--log-every", log_every, 0, "N", "1", "progress line every N updates"),
+    TRAIN_STR("--out", out_dir, "DIR", "with --resume the run's folder, else runs/MODEL_NAME",
+              "where the files go; each path is checked before the first update"),
+    TRAIN_STR("--ckpt", ckpt_path, "PATH", "OUT/ckpt.safetensors", "the checkpoint's path"),
+    TRAIN_STR("--csv", csv_path, "PATH", "in OUT", "the CSV log's path"),
+    TRAIN_STR("--plot", plot_path, "PATH", "in OUT", "the SVG loss plot's path"),
+    TRAIN_STR("--resume", resume, "CKPT", NULL, "continue from a checkpoint, bit-exactly"),
+    TRAIN_SWITCH("--force", CLI_TRUE, force,
+                 "overwrite a checkpoint of another run at the checkpoint path (refused "
+                 "otherwise)"),
+    TRAIN_STR("--passes", passes, "=LIST", "default",
+              "the pipeline after attention/autodiff/optimizer"),
+    CLI_FLAG_THREADS(TrainArgs, o.threads, "threads"),
+    {"--determinism-check", CLI_INT, CLI_AT(TrainArgs, determinism_steps), .min = 1,
+     .meta = "N", .help = "train nothing: take N updates at 1 thread and at --threads (at "
+                          "least 2), compare every tensor bit for bit after each, report the "
+                          "first that differs (exit 1)"},
+    TRAIN_SWITCH("--quiet", CLI_TRUE, quiet, "no progress output"),
+    {0}};
 
-static int take_ints(char **argv, int argc, int *i, RtTrainOptions *o)
-{
-    int64_t seed = (int64_t)o->seed, threads = o->threads, toks = o->sample_tokens;
-    int r;
-    if ((r = int_flag(argv, argc, i, "--batch", 1, &o->batch)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--seq", 1, &o->ctx)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--stride", 1, &o->stride)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--epochs", 1, &o->epochs)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--steps", 1, &o->steps)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--warmup", 0, &o->warmup)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--eval-every", 0, &o->eval_every)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--eval-batches", 0, &o->eval_batches)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--sample-every", 0, &o->sample_every)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--save-every", 0, &o->save_every)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--log-every", 0, &o->log_every)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--sample-tokens", 1, &toks)) >= 0 ||
-        (r = threads_flag(argv, argc, i, &threads)) >= 0 ||
-        (r = int_flag(argv, argc, i, "--seed", 0, &seed)) >= 0) {
-        o->seed = (uint64_t)seed, o->threads = (int)threads, o->sample_tokens = (int)toks;
-        return r;
-    }
-    return -1;
-}
-
-static int take_floats(char **argv, int argc, int *i, RtTrainOptions *o)
-{
-    int r;
-    if ((r = float_flag(argv, argc, i, "--lr", 1e-300, &o->lr)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--min-lr", 0, &o->min_lr)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--weight-decay", 0, &o->weight_decay)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--beta1", 0, &o->beta1)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--beta2", 0, &o->beta2)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--eps", 0, &o->eps)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--clip", 0, &o->clip)) >= 0 ||
-        (r = float_flag(argv, argc, i, "--train-frac", 1e-300, &o->train_frac)) >= 0)
-        return r;
-    return -1;
-}
-
-static int take_enum(const char *flag, const char *v, RtTrainOptions *o)
-{
-    if (!v)
-        return 1;
-    if (!strcmp(flag, "--tokenizer"))
-        return rt_tok_kind_parse(v, &o->tokenizer) ? 0 : bad_value(flag, v, "gpt2 or char");
-    if (!strcmp(v, "constant") || !strcmp(v, "cosine"))
-        return o->schedule = strcmp(v, "cosine") ? RT_LR_CONSTANT : RT_LR_COSINE, 0;
-    return bad_value(flag, v, "constant or cosine");
-}
-
-static int take_strings(char **argv, int argc, int *i, RtTrainOptions *o)
-{
-    static const char *const names[] = {"--data", "--bpe-dir", "--prompt", "--out", "--ckpt",
-                                        "--csv", "--plot", "--resume", "--passes"};
-    const char **dst[] = {&o->data_path, &o->bpe_dir, &o->prompt, &o->out_dir, &o->ckpt_path,
-                          &o->csv_path, &o->plot_path, &o->resume, &o->passes};
-    const char *v;
-    for (int k = 0; k < 9; k++)
-        if (cli_flag_value(argv, argc, i, names[k], &v))
-            return v ? (*dst[k] = v, 0) : 1;
-    if (cli_flag_value(argv, argc, i, "--tokenizer", &v))
-        return take_enum("--tokenizer", v, o);
-    if (cli_flag_value(argv, argc, i, "--init-std", &v)) {
-        if (v && o->ninit_std == RT_TRAIN_MAX_INIT)
-            return cli_usage_error("train", "at most %d --init-std flags", RT_TRAIN_MAX_INIT);
-        return v ? (o->init_std[o->ninit_std++] = v, 0) : 1;
-    }
-    if (cli_flag_value(argv, argc, i, "--schedule", &v))
-        return take_enum("--schedule", v, o);
-    return -1;
-}
-
-static int take_switch(const char *arg, RtTrainOptions *o)
-{
-    if (!strcmp(arg, "--quiet"))
-        return o->quiet = true, 0;
-    if (!strcmp(arg, "--force"))
-        return o->force = true, 0;
-    if (!strcmp(arg, "--no-decay-bias-norm"))
-        return o->decay_all = false, 0;
-    if (!strcmp(arg, "--no-shuffle"))
-        return o->no_shuffle = true, 0;
-    return -1;
-}
+const CliSpec cmd_train_spec = {"train", usage, flags, tail, offsetof(TrainArgs, model_path),
+                                "one model at a time ('%s' and '%s')", NULL};
 
 /* -1 to go on, else an exit code. */
 static int parse_args(int argc, char **argv, TrainArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r;
-        if (cli_is_help(argv[i]))
-            return cli_help("train");
-        if (cli_take_set(argv, argc, &i, &a->model)) {
-            if (a->model.bad)
-                return 1;
-            continue;
-        }
-        if ((r = int_flag(argv, argc, &i, "--determinism-check", 1, &a->determinism_steps)) >= 0 ||
-            (r = take_ints(argv, argc, &i, &a->o)) >= 0 ||
-            (r = take_floats(argv, argc, &i, &a->o)) >= 0 ||
-            (r = take_strings(argv, argc, &i, &a->o)) >= 0 || (r = take_switch(argv[i], &a->o)) >= 0) {
-            if (r)
-                return r;
-        } else if (argv[i][0] == '-' && argv[i][1]) {
-            return cli_usage_error("train", "unknown flag '%s'", argv[i]);
-        } else if (a->model_path) {
-            return cli_usage_error("train", "one model at a time ('%s' and '%s')",
-                                   a->model_path, argv[i]);
-        } else {
-            a->model_path = argv[i];
-        }
-    }
-    return -1;
+    return cli_parse(&cmd_train_spec, argc, argv, a);
 }
 
 static int check_args(const TrainArgs *a)
@@ -273,10 +164,7 @@ static int check_args(const TrainArgs *a)
  * for as long as o is used (o's prompt and passes point into it). */
 static int resume_defaults(int argc, char **argv, RtTrainOptions *o, RtCkpt **c)
 {
-    const char *path = NULL;
-    for (int i = 1; i < argc; i++)
-        if (cli_flag_value(argv, argc, &i, "--resume", &path) && !path)
-            return 1;
+    const char *path = cli_flag_last(&cmd_train_spec, argc, argv, "--resume");
     if (!path)
         return -1;
     IrError err = {0};

@@ -50,7 +50,7 @@
 #define VERIFY_NOISE_MULT 10.0
 #define VERIFY_NOISE_RUNS 2
 
-const char cmd_verify_usage[] =
+static const char usage[] =
     "usage: gradc verify MODEL.json|FILE.gir [--set k=v ...] [--batch B] [--seq T]\n"
     "                    [--passes=LIST] [--train] [--tol X] [--seed S] [--threads N]\n"
     "                    [--bind NAME=V ...] [--no-cache]\n"
@@ -70,22 +70,10 @@ const char cmd_verify_usage[] =
     "built as gradc train builds it (attention, autodiff, optimizer, then the\n"
     "pipeline), the reference from the primitives, so the attention op and its\n"
     "gradient are checked against the graph they replace.\n"
-    "\n"
-    "flags:\n"
-    "  --set k=v        override a config value of a JSON model (repeatable)\n"
-    "  --batch B        the value of symbol B (default 2)\n"
-    "  --seq T          the value of symbol T (default 64, capped at context_length\n"
-    "                   and at the rows of a positional table; past them: an error)\n"
-    "  --bind NAME=V    the value of any other symbol (repeatable)\n"
-    "  --passes=LIST    the pipeline of the compiled graph (default: the default\n"
-    "                   pipeline); the reference is never optimized\n"
-    "  --train          verify one train step (needs the autodiff and optimizer passes)\n"
-    "  --tol X          the largest error accepted (default 1e-4; float32 runs of\n"
-    "                   GPT-2 small forward land near 1e-6)\n"
-    "  --seed S         seed of params and inputs (default 42)\n"
-    "  --threads N      runtime threads (default: $GRADC_THREADS, else the CPUs)\n"
-    "  --no-cache       compile even if the kernels are in the cache\n"
-    "\n"
+    "\n";
+
+/* --help prints the flags from the table here, then: */
+static const char tail[] =
     "examples:\n"
     "  gradc verify models/gpt2-small.json --batch 1 --seq 32\n"
     "  gradc verify models/gpt-mini.json --train --passes=cse,dce\n"
@@ -98,6 +86,25 @@ typedef struct VerifyArgs {
     bool train;
     double tol;
 } VerifyArgs;
+
+static const CliFlag flags[] = {
+    CLI_FLAG_SET(VerifyArgs, x.model),
+    CLI_FLAGS_BIND(VerifyArgs, x.bind, "2", "64"),
+    {"--passes", CLI_STR, CLI_AT(VerifyArgs, x.passes), .meta = "=LIST",
+     .def = "the default pipeline",
+     .help = "the pipeline of the compiled graph; the reference is never optimized"},
+    {"--train", CLI_TRUE, CLI_AT(VerifyArgs, train),
+     .help = "verify one train step (needs the autodiff and optimizer passes)"},
+    {"--tol", CLI_NUM, CLI_AT(VerifyArgs, tol), .positive = true, .meta = "X",
+     .def = "1e-4; float32 runs of GPT-2 small forward land near 1e-6",
+     .help = "the largest error accepted"},
+    {"--seed", CLI_INT, CLI_AT(VerifyArgs, x.seed), .meta = "S", .def = "42",
+     .help = "seed of params and inputs"},
+    CLI_FLAG_THREADS(VerifyArgs, x.threads, "runtime threads"),
+    CLI_FLAG_NO_CACHE(VerifyArgs, x.no_cache),
+    {0}};
+
+const CliSpec cmd_verify_spec = {"verify", usage, flags, tail, CLI_ONE_INPUT(VerifyArgs, x.in)};
 
 typedef struct Verify {
     const VerifyArgs *a;
@@ -113,52 +120,12 @@ typedef struct Verify {
 
 /* ---------------------------------------------------------------- flags */
 
-static int take_tol(const char *v, double *tol)
-{
-    char *end;
-    if (!v)
-        return 1;
-    double t = strtod(v, &end);
-    if (!*v || *end || !(t > 0))
-        return cli_usage_error("verify", "--tol expects a positive number, got '%s'", v);
-    *tol = t;
-    return 0;
-}
-
-/* Returns -1 to go on, or an exit code. */
-static int take_arg(char **argv, int argc, int *i, VerifyArgs *a)
-{
-    const char *arg = argv[*i], *v = NULL;
-    if (cli_is_help(arg))
-        return cli_help("verify");
-    if (!strcmp(arg, "--train"))
-        return a->train = true, -1;
-    if (cli_flag_value(argv, argc, i, "--tol", &v)) {
-        int r = take_tol(v, &a->tol);
-        return r ? r : -1;
-    }
-    int r = cli_exec_flag("verify", argv, argc, i, &a->x);
-    if (r >= 0)
-        return r ? r : -1;
-    if (arg[0] == '-' && arg[1])
-        return cli_usage_error("verify", "unknown flag '%s'", arg);
-    if (a->x.in)
-        return cli_usage_error("verify", "more than one input file ('%s' and '%s')", a->x.in,
-                               arg);
-    a->x.in = arg;
-    return -1;
-}
-
 static int parse_args(int argc, char **argv, VerifyArgs *a)
 {
-    for (int i = 1; i < argc; i++) {
-        int r = take_arg(argv, argc, &i, a);
-        if (r >= 0)
-            return r;
-    }
-    if (!a->x.in)
+    int r = cli_parse(&cmd_verify_spec, argc, argv, a);
+    if (r < 0 && !a->x.in)
         return cli_usage_error("verify", "missing input: a model .json file or a .gir file");
-    return -1;
+    return r;
 }
 
 /* ---------------------------------------------------------------- graphs */

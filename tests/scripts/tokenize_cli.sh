@@ -67,7 +67,7 @@ printf 'xyz' >"$TMP/xyz.txt"
 refuse "char: unknown character" "not in the char vocabulary" "$GRADC" tokenize --tokenizer char --vocab-from "$TMP/c.txt" "$TMP/xyz.txt"
 
 refuse "missing file" "cannot read" tok "$TMP/nope.txt"
-refuse "bad tokenizer" "must be gpt2 or char" tok --tokenizer bpe "$TMP/hello.txt"
+refuse "bad tokenizer" "expects gpt2 or char" tok --tokenizer bpe "$TMP/hello.txt"
 refuse "unknown flag" "unknown flag" tok --frobnicate "$TMP/hello.txt"
 refuse "no file" "missing FILE" tok
 refuse "junk id" "'x' is not a token id" tok --decode - <<<"1 x 3"
