@@ -59,14 +59,19 @@ int cli_fail(const IrError *err);
 IrGraph *cli_load(const char *path, const CliModelArgs *m, FeModel **model, IrError *err);
 void cli_unload(IrGraph *g, FeModel *model);
 
-/* Prints g as IR text to `path` atomically (PATH.tmp, fsync, rename), or
- * to stdout when path is NULL or "-".  Returns 0, or 1 after reporting an
- * I/O error.  (cli/cmd_dump.c) */
+/* What a command prints, to stdout when path is NULL or "-" (a failed
+ * flush is reported), else to path through ir/outfile.c: atomically over a
+ * regular file, in place into a device or FIFO, never replacing anything
+ * that is not a regular file.  Returns 0, or 1 after reporting. */
+typedef void (*CliPrintFn)(FILE *f, const void *arg);
+int cli_write_out(const char *path, CliPrintFn print, const void *arg);
+/* g as IR text through cli_write_out. */
 int cli_write_ir(const IrGraph *g, const char *path);
 
-/* ---------------------------------------------------------------- cmd_run.c
+/* ---------------------------------------------------------------- bind.c, inputs.c, exec.c
  * What run, verify and bench share: the flags that pick a binding and a
- * runtime, the binding itself, seeded random inputs and output summaries. */
+ * runtime, the binding itself (bind.c), seeded random inputs and output
+ * summaries (inputs.c), the pipeline and the compiled program (exec.c). */
 
 typedef struct RtExec RtExec;
 
@@ -121,7 +126,9 @@ bool cli_bind(const IrGraph *g, const FeModel *m, const CliBindArgs *b, int64_t 
  * cli_bind does.  Returns -1 to go on, else an exit code after reporting. */
 int cli_check_seq(const char *path, const CliModelArgs *m, long long batch, long long seq);
 void cli_print_binding(const IrGraph *g, const int64_t *binding, FILE *f);
-/* Seeded random values for every input of g (see cmd_run.c).  Call it on
+/* A config value of m >= 1 as an integer; false when m is NULL or has none. */
+bool cli_config_int(const FeModel *m, const char *key, int64_t *v);
+/* Seeded random values for every input of g (see inputs.c).  Call it on
  * g before `decompose`: an integer input's range comes from the gathers
  * and cross_entropy that read it. */
 void cli_make_inputs(const IrGraph *g, const FeModel *m, const int64_t *binding, uint64_t seed,

@@ -16,9 +16,7 @@
  */
 #include "cli.h"
 #include "passes/pass.h"
-#include "ir/outfile.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -97,45 +95,20 @@ static int parse_args(int argc, char **argv, DotArgs *a)
 
 /* ---------------------------------------------------------------- output */
 
-static int write_failed(const char *path, int e)
-{
-    IrError err = {0};
-    ir_error(&err, "cannot write '%s': %s", path, strerror(e));
-    ir_error_hint(&err, "check that the directory exists and is writable");
-    return cli_fail(&err);
-}
+typedef struct Drawing {
+    const IrGraph *g;
+    const DotArgs *a;
+} Drawing;
 
 /* The drawing of the stage's graph; for llvm and asm, first a comment that
  * says which graph it is. */
-static void draw(const IrGraph *g, const DotArgs *a, FILE *f)
+static void print_dot(FILE *f, const void *arg)
 {
-    if (a->st->out != PASS_OUT_IR)
+    const Drawing *d = arg;
+    if (d->a->st->out != PASS_OUT_IR)
         fprintf(f, "// stage %s: the kernel graph that codegen compiles into this code; "
-                "`gradc dump --stage=%s` prints the code\n", a->st->name, a->st->name);
-    ir_dot(g, &a->opt, f);
-}
-
-/* Draws g into FILE through ir/outfile.c: atomically over a regular file,
- * in place into a device or FIFO. */
-static int write_file(const IrGraph *g, const DotArgs *a, const char *path)
-{
-    IrError err = {0};
-    IrOutFile o;
-    FILE *f = ir_outfile_open(&o, path, "output", &err);
-    if (!f)
-        return cli_fail(&err);
-    draw(g, a, f);
-    return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
-}
-
-static int write_dot(const IrGraph *g, const DotArgs *a)
-{
-    if (a->out && strcmp(a->out, "-"))
-        return write_file(g, a, a->out);
-    draw(g, a, stdout);
-    if (fflush(stdout) != 0)
-        return write_failed("<stdout>", errno);
-    return 0;
+                "`gradc dump --stage=%s` prints the code\n", d->a->st->name, d->a->st->name);
+    ir_dot(d->g, &d->a->opt, f);
 }
 
 /* ---------------------------------------------------------------- the command */
@@ -148,7 +121,8 @@ static int run(IrGraph *g, const DotArgs *a)
         ir_error_print(&err, stderr);
         return ctx.internal ? 2 : 1;
     }
-    return write_dot(g, a);
+    Drawing d = {g, a};
+    return cli_write_out(a->out, print_dot, &d);
 }
 
 int cmd_dot(int argc, char **argv)

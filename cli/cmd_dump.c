@@ -20,14 +20,12 @@
  * Output goes to stdout, or with -o FILE to FILE atomically: the text is
  * written to FILE.tmp.PID, synced, and renamed over FILE, so a failed or
  * interrupted run never leaves a half-written file; a device or FIFO is
- * written in place (ir/outfile.c).  cli_write_ir, which
- * does that, is shared with cmd_opt.c.
+ * written in place (ir/outfile.c, through cli_write_out).  cli_write_ir
+ * is shared with cmd_opt.c.
  */
 #include "cli.h"
 #include "passes/pass.h"
-#include "ir/outfile.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -93,37 +91,14 @@ const CliSpec cmd_dump_spec = {"dump", usage, flags, tail, CLI_ONE_INPUT(DumpArg
 
 /* ---------------------------------------------------------------- output */
 
-static int write_failed(const char *path, const char *what)
+static void print_ir(FILE *f, const void *g)
 {
-    IrError err = {0};
-    ir_error(&err, "cannot write '%s': %s", path, what);
-    ir_error_hint(&err, "check that the directory exists and is writable");
-    return cli_fail(&err);
-}
-
-/* Writes g to FILE through ir/outfile.c: atomically over a regular file,
- * in place into a device or FIFO. */
-static int write_atomic(const IrGraph *g, const char *path)
-{
-    IrError err = {0};
-    IrOutFile o;
-    FILE *f = ir_outfile_open(&o, path, "output", &err);
-    if (!f)
-        return cli_fail(&err);
     ir_print(g, f);
-    return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
 }
 
-/* Prints g to stdout (path NULL or "-") or atomically to path.  Returns an
- * exit code.  Shared with cmd_opt.c. */
 int cli_write_ir(const IrGraph *g, const char *path)
 {
-    if (path && strcmp(path, "-"))
-        return write_atomic(g, path);
-    ir_print(g, stdout);
-    if (fflush(stdout) != 0)
-        return write_failed("<stdout>", strerror(errno));
-    return 0;
+    return cli_write_out(path, print_ir, g);
 }
 
 /* ---------------------------------------------------------------- flags */

@@ -13,7 +13,6 @@
 #include "cli/train_model.h"
 #include "runtime/rt_train.h"
 
-#include <errno.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>

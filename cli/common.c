@@ -1,6 +1,13 @@
-/* common.c — help, usage errors and model loading shared by subcommands. */
+/* common.c — help, usage errors, model loading and output shared by
+ * subcommands.  cli_write_out is the one way a command writes what it
+ * prints to `-o FILE`: through ir/outfile.c, which replaces a regular file
+ * atomically and writes a device, a FIFO or a terminal in place (it never
+ * replaces what is not a regular file). */
 #include "cli.h"
+#include "ir/outfile.h"
 #include "passes/pass.h"
+
+#include <errno.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -86,4 +93,25 @@ void cli_unload(IrGraph *g, FeModel *model)
         fe_model_free(model);
     else
         ir_graph_free(g);
+}
+
+/* ---------------------------------------------------------------- output */
+
+int cli_write_out(const char *path, CliPrintFn print, const void *arg)
+{
+    IrError err = {0};
+    if (!path || !strcmp(path, "-")) {
+        print(stdout, arg);
+        if (fflush(stdout) == 0)
+            return 0;
+        ir_error(&err, "cannot write '<stdout>': %s", strerror(errno));
+        ir_error_hint(&err, "check that the directory exists and is writable");
+        return cli_fail(&err);
+    }
+    IrOutFile o;
+    FILE *f = ir_outfile_open(&o, path, "output", &err);
+    if (!f)
+        return cli_fail(&err);
+    print(f, arg);
+    return ir_outfile_commit(&o, &err) ? 0 : cli_fail(&err);
 }
