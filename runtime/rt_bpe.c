@@ -26,7 +26,6 @@
 #include "runtime/rt_tok.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,19 +116,6 @@ size_t rt_bpe_piece_end(const char *text, size_t len, size_t pos)
 }
 
 /* ---- errors and files ---- */
-
-static void rt_errf(char **err, const char *fmt, ...)
-{
-    if (!err) return;
-    va_list ap, ap2;
-    va_start(ap, fmt);
-    va_copy(ap2, ap);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    *err = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (*err) vsnprintf(*err, (size_t)n + 1, fmt, ap2);
-    va_end(ap2);
-}
 
 /* The largest files and tokens gradc takes: GPT-2's vocab.bpe has 456 KB,
  * its encoder.json 1 MB and its longest token 128 bytes.  Building the pair

@@ -30,7 +30,8 @@ struct RtCharTok {
     int32_t ascii[128]; /* id of each ASCII character, or -1 */
 };
 
-static void rt_ct_errf(char **err, const char *fmt, ...)
+/* The error formatter of both tokenizers (rt_utf8.h). */
+void rt_errf(char **err, const char *fmt, ...)
 {
     if (!err) return;
     va_list ap, ap2;
@@ -131,16 +132,16 @@ int rt_chartok_encode(const RtCharTok *ct, const char *text, size_t len,
     size_t k = 0, adv;
     *ids = NULL;
     *n = 0;
-    if (!out) { rt_ct_errf(err, "out of memory encoding %zu bytes", len); return -1; }
+    if (!out) { rt_errf(err, "out of memory encoding %zu bytes", len); return -1; }
     for (size_t i = 0; i < len; i += adv) {
         int32_t c = rt_ct_next(s + i, len - i, &adv);
         int32_t id = rt_ct_id(ct, c);
         if (id < 0) {
             if (c >= RT_CT_RAW_BYTE)
-                rt_ct_errf(err, "byte 0x%02X at offset %zu (not valid UTF-8) is not in the "
+                rt_errf(err, "byte 0x%02X at offset %zu (not valid UTF-8) is not in the "
                            "char vocabulary; build the vocabulary from a text that has it", c - RT_CT_RAW_BYTE, i);
             else
-                rt_ct_errf(err, "character U+%04X at byte offset %zu is not in the char "
+                rt_errf(err, "character U+%04X at byte offset %zu is not in the char "
                            "vocabulary; build the vocabulary from a text that has it", c, i);
             free(out);
             return -1;
@@ -182,11 +183,11 @@ RtCharTok *rt_chartok_load(const char *vocab, size_t len, char **err)
     int32_t *cp = malloc((len + 1) * sizeof *cp);
     size_t n = 0, adv;
     if (err) *err = NULL;
-    if (!cp) { rt_ct_errf(err, "out of memory loading a char vocabulary"); return NULL; }
+    if (!cp) { rt_errf(err, "out of memory loading a char vocabulary"); return NULL; }
     for (size_t i = 0; i < len; i += adv) {
         cp[n] = rt_ct_next(s + i, len - i, &adv);
         if (n > 0 && cp[n] <= cp[n - 1]) {
-            rt_ct_errf(err, "char vocabulary: character at byte offset %zu is out of order or "
+            rt_errf(err, "char vocabulary: character at byte offset %zu is out of order or "
                        "repeated; the vocabulary string must come from rt_chartok_save", i);
             free(cp);
             return NULL;
@@ -194,6 +195,6 @@ RtCharTok *rt_chartok_load(const char *vocab, size_t len, char **err)
         n++;
     }
     RtCharTok *ct = rt_ct_new(cp, (int)n);
-    if (!ct) rt_ct_errf(err, "out of memory loading a char vocabulary");
+    if (!ct) rt_errf(err, "out of memory loading a char vocabulary");
     return ct;
 }

@@ -1,4 +1,5 @@
-/* rt_utf8.h — the strict UTF-8 decoder shared by the tokenizers (internal).
+/* rt_utf8.h — the strict UTF-8 decoder and the error formatter shared by
+ * the tokenizers (internal).
  *
  * Both tokenizers take raw bytes and must handle any of them, so the decoder
  * never fails: it returns the code point and its length in bytes, or -1 with
@@ -13,6 +14,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* *err = a malloc'd message (printf format), when err is not NULL: how the
+ * tokenizers, which know no IrError, report (rt_chartok.c). */
+void rt_errf(char **err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The bounds on the second byte of a sequence that starts with lead byte b
  * (Unicode Table 3-7); the later bytes are plain continuation bytes. */
