@@ -152,7 +152,12 @@ static char *rt_read_file(const char *dir, const char *name, size_t max, size_t 
     do {
         if (n + 65536 + 1 > cap) {
             char *nb = realloc(buf, cap = 2 * cap + 65536 + 1);
-            if (!nb) { free(buf); fclose(f); rt_errf(err, "out of memory reading %s", path); return NULL; }
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                rt_errf(err, "out of memory reading %s", path);
+                return NULL;
+            }
             buf = nb;
         }
         got = fread(buf + n, 1, 65536, f);
@@ -223,7 +228,8 @@ struct RtBpe {
     int n_vocab;                /* ids are 0..n_vocab-1 */
     int n_merge_tok;            /* tokens made from bytes and merges: 0..n-1 */
     int32_t eot;                /* <|endoftext|> */
-    uint32_t *tok_off, *tok_len;  /* bytes of id i: pool[tok_off[i] ..]; len UINT32_MAX: unused id */
+    uint32_t *tok_off, *tok_len;  /* bytes of id i: pool[tok_off[i] ..]; len UINT32_MAX:
+                                   * unused id */
     unsigned char *pool; size_t pool_len, pool_cap;
     int32_t byte_id[256];
     RtTokMap tokmap;            /* merge tokens only, never special tokens */
@@ -356,14 +362,20 @@ static bool rt_parse_vocab_bpe(RtBpe *b, const char *text, const char *path, cha
     size_t max_tok = 256 + rt_count_merges(text);
     b->tokmap.mask = rt_pow2_at_least(2 * max_tok) - 1;
     b->tokmap.slot = malloc((b->tokmap.mask + 1) * sizeof(int32_t));
-    if (!b->tokmap.slot || !rt_tok_arrays(b, max_tok)) { rt_errf(err, "out of memory loading %s", path); return false; }
+    if (!b->tokmap.slot || !rt_tok_arrays(b, max_tok)) {
+        rt_errf(err, "out of memory loading %s", path);
+        return false;
+    }
     memset(b->tokmap.slot, 0xff, (b->tokmap.mask + 1) * sizeof(int32_t));
     for (int r = 0; r < 256; r++) {
         unsigned char c = (unsigned char)rank_byte[r];
         b->tok_off[r] = (uint32_t)b->pool_len;
         char u[4];
         size_t un = rt_utf8_encode(byte_cp[c], (unsigned char *)u);
-        if (!rt_pool_put_token(b, cp_byte, u, un)) { rt_errf(err, "out of memory loading %s", path); return false; }
+        if (!rt_pool_put_token(b, cp_byte, u, un)) {
+            rt_errf(err, "out of memory loading %s", path);
+            return false;
+        }
         b->tok_len[r] = 1;
         b->byte_id[c] = r;
         rt_tokmap_insert(b, r);
@@ -402,7 +414,8 @@ static bool rt_check_encoder_entry(RtBpe *b, const int cp_byte[324], const cJSON
     size_t klen = strlen(e->string), save = b->pool_len;
     double v = cJSON_IsNumber(e) ? e->valuedouble : -1;
     if (v < 0 || v >= b->n_vocab || v != (int32_t)v) {
-        rt_errf(err, "%s: token \"%s\" has no valid id; is this GPT-2's encoder.json?", path, e->string);
+        rt_errf(err, "%s: token \"%s\" has no valid id; is this GPT-2's encoder.json?", path,
+                e->string);
         return false;
     }
     if (!rt_pool_put_token(b, cp_byte, e->string, klen)) {
@@ -433,7 +446,8 @@ static int rt_max_json_id(const cJSON *root)
 {
     int max = -1;
     for (const cJSON *e = root->child; e; e = e->next)
-        if (cJSON_IsNumber(e) && e->valuedouble > max && e->valuedouble < 1e7) max = (int)e->valuedouble;
+        if (cJSON_IsNumber(e) && e->valuedouble > max && e->valuedouble < 1e7)
+            max = (int)e->valuedouble;
     return max;
 }
 
@@ -523,7 +537,11 @@ static bool rt_no_nul(const char *text, size_t len, const char *path, char **err
 static RtBpe *rt_bpe_new(char **err)
 {
     RtBpe *b = calloc(1, sizeof *b);
-    if (!b || !rt_cache_init(&b->cache)) { rt_bpe_free(b); rt_errf(err, "out of memory loading GPT-2 BPE"); return NULL; }
+    if (!b || !rt_cache_init(&b->cache)) {
+        rt_bpe_free(b);
+        rt_errf(err, "out of memory loading GPT-2 BPE");
+        return NULL;
+    }
     b->eot = -1;
     return b;
 }
@@ -722,7 +740,8 @@ static bool rt_cache_grow(RtPieceCache *c)
     c->ent = ne;
     c->mask = cap - 1;
     for (size_t i = 0; i < old_cap; i++)
-        if (old[i].key_len) *rt_cache_slot(c, c->keys + old[i].key_off, old[i].key_len, old[i].hash) = old[i];
+        if (old[i].key_len)
+            *rt_cache_slot(c, c->keys + old[i].key_off, old[i].key_len, old[i].hash) = old[i];
     free(old);
     return true;
 }

@@ -139,10 +139,11 @@ int rt_chartok_encode(const RtCharTok *ct, const char *text, size_t len,
         if (id < 0) {
             if (c >= RT_CT_RAW_BYTE)
                 rt_errf(err, "byte 0x%02X at offset %zu (not valid UTF-8) is not in the "
-                           "char vocabulary; build the vocabulary from a text that has it", c - RT_CT_RAW_BYTE, i);
+                        "char vocabulary; build the vocabulary from a text that has it",
+                        c - RT_CT_RAW_BYTE, i);
             else
                 rt_errf(err, "character U+%04X at byte offset %zu is not in the char "
-                           "vocabulary; build the vocabulary from a text that has it", c, i);
+                        "vocabulary; build the vocabulary from a text that has it", c, i);
             free(out);
             return -1;
         }
