@@ -348,8 +348,9 @@ LLVMValueRef cg_cast_f64(CgKernel *k, IrDType dt, LLVMValueRef d)
     if (dt == DT_F32)
         return LLVMBuildFPTrunc(k->b, d, k->L->f32, "");
     if (dt == DT_BOOL)
-        return LLVMBuildZExt(k->b, LLVMBuildFCmp(k->b, LLVMRealUNE, d, LLVMConstReal(k->L->f64, 0), ""),
-                             k->L->i8, "");
+        return LLVMBuildZExt(
+            k->b, LLVMBuildFCmp(k->b, LLVMRealUNE, d, LLVMConstReal(k->L->f64, 0), ""), k->L->i8,
+            "");
     return fptosi_sat(k, d);
 }
 

@@ -277,7 +277,8 @@ static IrShape shp(int rank, const int64_t *d)
     return ir_shape_ints(rank, d);
 }
 
-#define SH(...) shp((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
+#define SH(...) \
+    shp((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__})
 #define SCALAR ir_shape_ints(0, NULL)
 
 static IrNode *in_f32(IrGraph *g, const char *name, IrShape s)
@@ -420,7 +421,8 @@ TEST(binary_f32_broadcast)
     IrOp ops[] = {OP_ADD, OP_SUB, OP_MUL, OP_DIV, OP_MAXIMUM, OP_MINIMUM, OP_LT, OP_LE, OP_EQ};
     for (int i = 0; i < 9; i++)
         for (int p = 0; p < NPAIRS; p++)
-            binary_case(ops[i], DT_F32, p, -1, 1, ops[i] == OP_DIV ? 0.5 : -1, ops[i] == OP_DIV ? 2 : 1);
+            binary_case(ops[i], DT_F32, p, -1, 1, ops[i] == OP_DIV ? 0.5 : -1,
+                        ops[i] == OP_DIV ? 2 : 1);
 }
 
 TEST(binary_i32)
@@ -593,7 +595,8 @@ static double sum_rel_err(IrShape s, const int *axes, int nax)
         const IrTensor *t = ir_interp_value(r.it, y);
         worst = 0;
         for (int64_t i = 0; i < t->numel; i++)
-            worst = fmax(worst, fabs(buf_get(r.slots[y->index], DT_F32, i) - t->data[i]) / t->data[i]);
+            worst = fmax(worst,
+                         fabs(buf_get(r.slots[y->index], DT_F32, i) - t->data[i]) / t->data[i]);
     }
     run_free(&r);
     return worst;
@@ -603,7 +606,8 @@ TEST(sum_accuracy)
 {
     double inner = sum_rel_err(SH(1 << 20), NULL, 0);
     double outer = sum_rel_err(SH(1 << 16, 16), (int[]){0}, 1);
-    printf("  sum of 2^20 values near 1: relative error %.2e (inner), %.2e (outer)\n", inner, outer);
+    printf("  sum of 2^20 values near 1: relative error %.2e (inner), %.2e (outer)\n", inner,
+           outer);
     CHECK(inner < 1e-6 && outer < 1e-6);
 }
 
@@ -638,7 +642,8 @@ static void transpose_case(IrShape s, const int64_t *perm, IrDType dt)
 
 TEST(transpose)
 {
-    static const int64_t p3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2}, {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
+    static const int64_t p3[6][3] = {{0, 1, 2}, {0, 2, 1}, {1, 0, 2},
+                                     {1, 2, 0}, {2, 0, 1}, {2, 1, 0}};
     transpose_case(SH(17, 1023), (int64_t[]){1, 0}, DT_F32);
     transpose_case(SH(1, 1000), (int64_t[]){1, 0}, DT_F32);
     for (int i = 0; i < 6; i++)
@@ -800,7 +805,8 @@ static void scatter_case(int64_t V, IrShape rs, int64_t nidx)
         bs.d[d] = ss.d[d] = rs.d[d - 1];
     bs.d[0] = ir_dim_const(V);
     ss.d[0] = ir_dim_const(nidx);
-    IrNode *in[3] = {in_f32(g, "base", bs), ir_input(g, "idx", DT_I32, SH(nidx)), in_f32(g, "src", ss)};
+    IrNode *in[3] = {in_f32(g, "base", bs), ir_input(g, "idx", DT_I32, SH(nidx)),
+                     in_f32(g, "src", ss)};
     op_n(g, OP_SCATTER_ADD, in, 3, NULL, 0);
     Gen gens[] = {{"idx", 0, (double)V, 0}, {0}};
     verify(g, NULL, gens, 1e-5);
@@ -1071,21 +1077,26 @@ TEST(fused)
         "graph row(B) {\n %x = input : f32[B,3,1000] @x\n %g = input : f32[1000] @g\n"
         " %h = input : f32[1000] @h\n %s = softmax %x {axis=-1} : f32[B,3,1000]\n"
         " %l = layernorm %x, %g, %h {eps=1e-05} : f32[B,3,1000]\n"
-        " %n = sum %x {axes=[2], keepdim=0} : f32[B,3]\n %ls = log_softmax %x {axis=-1} : f32[B,3,1000]\n"
+        " %n = sum %x {axes=[2], keepdim=0} : f32[B,3]\n "
+        "%ls = log_softmax %x {axis=-1} : f32[B,3,1000]\n"
         " return s=%s, l=%l, n=%n, ls=%ls\n}\n",
-        "graph stats(B) {\n %x = input : f32[B,5,77] @x\n %s = sum %x {axes=[2], keepdim=1} : f32[B,5,1]\n"
+        "graph stats(B) {\n %x = input : f32[B,5,77] @x\n "
+        "%s = sum %x {axes=[2], keepdim=1} : f32[B,5,1]\n"
         " %c = const {value=0.012987012987012988} : f32[]\n %m = mul %s, %c : f32[B,5,1]\n"
         " %d = sub %x, %m : f32[B,5,77]\n %q = mul %d, %d : f32[B,5,77]\n"
         " %v = sum %q {axes=[2], keepdim=1} : f32[B,5,1]\n %e = const {value=1e-05} : f32[]\n"
-        " %ve = add %v, %e : f32[B,5,1]\n %r = rsqrt %ve : f32[B,5,1]\n %xh = mul %d, %r : f32[B,5,77]\n"
+        " %ve = add %v, %e : f32[B,5,1]\n %r = rsqrt %ve : f32[B,5,1]\n "
+        "%xh = mul %d, %r : f32[B,5,77]\n"
         " %k = input : i32[] @step\n %dr = dropout %xh, %k {p=0.25, seed=7} : f32[B,5,77]\n"
         " return xhat=%xh, rstd=%r, drop=%dr\n}\n",
         "graph red(B) {\n %dy = input : f32[B,7,300] @dy\n %xh = input : f32[B,7,300] @xh\n"
         " %p = mul %dy, %xh : f32[B,7,300]\n %dg = sum %p {axes=[0,1], keepdim=0} : f32[300]\n"
         " %db = sum %dy {axes=[0,1], keepdim=0} : f32[300]\n %e = exp %xh : f32[B,7,300]\n"
-        " %all = sum %e {axes=[], keepdim=0} : f32[]\n %mx = max %p {axes=[0], keepdim=1} : f32[1,7,300]\n"
+        " %all = sum %e {axes=[], keepdim=0} : f32[]\n "
+        "%mx = max %p {axes=[0], keepdim=1} : f32[1,7,300]\n"
         " %i = input : i32[B,7,300] @i\n %j = mul %i, %i : i32[B,7,300]\n"
-        " %is = sum %j {axes=[0,2], keepdim=0} : i32[7]\n %mi = max %p {axes=[1,2], keepdim=0} : f32[B]\n"
+        " %is = sum %j {axes=[0,2], keepdim=0} : i32[7]\n "
+        "%mi = max %p {axes=[1,2], keepdim=0} : f32[B]\n"
         " return dg=%dg, db=%db, all=%all, mx=%mx, is=%is, mi=%mi\n}\n",
         "graph mm(B, T) {\n %x = input : f32[B,T,64] @x\n %w = input : f32[96,64] @w\n"
         " %bias = input : f32[96] @bias\n %h = matmul %x, %w {tb=1} : f32[B,T,96]\n"
@@ -1100,7 +1111,8 @@ TEST(fused)
         " %dw = matmul %of, %x {ta=1} : f32[B,64,64]\n"
         " return g=%g, of=%of, dw=%dw, h=%hb\n}\n",
         "graph sum(B, T) {\n %a = input : f32[B,T,8,16] @a\n %b = input : f32[B,T,128] @b\n"
-        " %c = input : f32[B,8,T,16] @c\n %w = input : f32[128,128] @w\n %u = input : f32[128,128] @u\n"
+        " %c = input : f32[B,8,T,16] @c\n %w = input : f32[128,128] @w\n "
+        "%u = input : f32[128,128] @u\n"
         " %v = input : f32[128,128] @v\n %ar = reshape %a : f32[B,T,128]\n"
         " %m1 = matmul %ar, %w : f32[B,T,128]\n %m2 = matmul %b, %u {tb=1} : f32[B,T,128]\n"
         " %s1 = add %m1, %m2 : f32[B,T,128]\n %ct = transpose %c {perm=[0,2,1,3]} : f32[B,T,8,16]\n"
@@ -1286,7 +1298,8 @@ TEST(coverage)
         if (ir_ops[op].kind == OPK_SOURCE && (op == OP_INPUT || op == OP_PARAM))
             continue; /* no code: checked as every test's inputs */
         if (listed_not_lowered(name)) {
-            printf("  not yet lowered: %s%s\n", name, cg_op_lowered((IrOp)op) ? " (has a lowering now: test it)" : "");
+            printf("  not yet lowered: %s%s\n", name,
+                   cg_op_lowered((IrOp)op) ? " (has a lowering now: test it)" : "");
             continue;
         }
         printf("  op %s has no lowering test\n", name);
