@@ -268,6 +268,8 @@ MAP1(tanh, tanh)
 MAP1(recip, f_recip)
 MAP1(abs, fabs)
 MAP1(relu, f_relu)
+MAP1(sin, sin)
+MAP1(cos, cos)
 #undef MAP1
 
 /* cast to the node's dtype: f32 rounds through float, i32 truncates toward

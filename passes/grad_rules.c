@@ -245,6 +245,18 @@ static void ad_tanh(AdState *ad, IrNode *n, IrNode *g)
     ad_acc(ad, n->in[0], mul(ad, g, sub(ad, sc(ad, 1), mul(ad, n, n))));
 }
 
+/* y = sin(x): dy = cos(x) */
+static void ad_sin(AdState *ad, IrNode *n, IrNode *g)
+{
+    ad_acc(ad, n->in[0], mul(ad, g, un(ad, OP_COS, n->in[0])));
+}
+
+/* y = cos(x): dy = -sin(x) */
+static void ad_cos(AdState *ad, IrNode *n, IrNode *g)
+{
+    ad_acc(ad, n->in[0], un(ad, OP_NEG, mul(ad, g, un(ad, OP_SIN, n->in[0]))));
+}
+
 /* y = 1/x: dy = -y^2 */
 static void ad_recip(AdState *ad, IrNode *n, IrNode *g)
 {

@@ -194,6 +194,7 @@ static void elem_facts(const Gen *G, const IrNode *n, const Info *a, const Info 
     case OP_RSQRT: r->mag = 1 / sqrt(fmax(a->lo, 1e-30)), r->lo = 1 / sqrt(a->mag + 1e-30); break;
     case OP_RECIP: r->mag = 1 / fmax(a->lo, 1e-30), r->lo = 1 / (a->mag + 1e-30); break;
     case OP_TANH: r->mag = fmin(a->mag, 1); break;
+    case OP_SIN: case OP_COS: r->mag = 1; break;
     case OP_DROPOUT: r->mag = a->mag / (1 - fmin(ir_node_float(n, ATTR_P, 0), 0.99)); break;
     case OP_ADD: r->mag = a->mag + b->mag, r->lo = a->lo > 0 && b->lo > 0 ? a->lo + b->lo : 0;
         break;
@@ -707,8 +708,8 @@ static IrNode *view_once(Gen *G, IrNode *x)
 
 static IrNode *op_unary(Gen *G)
 {
-    static const IrOp ops[] = {OP_NEG,  OP_EXP,   OP_LOG, OP_SQRT, OP_RSQRT,
-                               OP_TANH, OP_RECIP, OP_ABS, OP_RELU, OP_GELU};
+    static const IrOp ops[] = {OP_NEG,  OP_EXP,   OP_LOG, OP_SQRT, OP_RSQRT, OP_TANH,
+                               OP_RECIP, OP_ABS, OP_RELU, OP_GELU, OP_SIN,  OP_COS};
     IrOp op = ops[below(G, sizeof ops / sizeof ops[0])];
     IrNode *x = pick_f32(G, 0);
     if (op == OP_EXP || op == OP_TANH || op == OP_GELU)

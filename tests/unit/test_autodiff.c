@@ -121,7 +121,7 @@ TEST(unary_rules)
     IrGraph *g = graph();
     IrNode *x = in(g, "x", S(2, 3)), *pos = in(g, "p", S(2, 3));
     IrShape s = S(2, 3);
-    IrOp any[] = {OP_NEG, OP_EXP, OP_TANH, OP_ABS, OP_RELU, OP_GELU};
+    IrOp any[] = {OP_NEG, OP_EXP, OP_TANH, OP_ABS, OP_RELU, OP_GELU, OP_SIN, OP_COS};
     for (size_t i = 0; i < sizeof any / sizeof any[0]; i++)
         RULE_OK(g, ir_unary(g, any[i], x), uniform(&s, -2, 2, 7 + i));
     IrOp positive[] = {OP_LOG, OP_SQRT, OP_RSQRT, OP_RECIP};

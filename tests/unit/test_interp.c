@@ -287,6 +287,25 @@ out:
     fx_free(&f);
 }
 
+/* sin and cos at angles whose values are known exactly: sin(pi/6) = 1/2,
+ * cos(pi/6) = sqrt(3)/2, sin(pi/2) = 1, cos(pi) = -1; the double nearest
+ * pi misses it by 1.2246e-16, which is what sin(pi) and cos(pi/2) give. */
+TEST(sin_cos)
+{
+    Fx f = fx_new();
+    IrNode *x = in_f32(&f, "x", SH(5));
+    IrNode *sn = ir_unary(f.g, OP_SIN, x), *cs = ir_unary(f.g, OP_COS, x);
+    if (!fx_start(&f, NULL))
+        goto out;
+    fx_put(&f, "x", (double[]){0, M_PI / 6, M_PI / 2, -M_PI / 2, M_PI});
+    if (!fx_run(&f))
+        goto out;
+    EXPECT(f, sn, 1e-15, 0, 0.5, 1, -1, 0);
+    EXPECT(f, cs, 1e-15, 1, 0.8660254037844386, 0, 0, -1);
+out:
+    fx_free(&f);
+}
+
 TEST(cast)
 {
     Fx f = fx_new();
@@ -1324,6 +1343,7 @@ int main(void)
     RUN(inputs_and_params);
     RUN(param_normal_init);
     RUN(unary_math);
+    RUN(sin_cos);
     RUN(cast);
     RUN(dropout_hash);
     RUN(dropout);

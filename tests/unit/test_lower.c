@@ -325,7 +325,7 @@ TEST(unary_f32)
     static const struct { IrOp op; double lo, hi; } ops[] = {
         {OP_NEG, -5, 5}, {OP_EXP, -20, 20}, {OP_LOG, 1e-3, 100}, {OP_SQRT, 0, 100},
         {OP_RSQRT, 1e-3, 100}, {OP_TANH, -6, 6}, {OP_RECIP, 0.1, 10}, {OP_ABS, -3, 3},
-        {OP_RELU, -3, 3}, {OP_GELU, -8, 8},
+        {OP_RELU, -3, 3}, {OP_GELU, -8, 8}, {OP_SIN, -10, 10}, {OP_COS, -10, 10},
     };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         for (int s = 0; s < NODD; s++)
@@ -360,6 +360,7 @@ static double max_ulp_err(IrOp op, double lo, double hi, bool logscale)
         for (int64_t i = 0; i < N; i++) {
             double in = ((float *)r.slots[0])[i], ref;
             ref = op == OP_EXP ? exp(in) : op == OP_LOG ? log(in) : op == OP_TANH ? tanh(in)
+                : op == OP_SIN ? sin(in) : op == OP_COS ? cos(in)
                 : 0.5 * in * (1 + tanh(sqrt(2 / M_PI) * (in + 0.044715 * in * in * in)));
             double got = ((float *)r.slots[1])[i];
             if (!isfinite(ref) || fabs(ref) < 0x1p-126)
@@ -378,9 +379,10 @@ TEST(math_accuracy)
     double t = max_ulp_err(OP_TANH, -9, 9, false);
     double t0 = max_ulp_err(OP_TANH, -0.6, 0.6, false);
     double ge = max_ulp_err(OP_GELU, -3, 10, false);
-    printf("  max error (ulp): exp %.2f, log %.2f, tanh %.2f (near 0: %.2f), gelu %.2f\n", e, l,
-           t, t0, ge);
-    CHECK(e <= 4 && l <= 4 && t <= 4 && t0 <= 4);
+    double sn = max_ulp_err(OP_SIN, -1000, 1000, false), cs = max_ulp_err(OP_COS, -1000, 1000, false);
+    printf("  max error (ulp): exp %.2f, log %.2f, tanh %.2f (near 0: %.2f), gelu %.2f, sin %.2f, "
+           "cos %.2f\n", e, l, t, t0, ge, sn, cs);
+    CHECK(e <= 4 && l <= 4 && t <= 4 && t0 <= 4 && sn <= 4 && cs <= 4);
     CHECK(ge <= 12); /* for x < 0 the rounding of u is amplified by 2|u| */
 }
 
