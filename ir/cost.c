@@ -198,8 +198,7 @@ static void add_body(const IrGraph *g, const IrGraph *body, const int64_t *bindi
                      Distinct *ds, int *nd, int64_t *flops)
 {
     int64_t b[IR_MAX_SYMS];
-    int *id = malloc(sizeof *id * ((size_t)body->nnodes + 1)), ninput = 0;
-    IR_ASSERT(id && "out of memory");
+    int *id = ir_malloc(sizeof *id * ((size_t)body->nnodes + 1)), ninput = 0;
     body_binding(g, body, binding, b);
     for (int i = 0; i < body->nnodes; i++) {
         const IrNode *n = body->nodes[i];
@@ -224,8 +223,7 @@ int64_t ir_cost_run_flops(const IrGraph *g, int first, int end, const int64_t *b
     int cap = 0;
     for (int i = first; i <= end; i++)
         cap += g->nodes[i]->body->nnodes;
-    Distinct *ds = malloc(sizeof *ds * ((size_t)cap + 1));
-    IR_ASSERT(ds && "out of memory");
+    Distinct *ds = ir_malloc(sizeof *ds * ((size_t)cap + 1));
     int nd = 0;
     int64_t flops = 0;
     for (int i = first; i <= end; i++)

@@ -379,7 +379,8 @@ TEST(math_accuracy)
     double t = max_ulp_err(OP_TANH, -9, 9, false);
     double t0 = max_ulp_err(OP_TANH, -0.6, 0.6, false);
     double ge = max_ulp_err(OP_GELU, -3, 10, false);
-    double sn = max_ulp_err(OP_SIN, -1000, 1000, false), cs = max_ulp_err(OP_COS, -1000, 1000, false);
+    double sn = max_ulp_err(OP_SIN, -1000, 1000, false);
+    double cs = max_ulp_err(OP_COS, -1000, 1000, false);
     printf("  max error (ulp): exp %.2f, log %.2f, tanh %.2f (near 0: %.2f), gelu %.2f, sin %.2f, "
            "cos %.2f\n", e, l, t, t0, ge, sn, cs);
     CHECK(e <= 4 && l <= 4 && t <= 4 && t0 <= 4 && sn <= 4 && cs <= 4);
