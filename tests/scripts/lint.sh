@@ -9,10 +9,10 @@
 #     column 0 and closes with one in column 0, which is how it is found.
 #
 # A violation is printed as FILE:LINE with what to do: wrap the line, or
-# split the function into named helpers.  tests/scripts/lint.allow lists
-# the violations left from before the lint, as "FILE COUNT" lines: a file
-# there may have up to COUNT of them, and the counts may only go down (the
-# lint says when one can be lowered).  It also checks itself: a made-up
+# split the function into named helpers.  An optional tests/scripts/lint.allow
+# ("FILE COUNT" lines) lets a file keep up to COUNT old violations, counts
+# that may only go down; today there is none, every file passes.  It also
+# checks itself: a made-up
 # file with one of each must fail.  scripts/test.sh runs it before the
 # build, and ctest as script/lint.
 #

@@ -365,7 +365,8 @@ static double max_ulp_err(IrOp op, double lo, double hi, bool logscale)
             double got = ((float *)r.slots[1])[i];
             if (!isfinite(ref) || fabs(ref) < 0x1p-126)
                 continue;
-            worst = fmax(worst, fabs(got - ref) / (nextafterf((float)fabs(ref), INFINITY) - (float)fabs(ref)));
+            float a = (float)fabs(ref);
+            worst = fmax(worst, fabs(got - ref) / (nextafterf(a, INFINITY) - a));
         }
     }
     run_free(&r);
