@@ -120,8 +120,7 @@ static bool fail(IrError *err, const char *what, const char *path, int e)
     return false;
 }
 
-/* The folder of path ("." for a bare name) into dir. */
-static void dir_of(const char *path, char *dir, size_t cap)
+void ir_outfile_dir_of(const char *path, char *dir, size_t cap)
 {
     snprintf(dir, cap, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -134,7 +133,7 @@ static void dir_of(const char *path, char *dir, size_t cap)
 static void sync_dir(const char *path)
 {
     char dir[IR_PATH_MAX];
-    dir_of(path, dir, sizeof dir);
+    ir_outfile_dir_of(path, dir, sizeof dir);
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd >= 0) {
         fsync(fd);
@@ -186,7 +185,7 @@ static long tmp_pid(const char *entry, const char *base)
 int ir_outfile_clean_stale(const char *path, FILE *report)
 {
     char dir[IR_PATH_MAX];
-    dir_of(path, dir, sizeof dir);
+    ir_outfile_dir_of(path, dir, sizeof dir);
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     DIR *d = *base ? opendir(dir) : NULL;
     int removed = 0;
@@ -340,7 +339,7 @@ bool ir_outfile_commit(IrOutFile *o, IrError *err)
 static bool probe_folder(const char *path, const char *what, IrError *err)
 {
     char dir[IR_PATH_MAX], probe[IR_PATH_MAX + 64];
-    dir_of(path, dir, sizeof dir);
+    ir_outfile_dir_of(path, dir, sizeof dir);
     struct stat st;
     bool found = stat(dir, &st) == 0;
     if (!found || !S_ISDIR(st.st_mode)) {

@@ -73,4 +73,7 @@ int ir_outfile_clean_stale(const char *path, FILE *report);
  * another host has a PID that this one cannot see.  Returns the count. */
 int ir_outfile_clean_stale_dir(const char *dir, double min_age_s);
 
+/* The folder of path into dir: "." for a bare name, "/" for a file at the root. */
+void ir_outfile_dir_of(const char *path, char *dir, size_t cap);
+
 #endif

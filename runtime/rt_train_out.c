@@ -69,16 +69,6 @@ void rt_train_set_run_id(RtTrain *t, const RtCkpt *c)
 
 /* ---------------------------------------------------------------- paths */
 
-static void dir_of(const char *path, char *dir, size_t cap)
-{
-    snprintf(dir, cap, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(dir, cap, ".");
-    else
-        *(slash == dir ? slash + 1 : slash) = 0;
-}
-
 static const char *base_of(const char *path)
 {
     return strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
@@ -121,7 +111,7 @@ static bool recorded(const RtCkpt *c, const char *key, char *dst)
     bool ok = cJSON_IsString(e) && e->valuestring[0];
     if (ok) {
         char dir[4096];
-        dir_of(c->path, dir, sizeof dir);
+        ir_outfile_dir_of(c->path, dir, sizeof dir);
         join(dst, 4096, dir, e->valuestring);
     }
     cJSON_Delete(j);
@@ -143,7 +133,8 @@ static void resolve_paths(RtTrain *t, const RtCkpt *c)
     if (t->o.out_dir)
         snprintf(t->out_dir, sizeof t->out_dir, "%s", t->o.out_dir);
     else if (c && !recorded(c, "dir", t->out_dir))
-        dir_of(c->path, t->out_dir, sizeof t->out_dir);   /* a checkpoint without "out" */
+        /* a checkpoint without "out" */
+        ir_outfile_dir_of(c->path, t->out_dir, sizeof t->out_dir);
     else if (!c)
         snprintf(t->out_dir, sizeof t->out_dir, "runs/%s", t->model->name);
     pick_path(t->ckpt_path, t->o.ckpt_path, record, c, "ckpt", t->out_dir, "ckpt.safetensors");
@@ -159,7 +150,7 @@ static void relative(const char *path, bool is_dir, const char *base, char *out,
     if (is_dir)
         snprintf(dir, sizeof dir, "%s", path);
     else
-        dir_of(path, dir, sizeof dir);
+        ir_outfile_dir_of(path, dir, sizeof dir);
     const char *name = is_dir ? "" : base_of(path), *sep = is_dir ? "" : "/";
     size_t n = strlen(base);
     if (!realpath(dir, real))
@@ -175,7 +166,7 @@ static void relative(const char *path, bool is_dir, const char *base, char *out,
 char *rt_train_out_json(const RtTrain *t, const char *path)
 {
     char dir[4096], base[PATH_MAX], rel[4][4200];
-    dir_of(path, dir, sizeof dir);
+    ir_outfile_dir_of(path, dir, sizeof dir);
     if (!realpath(dir, base))
         snprintf(base, sizeof base, "%s", dir);
     relative(t->out_dir, true, base, rel[0], sizeof rel[0]);
@@ -300,7 +291,7 @@ static void warn(const IrError *e, const char *then)
 static void rescue_path(const RtTrain *t, const char *base, char *dst, size_t cap)
 {
     char dir[4096], real[PATH_MAX], name[600];
-    dir_of(t->ckpt_path, dir, sizeof dir);
+    ir_outfile_dir_of(t->ckpt_path, dir, sizeof dir);
     if (!realpath(dir, real))
         snprintf(real, sizeof real, "%s", dir);
     snprintf(name, sizeof name, "%.300s-%.200s", real[1] ? real + 1 : "root",
@@ -321,7 +312,7 @@ static bool save_rescue(RtTrain *t, IrError *err)
         if (k && !strcmp(bases[0], bases[1]))
             break;
         rescue_path(t, bases[k], path, sizeof path);
-        dir_of(path, dir, sizeof dir);
+        ir_outfile_dir_of(path, dir, sizeof dir);
         mkdir(dir, 0700);
         *err = (IrError){0};
         if (!rt_train_save(t, path, err))
