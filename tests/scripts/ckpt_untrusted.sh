@@ -25,18 +25,10 @@ SRC=$(cd "${2:-$(dirname "$0")/../..}" && pwd)
 command -v python3 >/dev/null || { echo "SKIP: python3 is needed to edit checkpoint headers"; exit 77; }
 
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'rm -rf "$TMP"' EXIT
 cd "$SRC"
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-# refuse NAME PATTERN CMD...: CMD exits 1 and its stderr matches PATTERN
-refuse() {
-    local name=$1 pat=$2 rc; shift 2
-    "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
-    if [[ $rc == 1 ]] && grep -q -- "$pat" "$TMP/err"; then ok "$name"
-    else bad "$name: exit $rc, stderr: $(head -c 600 "$TMP/err")"; fi
-}
 
 # edit.py IN OUT [--strip KEY] [--meta KEY VALUE] [--rename-tensor OLD NEW] [--sub KEY OLD NEW]:
 # rewrites the header as another tool would (json.dumps); the tensor bytes stay.
@@ -138,5 +130,4 @@ printf 'Zebras quietly jumped over %s\n' {1..300} >"$TMP/other.txt"
 refuse "a char checkpoint resumed on another text" "is not the text checkpoint .* was trained on" \
     "$GRADC" train --resume "$CK" --data "$TMP/other.txt" --steps 3 --out "$TMP/r2" --quiet
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+checks_done

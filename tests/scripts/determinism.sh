@@ -18,12 +18,11 @@ set -uo pipefail
 GRADC=${1:?usage: determinism.sh GRADC_BINARY SOURCE_ROOT}
 SRC=$(cd "${2:-$(dirname "$0")/../..}" && pwd)
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'rm -rf "$TMP"' EXIT
 cd "$SRC"
 cat docs/*.md > "$TMP/text.txt"
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
 
 MODEL=(models/gpt-mini.json --set n_layers=2 --set drop_rate=0.1 --data "$TMP/text.txt"
        --tokenizer char --batch 4 --seq 64)
@@ -57,5 +56,4 @@ else
     bad "checkpoints of 1 and 2 threads differ"
 fi
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+checks_done

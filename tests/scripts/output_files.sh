@@ -25,19 +25,10 @@ SRC=$(cd "${2:-$(dirname "$0")/../..}" && pwd)
 [[ -c /dev/full && -w /dev/full ]] || { echo "SKIP: /dev/full (a character device) is needed"; exit 77; }
 
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'rm -rf "$TMP"' EXIT
 cd "$SRC"
-passed=0 failed=0 skipped=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-# refuse NAME PATTERN CMD...: CMD exits 1 and its stderr matches PATTERN
-refuse() {
-    local name=$1 pat=$2 rc; shift 2
-    "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
-    if [[ $rc == 1 ]] && grep -q -- "$pat" "$TMP/err"; then ok "$name"
-    else bad "$name: exit $rc, stderr: $(head -c 300 "$TMP/err")"; fi
-}
 # full NAME CMD...: CMD with its standard output on /dev/full exits 1 and says so
 full() {
     local name=$1 rc; shift
@@ -124,6 +115,4 @@ if [[ -c $TMP/null ]]; then
         bash -c "[[ $rc == 0 && -c '$TMP/null' ]]"
 fi
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[[ $failed == 0 ]] || exit 1
-[[ $skipped == 0 ]] || exit 77   # a part that did not run is a skip, not a pass
+checks_done

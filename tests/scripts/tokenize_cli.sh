@@ -16,10 +16,9 @@ GPT2=$SRC/../shared/data/gpt2
     { echo "SKIP: GPT-2 BPE files not found in $GPT2"; exit 77; }
 
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'rm -rf "$TMP"' EXIT
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
 # expect NAME WANT CMD...: stdout of CMD equals WANT and it exits 0
 expect() {
     local name=$1 want=$2 got; shift 2
@@ -27,12 +26,6 @@ expect() {
     else bad "$name: got '$got', expected '$want' ($(head -c 300 "$TMP/err"))"; fi
 }
 # refuse NAME PATTERN CMD...: CMD exits 1 and stderr matches PATTERN
-refuse() {
-    local name=$1 pat=$2 rc; shift 2
-    "$@" >/dev/null 2>"$TMP/err"; rc=$?
-    if [[ $rc == 1 ]] && grep -q -- "$pat" "$TMP/err"; then ok "$name"
-    else bad "$name: exit $rc, stderr: $(head -c 300 "$TMP/err")"; fi
-}
 
 tok() { "$GRADC" tokenize --bpe-dir "$GPT2" "$@"; }
 
@@ -75,5 +68,4 @@ refuse "id out of range" "outside the gpt2 vocabulary" tok --decode - <<<"50257"
 refuse "bad bpe dir" "not found" "$GRADC" tokenize --bpe-dir "$TMP" "$TMP/hello.txt"
 "$GRADC" tokenize --help | grep -q "usage: gradc tokenize" && ok "help" || bad "help"
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+checks_done

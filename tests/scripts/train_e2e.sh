@@ -29,19 +29,10 @@ VERDICT=$DATA/the-verdict.txt
 command -v python3 >/dev/null || { echo "SKIP: python3 is needed to compare checkpoints"; exit 77; }
 
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'rm -rf "$TMP"' EXIT
 cd "$SRC"
-passed=0 failed=0 skipped=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
-# refuse NAME PATTERN CMD...: CMD exits 1 and its stderr matches PATTERN
-refuse() {
-    local name=$1 pat=$2 rc; shift 2
-    "$@" >"$TMP/out" 2>"$TMP/err"; rc=$?
-    if [[ $rc == 1 ]] && grep -q -- "$pat" "$TMP/err"; then ok "$name"
-    else bad "$name: exit $rc, stderr: $(head -c 400 "$TMP/err")"; fi
-}
 
 MINI=(models/gpt-mini.json --set vocab_size=96 --set n_layers=2 --set emb_dim=64
       --set n_heads=2 --tokenizer char --data "$VERDICT" --seq 64 --batch 4)
@@ -160,6 +151,4 @@ else
     echo "skip gpt2 BPE: $DATA/gpt2 not found"; skipped=$((skipped + 1))
 fi
 
-echo "$passed passed, $failed failed, $skipped skipped"
-[[ $failed == 0 ]] || exit 1
-[[ $skipped == 0 ]] || exit 77   # a part that did not run is a skip, not a pass
+checks_done

@@ -28,12 +28,10 @@ GRADC=$(cd "$(dirname "$GRADC")" && pwd)/$(basename "$GRADC")
 SRC=$(cd "${2:-$(dirname "$0")/../..}" && pwd)
 command -v python3 >/dev/null || { echo "SKIP: python3 is needed to read checkpoints"; exit 77; }
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'rm -rf "$TMP"' EXIT
 cd "$TMP"      # a run that ignored its folder would write runs/ here
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
 now() { date +%s.%N; }
 
 tr -cd '\n -~' <"$SRC/docs/training.md" | head -c 20000 >"$TMP/text.txt"
@@ -113,5 +111,4 @@ if [[ $left -gt 0 ]]; then
 fi
 echo "     $finished of the 10 restarts finished before their kill"
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+checks_done

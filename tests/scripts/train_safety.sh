@@ -26,12 +26,10 @@ GRADC=$(cd "$(dirname "$GRADC")" && pwd)/$(basename "$GRADC")
 SRC=$(cd "${2:-$(dirname "$0")/../..}" && pwd)
 
 TMP=$(mktemp -d)
+# shellcheck source=lib/checks.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/checks.sh"
 trap 'chmod -R u+w "$TMP" 2>/dev/null; rm -rf "$TMP"' EXIT
 cd "$TMP"      # a run without --out would write runs/ here
-passed=0 failed=0
-ok() { echo "ok   $1"; passed=$((passed + 1)); }
-bad() { echo "FAIL $1"; failed=$((failed + 1)); }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else bad "$name"; fi; }
 # expect NAME RC PATTERN CMD...: CMD exits RC and its stdout+stderr match PATTERN
 expect() {
     local name=$1 want=$2 pat=$3 rc; shift 3
@@ -185,5 +183,4 @@ expect "--resume past --steps too" 0 "is at step 4, and this run ends at step 2"
     "$GRADC" train --resume done.safetensors --steps 2 --quiet --out donedir
 check "  ... and nothing is written" bash -c "[[ ! -e donedir/ckpt.safetensors && \$(stat -c %Y done.safetensors) == \$(date -d 2001-01-01 +%s) ]]"
 
-echo "$passed passed, $failed failed"
-[[ $failed == 0 ]]
+checks_done
