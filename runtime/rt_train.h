@@ -6,6 +6,8 @@
  *   rt_sample.c   RtSampler: greedy / temperature / top-k choice of a token;
  *                 RtGen: a compiled forward (or KV-cached decode step) that
  *                 extends a prompt token by token
+ *   rt_init_from.c  rt_params_init_from: params from another run's checkpoint
+ *                 (fine-tuning, --init-from)
  *   rt_train.c    RtTrain: the training loop, its checkpoints and logs
  *
  * Three programs are compiled from one model graph, all at one binding:
@@ -113,6 +115,32 @@ bool rt_gen_run(RtGen *gen, RtSampler *s, const int32_t *prompt, size_t n,
 bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, IrError *err);
 /* Copies every param of dst's graph from src by name. */
 bool rt_exec_params_copy(RtExec *dst, const IrGraph *g, RtExec *src, IrError *err);
+
+/* ---------------------------------------------------------------- rt_init_from.c */
+
+typedef struct RtInitFromStats {
+    int copied;              /* params copied from the checkpoint */
+    int64_t copied_values;   /* their element count */
+    int kept;                /* new params (matching a new-param glob) left at their init */
+    int missing;             /* params neither found nor new (an error) */
+} RtInitFromStats;
+
+/* Initializes the params of ex (compiled from g, after rt_exec_init_params)
+ * from checkpoint c by name: a param c holds is copied, its shape checked
+ * ("checkpoint X: tensor P has shape [..], the model wants [..]: was it
+ * pretrained at another size?"); one c lacks, or holds at another shape,
+ * keeps its init when its name matches one of new_globs[0..nnew) (fnmatch:
+ * the classifier head "out_head.*", LoRA adapters "*.lora_[AB]"), else it
+ * is an error naming it.  Other tensors of c are ignored.  stats may be
+ * NULL.  For example
+ *
+ *   const char *fresh[] = {"out_head.*"};
+ *   rt_exec_init_params(ex, seed);
+ *   if (!rt_params_init_from(ex, g, ckpt, fresh, 1, &st, &err)) ...
+ */
+bool rt_params_init_from(RtExec *ex, const IrGraph *g, const RtCkpt *c,
+                         const char *const *new_globs, int nnew, RtInitFromStats *stats,
+                         IrError *err);
 
 /* ---------------------------------------------------------------- rt_train.c */
 

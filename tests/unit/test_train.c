@@ -2,8 +2,8 @@
  * no train step: the sampler (rt_sample.c), the KV-cached decode graph
  * against the full forward (passes/decode.c), generation with and without the
  * cache, the learning-rate schedule, the model-file flattening that
- * checkpoints store, and the SVG plot (rt_plot.c).  The loop itself is
- * tested end to end by tests/scripts/train_e2e.sh.
+ * checkpoints store, the SVG plot (rt_plot.c) and rt_params_init_from.  The
+ * loop itself is tested end to end by tests/scripts/train_e2e.sh.
  */
 #include "tests/unit/testlib.h"
 
@@ -231,6 +231,82 @@ TEST(flattened_model_loads_the_same)
     CHECK(fe_flatten_file("models/none.json", &err) == NULL && strstr(err.msg, "none.json"));
 }
 
+/* ---------------------------------------------------------------- init from */
+
+/* A checkpoint of every param of ex but `skip`, at their current values. */
+static RtCkpt *ckpt_of(RtExec *ex, const IrGraph *g, const char *skip, const char *path)
+{
+    RtCkptWriter *w = rt_ckpt_writer_new();
+    for (int i = 0; i < g->nnodes; i++) {
+        const IrNode *n = g->nodes[i];
+        int64_t shape[IR_MAX_RANK];
+        if (n->op != OP_PARAM || !strcmp(n->name, skip))
+            continue;
+        for (int d = 0; d < n->shape.rank; d++)
+            ir_dim_is_const(n->shape.d[d], &shape[d]);
+        rt_ckpt_add(w, n->name, RT_DT_F32, n->shape.rank, shape, rt_exec_param(ex, n->name));
+    }
+    rt_ckpt_add(w, "adam.m.extra", RT_DT_F32, 1, (int64_t[]){1}, (float[]){1});
+    IrError err = {0};
+    bool ok = rt_ckpt_write(w, path, &err);
+    rt_ckpt_writer_free(w);
+    return ok ? rt_ckpt_read(path, &err) : NULL;
+}
+
+static float param0(RtExec *ex, const char *name)
+{
+    return rt_exec_param(ex, name)[0];
+}
+
+/* Copied params equal the checkpoint's, a new one keeps its own init, one
+ * that is neither is an error naming it, and a wrong shape names both. */
+TEST(params_init_from)
+{
+    FeModel *m = tiny_gpt();
+    RtExec *a = m ? compile_at(m->graph, 12) : NULL, *b = m ? compile_at(m->graph, 12) : NULL;
+    CHECK(a && b);
+    if (!a || !b)
+        goto done;
+    rt_exec_init_params(b, 10);          /* a has seed 9: every param differs */
+    char path[] = "/tmp/gradc-test-init-XXXXXX";
+    close(mkstemp(path));
+    RtCkpt *c = ckpt_of(a, m->graph, "out_head.weight", path);
+    CHECK(c != NULL);
+    float own = param0(b, "out_head.weight");
+    CHECK(own != param0(a, "out_head.weight"));
+    IrError err = {0};
+    RtInitFromStats st;
+    const char *fresh[] = {"nothing", "out_head.*"};
+    CHECK(c && rt_params_init_from(b, m->graph, c, fresh, 2, &st, &err));
+    CHECK(st.kept == 1 && st.missing == 0 && st.copied > 10);
+    CHECK(param0(b, "tok_emb.weight") == param0(a, "tok_emb.weight"));
+    CHECK(param0(b, "trf_blocks.1.ff.layers.2.bias") ==
+          param0(a, "trf_blocks.1.ff.layers.2.bias"));
+    CHECK(param0(b, "out_head.weight") == own);
+    CHECK(c && !rt_params_init_from(b, m->graph, c, fresh, 1, NULL, &err));
+    CHECK(strstr(err.msg, "no tensor out_head.weight") && strstr(err.msg, path));
+    rt_ckpt_free(c);
+    /* the same checkpoint read as one of another size */
+    FeSet sets[] = {{"emb_dim", "16"}, {"n_heads", "4"}, {"n_layers", "2"},
+                    {"context_length", "12"}, {"vocab_size", "50"}, {"qkv_bias", "1"}};
+    FeOptions o = {sets, 6};
+    FeModel *small = fe_load_file("models/gpt-mini.json", &o, &err);
+    RtExec *s = small ? compile_at(small->graph, 12) : NULL;
+    c = rt_ckpt_read(path, &err);
+    err = (IrError){0};
+    CHECK(s && c && !rt_params_init_from(s, small->graph, c, fresh, 2, NULL, &err));
+    CHECK(strstr(err.msg, "has shape [50,32], the model wants [50,16]") &&
+          strstr(err.msg, "another size"));
+    rt_ckpt_free(c);
+    rt_exec_free(s);
+    fe_model_free(small);
+    unlink(path);
+done:
+    rt_exec_free(a);
+    rt_exec_free(b);
+    fe_model_free(m);
+}
+
 /* ---------------------------------------------------------------- plot */
 
 TEST(plot_svg)
@@ -269,6 +345,7 @@ int main(void)
     RUN(lr_schedule);
     RUN(flattened_model_loads_the_same);
     RUN(plot_svg);
+    RUN(params_init_from);
     RUN(decode_step_matches_forward);
     RUN(generation_with_and_without_cache);
     return test_summary();
