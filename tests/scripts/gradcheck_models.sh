@@ -49,6 +49,9 @@ passes gpt-char "$M/gpt-char.json" --samples 2
 passes gpt2-small-tiny "$M/gpt2-small.json" "${TINY[@]}" --samples 64 --seed 3
 passes gpt2-small-tiny-frozen "$M/gpt2-small.json" "${TINY[@]}" --freeze 'tok_emb.*'
 grep -q 'tok_emb.weight' "$OUT" && fail "frozen tok_emb.weight was checked"
+# the classifier head at the last real token: last [B] is drawn in [0, T)
+passes gpt2-classifier-tiny "$M/gpt2-classifier.json" "${TINY[@]}" --set n_classes=3 \
+    --set qkv_bias=1 --samples 16
 
 # A wrong rule is caught: exit 1, the parameter and the op are named.
 for op in layernorm gelu softmax gather; do
