@@ -12,6 +12,7 @@
 #include "cli/flags.h"
 #include "frontend/fe.h"
 #include "ir/ir.h"
+#include "passes/pass.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@ typedef struct CliModelArgs {
     char keys[CLI_MAX_SETS][128]; /* storage of sets[i].key */
     int nsets;
     bool bad;            /* a malformed --set was seen (already reported) */
+    PassLoraOpts lora;   /* --lora-*: cli_load runs the lora pass when rank > 0 */
 } CliModelArgs;
 
 typedef struct CliCommand {
@@ -57,6 +59,10 @@ int cli_fail(const IrError *err);
  * caller frees it with fe_model_free, or the graph with ir_graph_free when
  * *model is NULL.  Returns NULL and fills err on failure. */
 IrGraph *cli_load(const char *path, const CliModelArgs *m, FeModel **model, IrError *err);
+/* The lora pass with options o on a loaded model graph (nothing when
+ * o->rank is 0), as cli_load runs it; false + err (a target glob that
+ * matches nothing).  For commands that load models their own way. */
+bool cli_lora_apply(IrGraph *g, const PassLoraOpts *o, IrError *err);
 void cli_unload(IrGraph *g, FeModel *model);
 
 /* What a command prints, to stdout when path is NULL or "-" (a failed

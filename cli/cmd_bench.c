@@ -68,6 +68,7 @@ static const CliFlag flags[] = {
     {"--train", CLI_TRUE, CLI_AT(BenchArgs, train),
      .help = "time a train step (autodiff + AdamW) instead of a forward"},
     CLI_FLAG_SET(BenchArgs, x.model),
+    CLI_FLAGS_LORA(BenchArgs, x.model.lora),
     {"--passes", CLI_STR, CLI_AT(BenchArgs, x.passes), .meta = "=LIST",
      .def = "the default one", .help = "the pass pipeline before compiling"},
     CLI_FLAG_THREADS(BenchArgs, x.threads, "runtime and OpenBLAS threads"),

@@ -21,7 +21,7 @@
 
 static const char usage[] =
     "usage: gradc check MODEL.json|FILE.gir|- [--set k=v ...] [--batch B] [--seq T]\n"
-    "                   [--bind NAME=V ...] [--params]\n"
+    "                   [--bind NAME=V ...] [--params] [--lora-rank R ...]\n"
     "\n"
     "Loads a model, verifies its graph and prints a summary: inputs and outputs\n"
     "with their shapes, the parameter count, the forward FLOPs per token (per\n"
@@ -34,6 +34,8 @@ static const char usage[] =
 static const char tail[] =
     "output (gpt2-small):\n"
     "  params: 163,009,536 (trainable 163,009,536)   elements of all parameters\n"
+    "  trainable: 163,009,536                        of them, the ones that train (not\n"
+    "                                                frozen; with --lora-rank the adapters)\n"
     "  optimizer state: 1,304,076,288 bytes (...)    AdamW m and v (f32) of the trainable ones\n"
     "  binding: B=1 T=1024                           the sizes of the estimates\n"
     "  forward FLOPs/token: ...                      matmul 2*M*N*K, see ir/cost.h\n"
@@ -44,6 +46,7 @@ static const char tail[] =
     "  gradc check models/gpt2-small.json\n"
     "  gradc check models/gpt2-small.json --set tie_embeddings=1\n"
     "  gradc check models/gpt-mini.json --batch 8 --seq 64 --params\n"
+    "  gradc check models/gpt2-small.json --lora-rank 16 --lora-alpha 16\n"
     "  gradc check encdec.json --bind S=64 --seq 32\n"
     "\n"
     "exit codes: 0 the model is valid, 1 a user error (the message names the file\n"
@@ -58,6 +61,7 @@ typedef struct CheckArgs {
 
 static const CliFlag flags[] = {
     CLI_FLAG_SET(CheckArgs, model),
+    CLI_FLAGS_LORA(CheckArgs, model.lora),
     {"--batch", CLI_INT, CLI_AT(CheckArgs, bind.batch), .min = 1, .meta = "B", .def = "1",
      .help = "batch size for the FLOP and memory estimates"},
     {"--seq", CLI_CALL, CLI_AT(CheckArgs, bind), .fn = cli_seq_fn, .meta = "T",
@@ -146,6 +150,7 @@ static void print_params(const IrGraph *g, bool list)
            commas(ps.trainable, b, sizeof b));
     if (list)
         print_param_list(g);
+    printf("trainable: %s\n", commas(ps.trainable, b, sizeof b));
     printf("param tensors: %d\n", ps.tensors);
     printf("param bytes: %.1f MiB (f32)\n", mib(ps.bytes));
     int64_t trainable, state;

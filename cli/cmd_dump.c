@@ -74,6 +74,7 @@ typedef struct DumpArgs {
 
 static const CliFlag flags[] = {
     CLI_FLAG_SET(DumpArgs, model),
+    CLI_FLAGS_LORA(DumpArgs, model.lora),
     {"--stage", CLI_STR, CLI_AT(DumpArgs, stage), .meta = "=STAGE",
      .help = "the stage to print (see above)"},
     {"--passes", CLI_STR, CLI_AT(DumpArgs, passes), .meta = "=LIST",

@@ -64,6 +64,7 @@ static int break_rule_fn(const char *cmd, const CliFlag *f, const char *v, void 
 
 static const CliFlag flags[] = {
     CLI_FLAG_SET(GcArgs, model),
+    CLI_FLAGS_LORA(GcArgs, model.lora),
     CLI_FLAGS_BIND(GcArgs, bind, "2", "8"),
     {"--seed", CLI_INT, CLI_AT(GcArgs, seed), .meta = "S", .def = "0",
      .help = "seed of the inputs, parameter values and samples"},

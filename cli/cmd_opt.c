@@ -48,6 +48,7 @@ static const CliFlag flags[] = {
     {"--passes", CLI_STR, CLI_AT(OptArgs, passes), .meta = "=LIST",
      .help = "comma-separated pass names, e.g. cse,dce (see docs/passes.md)"},
     CLI_FLAGS_PASS_PRINT(OptArgs, ctx),
+    CLI_FLAGS_LORA(OptArgs, ctx.lora),
     {"--no-verify", CLI_FALSE, CLI_AT(OptArgs, ctx.verify),
      .help = "do not run the verifier after each pass"},
     {"-o", CLI_STR, CLI_AT(OptArgs, out), .meta = "FILE",

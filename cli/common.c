@@ -71,9 +71,18 @@ static char *read_stdin(void)
     return buf;
 }
 
-IrGraph *cli_load(const char *path, const CliModelArgs *m, FeModel **model, IrError *err)
+bool cli_lora_apply(IrGraph *g, const PassLoraOpts *o, IrError *err)
 {
-    *model = NULL;
+    if (o->rank <= 0)
+        return true;
+    PassCtx ctx = pass_ctx_default(err);
+    ctx.lora = *o;
+    return pass_run_one(g, pass_lookup("lora"), &ctx);
+}
+
+static IrGraph *load_graph(const char *path, const CliModelArgs *m, FeModel **model,
+                           IrError *err)
+{
     if (!strcmp(path, "-")) {
         char *text = read_stdin();
         IrGraph *g = text ? ir_parse(text, "<stdin>", err) : NULL;
@@ -85,6 +94,19 @@ IrGraph *cli_load(const char *path, const CliModelArgs *m, FeModel **model, IrEr
     FeOptions opt = {m->sets, m->nsets};
     *model = fe_load_file(path, &opt, err);
     return *model ? (*model)->graph : NULL;
+}
+
+IrGraph *cli_load(const char *path, const CliModelArgs *m, FeModel **model, IrError *err)
+{
+    *model = NULL;
+    IrGraph *g = load_graph(path, m, model, err);
+    if (g && !cli_lora_apply(g, &m->lora, err)) {
+        ir_error_where(err, "%s", path);
+        cli_unload(g, *model);
+        *model = NULL;
+        return NULL;
+    }
+    return g;
 }
 
 void cli_unload(IrGraph *g, FeModel *model)

@@ -342,3 +342,16 @@ int cli_tokenizer_fn(const char *cmd, const CliFlag *f, const char *v, void *fie
         return cli_usage_error(cmd, "%s expects gpt2 or char, got '%s'", f->name, v);
     return 0;
 }
+
+int cli_lora_scale_fn(const char *cmd, const CliFlag *f, const char *v, void *field)
+{
+    PassLoraScale s;
+    if (!strcmp(v, "alpha/r"))
+        s = PASS_LORA_ALPHA_R;
+    else if (!strcmp(v, "alpha"))
+        s = PASS_LORA_ALPHA;
+    else
+        return cli_usage_error(cmd, "%s expects alpha/r or alpha, got '%s'", f->name, v);
+    memcpy(field, &s, sizeof s);
+    return 0;
+}

@@ -100,6 +100,24 @@ int cli_tokenizer_fn(const char *cmd, const CliFlag *f, const char *v, void *fie
 #define CLI_FLAG_SET(T, m)                                                                    \
     {"--set", CLI_CALL, CLI_AT(T, m), .fn = cli_set_fn, .meta = "k=v",                        \
      .help = "override a config value of a JSON model (repeatable)"}
+/* --lora-scale alpha/r|alpha into a PassLoraScale */
+int cli_lora_scale_fn(const char *cmd, const CliFlag *f, const char *v, void *field);
+/* The LoRA flags into the PassLoraOpts `lo` of T (passes/pass.h): rank,
+ * alpha, scale and target globs of the lora pass.  In a CliModelArgs
+ * (CLI_FLAGS_LORA(T, model.lora)) cli_load applies the pass to the model;
+ * opt puts them in its PassCtx (ctx.lora) for --passes=lora. */
+#define CLI_FLAGS_LORA(T, lo)                                                                 \
+    {"--lora-rank", CLI_INT, CLI_AT(T, lo.rank), .min = 0, .meta = "R", .def = "0: no LoRA",  \
+     .help = "add LoRA adapters of rank R to the linear layers and freeze every other "       \
+             "param"},                                                                        \
+    {"--lora-alpha", CLI_NUM, CLI_AT(T, lo.alpha), .positive = true, .meta = "A",             \
+     .def = "the rank", .help = "LoRA's alpha"},                                              \
+    {"--lora-scale", CLI_CALL, CLI_AT(T, lo.scale), .fn = cli_lora_scale_fn,                  \
+     .meta = "alpha/r|alpha", .def = "alpha/r",                                               \
+     .help = "the scale s of the low-rank path: alpha/r (PEFT) or alpha (the book's)"},      \
+    {"--lora-targets", CLI_LIST, CLI_AT(T, lo.targets), .count = offsetof(T, lo.ntargets),    \
+     .meta = "GLOB", .def = "every matmul by a 2-D param",                                    \
+     .help = "adapt the weights whose names match GLOB, e.g. '*.att.W_*' (repeatable)"}
 /* --batch, --seq and --bind into the CliBindArgs `b` of T, whose defaults
  * (the text of bdef and tdef) the command sets: the rows of every command
  * that runs a graph */

@@ -35,6 +35,24 @@ typedef struct PassTrainOpts {
                                 * scales by 1.25, so that gradcheck must catch it; NULL: none */
 } PassTrainOpts;
 
+#define PASS_MAX_LORA_TARGETS 16
+
+/* How the LoRA scale s is computed from alpha and the rank r (lora.c). */
+typedef enum PassLoraScale {
+    PASS_LORA_ALPHA_R,         /* s = alpha / r (PEFT's, the default) */
+    PASS_LORA_ALPHA,           /* s = alpha (the book's LoRALayer) */
+} PassLoraScale;
+
+/* Options of the lora pass (docs/passes.md, lora). */
+typedef struct PassLoraOpts {
+    int rank;                  /* r; 0: the pass does nothing */
+    double alpha;              /* <= 0: the rank */
+    PassLoraScale scale;
+    const char *targets[PASS_MAX_LORA_TARGETS]; /* globs of the weights to adapt; none: every
+                                * 2-D param that is a matmul's right operand */
+    int ntargets;
+} PassLoraOpts;
+
 typedef struct PassCtx {
     IrError *err;
     FILE *out;                 /* where --print-after/--print-before and --explain go */
@@ -43,6 +61,7 @@ typedef struct PassCtx {
     bool explain;              /* passes print their decisions (fuse) */
     bool verify;               /* run the verifier after every pass */
     PassTrainOpts train;
+    PassLoraOpts lora;
     bool internal;             /* set with err when the verifier rejected a pass's output:
                                 * a bug in gradc, not in the input (the CLI exits 2) */
     const int64_t *binding;    /* binding[i]: the value of symbol i, for the passes that weigh
@@ -164,6 +183,19 @@ const char *pass_autodiff_nondiff_reason(IrOp op, int operand);
  * model graph; -1 counts when a param shape is symbolic. */
 void pass_train_stats(const IrGraph *g, const PassTrainOpts *o, int64_t *trainable,
                       int64_t *state_bytes);
+
+/* lora.c: every matmul x.W whose right operand W is a 2-D param matching
+ * ctx->lora.targets becomes x.W + s.(x.A).B with new params W.lora_A [in, r]
+ * and W.lora_B [r, out]; every other param is frozen (docs/passes.md, lora). */
+bool pass_lora(IrGraph *g, PassCtx *ctx);
+/* The scale s of o: alpha / r or alpha (alpha <= 0 taken as r). */
+double pass_lora_scale(const PassLoraOpts *o);
+/* alpha as o means it: o->alpha, or the rank when o->alpha <= 0. */
+double pass_lora_alpha(const PassLoraOpts *o);
+/* "alpha/r" or "alpha". */
+const char *pass_lora_scale_name(PassLoraScale s);
+/* Whether name is an adapter's: it ends in ".lora_A" or ".lora_B". */
+bool pass_lora_is_adapter(const char *name);
 
 /* ---------------------------------------------------------------- schedule.c, memplan.c
  * Ordering and memory at one binding of the dims (docs/passes.md, schedule

@@ -17,6 +17,8 @@ const PassInfo pass_registry[] = {
     {"cse", "merge nodes that compute the same value (same op, operands, attributes, type)",
      pass_cse},
     {"dce", "remove nodes that no output depends on (inputs and params stay)", pass_dce},
+    {"lora", "low-rank adapters: matmul x.W by a 2-D param -> x.W + s.(x.A).B with new params "
+     "W.lora_A, W.lora_B; freezes every other param (--lora-rank R)", pass_lora},
     {"attention", "causal attention chains (matmul, causal_mask, scale, softmax, dropout, matmul) "
      "-> one causal_attention op; q/k/v linears -> one matmul", pass_attention},
     {"autodiff", "add the loss (if none) and reverse-mode gradients: outputs grad.P per trainable "
