@@ -22,6 +22,7 @@
  */
 #include "runtime/rt_train.h"
 #include "passes/pass.h"
+#include "runtime/rt_lora.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -134,6 +135,15 @@ static bool tensor_fits(const IrNode *n, const RtCkptTensor *t)
     return true;
 }
 
+/* A checkpoint with LoRA adapters of n that g does not have (a model
+ * loaded without --lora-rank): n's weights with the adapters folded in. */
+static bool adapted_elsewhere(const IrGraph *g, const RtCkpt *c, const IrNode *n)
+{
+    char a[600];
+    snprintf(a, sizeof a, "%s.lora_A", n->name);
+    return rt_ckpt_find(c, a) && !ir_graph_find(g, OP_PARAM, a);
+}
+
 bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, IrError *err)
 {
     for (int i = 0; i < g->nnodes; i++) {
@@ -143,7 +153,12 @@ bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, Ir
         const RtCkptTensor *t = rt_ckpt_find(c, n->name);
         if (!tensor_fits(n, t))
             return ckpt_mismatch(c, n, t, err);
-        memcpy(rt_exec_param(dst, n->name), t->data, (size_t)t->bytes);
+        bool found, adapted = adapted_elsewhere(g, c, n);
+        float *merged = adapted ? rt_lora_merged(c, n->name, &found, err) : NULL;
+        if (adapted && !merged)
+            return false;
+        memcpy(rt_exec_param(dst, n->name), merged ? merged : t->data, (size_t)t->bytes);
+        free(merged);
     }
     return true;
 }

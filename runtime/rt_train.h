@@ -111,7 +111,10 @@ bool rt_gen_run(RtGen *gen, RtSampler *s, const int32_t *prompt, size_t n,
                 const RtGenOptions *o, int32_t **out, size_t *nout, IrError *err);
 
 /* Copies every param of dst's graph from a checkpoint: names, shapes and
- * dtypes must match (the error names the tensor and the checkpoint). */
+ * dtypes must match (the error names the tensor and the checkpoint).  A
+ * param with LoRA adapters in the checkpoint that the graph lacks (a model
+ * loaded without the lora pass) gets its weight with the adapters folded
+ * in (rt_lora_merged), so such a checkpoint runs as its merged model. */
 bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, IrError *err);
 /* Copies every param of dst's graph from src by name. */
 bool rt_exec_params_copy(RtExec *dst, const IrGraph *g, RtExec *src, IrError *err);

@@ -9,12 +9,15 @@
  * checkpoint of the adapted model through rt_lora_merged and through
  * rt_lora_merge_file.  Models: GPT-2 (every linear layer nn.Linear, tb=1,
  * with the LM head) and the classifier, both tiny, and an IR graph with a
- * tb=0 weight, a ta=1 matmul and batched x.
+ * tb=0 weight, a ta=1 matmul and batched x; for that one a compiled base
+ * program loads the adapted checkpoint as its merged model.
  */
 #include "frontend/fe.h"
 #include "passes/pass.h"
 #include "runtime/rt_ckpt.h"
+#include "runtime/rt_exec.h"
 #include "runtime/rt_lora.h"
+#include "runtime/rt_train.h"
 #include "testlib.h"
 
 #include <stdint.h>
@@ -188,6 +191,26 @@ static float **merged_params(const IrGraph *base, float **lv, const IrGraph *lg,
     return v;
 }
 
+/* A compiled program of the base model reads the adapted checkpoint as
+ * its merged model (rt_exec_params_from_ckpt), every param as mv holds it. */
+static void check_exec_load(const IrGraph *base, const int64_t *bind, const RtCkpt *c,
+                            float **mv)
+{
+    IrError err = {0};
+    RtExecOptions eo = {.nthreads = 1};
+    RtExec *ex = rt_exec_new(base, bind, &eo, &err);
+    CHECK(ex != NULL);
+    if (!ex)
+        return;
+    CHECK(rt_exec_params_from_ckpt(ex, base, c, &err));
+    for (int i = 0; i < base->nnodes; i++)
+        if (mv[i]) {
+            const float *p = rt_exec_param(ex, base->nodes[i]->name);
+            CHECK(p && !memcmp(p, mv[i], (size_t)ir_node_numel_const(base->nodes[i]) * 4));
+        }
+    rt_exec_free(ex);
+}
+
 /* ---------------------------------------------------------------- the checks */
 
 typedef struct Case {
@@ -197,6 +220,7 @@ typedef struct Case {
     const char *out;
     int64_t bind[IR_MAX_SYMS];
     int nweights;       /* the weights the pass adapts */
+    bool exec;          /* also load the checkpoint into a compiled base model */
 } Case;
 
 static void run_case(Case *k)
@@ -244,6 +268,8 @@ static void run_case(Case *k)
            k->name, nmerged, d, scale, max_diff(ya, yb));
     CHECK(d <= 1e-5 * scale);
     CHECK(max_diff(ya, yb) > 1e-2 * scale);   /* the adapters do change the output */
+    if (k->exec)
+        check_exec_load(k->base, k->bind, c, mv);
 
     /* rt_lora_merge_file: the same weights, no adapters, no `lora`, the rest as it was */
     CHECK(rt_lora_merge_file(path, mpath, &err));
@@ -299,7 +325,7 @@ TEST(gpt2_merge)
     CHECK(m != NULL);
     if (!m)
         return;
-    Case k = {"gpt2", m->graph, NULL, {.rank = 2, .alpha = 3}, "logits", {0}, 13};
+    Case k = {"gpt2", m->graph, NULL, {.rank = 2, .alpha = 3}, "logits", {0}, 13, true};
     bind_all(m->graph, k.bind, 2, 5);
     run_case(&k);
     fe_model_free(m);
@@ -317,7 +343,7 @@ TEST(classifier_merge)
     if (!m)
         return;
     Case k = {"cls", m->graph, NULL, {.rank = 3, .alpha = 4, .scale = PASS_LORA_ALPHA},
-              "logits", {0}, 13};
+              "logits", {0}, 13, false};
     bind_all(m->graph, k.bind, 2, 5);
     run_case(&k);
     fe_model_free(m);
@@ -345,7 +371,7 @@ TEST(ir_merge)
     CHECK(g != NULL);
     if (!g)
         return;
-    Case k = {"ir", g, NULL, {.rank = 2, .alpha = 5}, "y", {0}, 2};
+    Case k = {"ir", g, NULL, {.rank = 2, .alpha = 5}, "y", {0}, 2, true};
     bind_all(g, k.bind, 2, 3);
     run_case(&k);
     ir_graph_free(g);
