@@ -174,5 +174,7 @@ int cmd_plot(int argc, char **argv);
 int cmd_oracle(int argc, char **argv);   /* oracle-step: tests/oracle/ */
 int cmd_gradcheck(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_import_gpt2(int argc, char **argv);
+int cmd_export_gpt2(int argc, char **argv);
 
 #endif

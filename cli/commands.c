@@ -18,6 +18,7 @@ extern const CliSpec cmd_oracle_spec;
 extern const CliSpec cmd_gradcheck_spec;
 extern const CliSpec cmd_plan_spec;
 extern const CliSpec cmd_plot_spec;
+extern const CliSpec cmd_import_gpt2_spec, cmd_export_gpt2_spec;
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", &cmd_check_spec, cmd_check,
@@ -43,6 +44,10 @@ const CliCommand cli_commands[] = {
      cmd_tokenize, false},
     {"plot", "loss curves of CSV logs (gradc's, PyTorch's) as one SVG", &cmd_plot_spec,
      cmd_plot, false},
+    {"import-gpt2", "a Hugging Face GPT-2 (safetensors) into a gradc checkpoint",
+     &cmd_import_gpt2_spec, cmd_import_gpt2, false},
+    {"export-gpt2", "a gradc GPT-2 checkpoint to the Hugging Face layout (LoRA merged)",
+     &cmd_export_gpt2_spec, cmd_export_gpt2, false},
     {"oracle-step", "diagnostic: forward and train steps on weights from a safetensors file",
      &cmd_oracle_spec, cmd_oracle, true},
 };

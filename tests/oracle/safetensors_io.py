@@ -33,8 +33,25 @@ _DTYPES = {
     "I8": np.dtype("i1"),
     "U8": np.dtype("u1"),
     "BOOL": np.dtype("?"),
+    # numpy has no bfloat16: a BF16 tensor is its raw bits as uint16 (the
+    # top half of each float32; see to_bf16 / from_bf16)
+    "BF16": np.dtype("<u2"),
 }
 _CODES = {v: k for k, v in _DTYPES.items()}
+
+
+
+def to_bf16(x):
+    """float32 array -> bfloat16 bits (uint16), rounded to nearest even."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    u = (u + 0x7FFF + ((u >> 16) & 1)) >> 16
+    return u.astype(np.uint16)
+
+
+def from_bf16(b):
+    """bfloat16 bits (uint16) -> float32, exactly."""
+    return (np.asarray(b, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
+
 
 # A header larger than this is certainly not a real file (100 MB).
 _MAX_HEADER = 100 << 20
