@@ -383,7 +383,7 @@ void rt_cls_write_text(FILE *f, const char *text)
     for (const char *p = text; *p; p++) {
         if (*p == '\t' || *p == '\n' || *p == '\r')
             fputc('\\', f), fputc(*p == '\t' ? 't' : *p == '\n' ? 'n' : 'r', f);
-        else if (*p == '\\' && (!p[1] || strchr("\\tnr", p[1])))
+        else if (*p == '\\' && strchr("\\tnr\t\n\r", p[1]))   /* p[1] 0 matches too */
             fputs("\\\\", f);
         else
             fputc(*p, f);
@@ -408,6 +408,7 @@ static bool write_one(const RtClsData *d, const RtClsSplit *s, const char *path,
     FILE *f = ir_outfile_open(&of, path, "split file", err);
     if (!f)
         return false;
+    fputs("label\ttext\n", f);   /* so that a first example "label<TAB>text" stays one */
     for (int64_t i = 0; i < s->n; i++) {
         fprintf(f, "%s\t", d->labels[s->ex[i].label]);
         rt_cls_write_text(f, s->ex[i].text);

@@ -59,12 +59,14 @@
  * evaluates every val/test example (ceil(n / B) batches, counting only the
  * real rows).  rt_cls_order gives the order of an epoch.
  *
- * Writing.  rt_cls_write_split writes DIR/split/{train,val,test}.tsv, one
- * `label<TAB>text` line per example in split order, no header: files that
- * this reader reads back as the same examples (o.train_path etc.).  A tab,
+ * Writing.  rt_cls_write_split writes DIR/split/{train,val,test}.tsv: the
+ * header line `label<TAB>text`, then one `label<TAB>text` line per example
+ * in split order; this reader reads them back as the same examples
+ * (o.train_path etc.; the header keeps an example that reads "label<TAB>
+ * text" from being taken for one).  A tab,
  * newline or carriage return in a text is written \t \n \r, and a backslash
- * as \\ where it would otherwise read as one of those (before \ t n r or at
- * the end); texts without them are written as they are.
+ * as \\ where it would otherwise read as part of one (before \ t n r, a
+ * tab, a line break, or at the end); other texts are written as they are.
  *
  *   RtTokenizer *tok = rt_tokenizer_gpt2(bpe_dir, &err);
  *   RtClsOptions o = rt_cls_defaults();        // balance, 0.7/0.1, seed 123

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Bounded libFuzzer runs of every harness in tests/fuzz/fuzz_*.c: the JSON
 # frontend, the IR text parser, the safetensors reader and what a checkpoint
-# load does next, the BPE loader, the tokenizers' input and the data loader.
+# load does next, the BPE loader, the tokenizers' input, the data loader and
+# the classification file reader (fuzz_cls).
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     default 60 per target, all targets
 # Builds with clang into build-fuzz/, ASan and UBSan on: undefined behaviour
 # aborts, so that the fuzzer keeps it as a crash, and so does an allocation
@@ -24,7 +25,8 @@ targets=(fuzz_frontend:corpus_json:8192
          fuzz_ckpt:corpus_ckpt:65536:-dict=tests/fuzz/fuzz_ckpt.dict
          fuzz_bpe:corpus_bpe:16384
          fuzz_tokenize:corpus_tokenize:8192
-         fuzz_data:corpus_data:8192)
+         fuzz_data:corpus_data:8192
+         fuzz_cls:corpus_cls:8192)
 status=0
 for target in "${targets[@]}"; do
   IFS=: read -r name seeds maxlen extra <<<"$target"

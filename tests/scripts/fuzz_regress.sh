@@ -78,6 +78,9 @@ for f in tests/fuzz/regress/fuzz_data-* tests/fuzz/corpus_data/*; do
   cli "$f" tokenize --tokenizer char "$f"
   harness fuzz_data "$f"
 done
+for f in tests/fuzz/regress/fuzz_cls-* tests/fuzz/corpus_cls/*; do
+  harness fuzz_cls "$f"
+done
 echo "replayed $n inputs"
 [[ $n -gt 0 ]] || { echo "FAIL: no inputs found" >&2; exit 1; }
 exit $fail

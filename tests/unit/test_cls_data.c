@@ -88,6 +88,10 @@ TEST(tsv_headers)
     CHECK(parse("h2.tsv", "text\tlabel\r\nhello\tthere\tham\r\n", &t, &err) && t.n == 1);
     CHECK(t.n == 1 && !strcmp(t.rec[0].label, "ham") && !strcmp(t.rec[0].text, "hello\tthere"));
     rt_cls_table_free(&t);
+    /* after a header, "label<TAB>text" is an example (how split files keep one) */
+    CHECK(parse("h3.tsv", "label\ttext\nlabel\ttext\n", &t, &err) && t.n == 1);
+    CHECK(t.n == 1 && !strcmp(t.rec[0].label, "label") && !strcmp(t.rec[0].text, "text"));
+    rt_cls_table_free(&t);
 }
 
 TEST(csv_quotes_and_orders)
@@ -363,12 +367,12 @@ TEST(write_split_round_trip)
 {
     RtClsOptions o = opts();
     o.train_path = put("rt.csv", "label,text\nspam,\"a\tb\\nc\\\"\nham,don\\'t\nspam,x\n"
-                       "ham,\"two\nlines\r\n\"\nham,\\\\\\t\n");
+                       "ham,\"two\nlines\r\n\"\nham,\\\\\\t\nham,\"e\\\tf\\\n\"\n");
     o.val_path = put("rv.tsv", "ham\tv\n");
     RtClsData d, e;
     CHECK(load(&o, &d));
-    CHECK(d.train.n == 5 && d.val.n == 1 && d.test.n == 0 && d.dropped == 0);
-    if (d.train.n != 5)
+    CHECK(d.train.n == 6 && d.val.n == 1 && d.test.n == 0 && d.dropped == 0);
+    if (d.train.n != 6)
         return;
     CHECK_STR(d.train.ex[0].text, "a\tb\\nc\\");
     CHECK(d.train.ex[0].line == 2 && d.train.ex[3].line == 5 && d.train.ex[4].line == 8);
@@ -380,8 +384,9 @@ TEST(write_split_round_trip)
     char path[200];
     snprintf(path, sizeof path, "%s/split/train.tsv", dir);
     char *bytes = rt_file_read(path, &len, &err);
-    CHECK_STR(bytes, "spam\ta\\tb\\\\nc\\\\\nham\tdon\\'t\nspam\tx\nham\ttwo\\nlines\\r\\n\n"
-              "ham\t\\\\\\\\\\\\t\n");
+    CHECK_STR(bytes, "label\ttext\nspam\ta\\tb\\\\nc\\\\\nham\tdon\\'t\nspam\tx\n"
+              "ham\ttwo\\nlines\\r\\n\n"
+              "ham\t\\\\\\\\\\\\t\nham\te\\\\\\tf\\\\\\n\n");
     free(bytes);
     RtClsOptions o2 = opts();
     char pv[200], pt[200];
@@ -410,10 +415,15 @@ TEST(sms_spam_collection)
     CHECK(t.n == 5574 && spam == 747 && t.n - spam == 4827);
     rt_cls_table_free(&t);
     RtClsOptions o = opts();
+    RtTokenizer *gpt2 = rt_tokenizer_gpt2(DATA_DIR "/gpt2", &err);
+    o.tok = gpt2 ? gpt2 : tok;   /* the real one when there, for the figures */
     o.data_path = DATA_DIR "/SMSSpamCollection";
     o.context_length = 1024;
     RtClsData d;
     CHECK(load(&o, &d));
+    printf("  SMS (%s): pad_len %lld (longest train example), %lld truncated\n",
+           gpt2 ? "GPT-2 BPE" : "bpe-mini", (long long)d.pad_len, (long long)d.truncated);
+    CHECK(d.pad_len == d.longest);
     CHECK(d.read == 5574 && d.dropped == 5574 - 1494);
     CHECK(d.train.n == 1045 && d.val.n == 149 && d.test.n == 300);
     const RtClsSplit *sp[3] = {&d.train, &d.val, &d.test};
@@ -422,6 +432,7 @@ TEST(sms_spam_collection)
         s += rt_cls_count(sp[k], rt_cls_label_id(&d, "spam"));
     CHECK(s == 747);
     rt_cls_free(&d);
+    rt_tokenizer_free(gpt2);
 }
 
 int main(void)
