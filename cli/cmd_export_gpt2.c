@@ -2,7 +2,8 @@
  *
  * The inverse of import-gpt2 (runtime/rt_hf.c holds the mapping both ways):
  * the checkpoint's params become wte, wpe, h.N.* (Conv1D [in, out], q|k|v
- * fused into c_attn) and ln_f, F32, with metadata {"format": "pt"} as
+ * fused into c_attn) and ln_f, F32, LoRA adapters folded into their
+ * weights (rt_lora_merged, through rt_hf_export), with metadata {"format": "pt"} as
  * Hugging Face writes it.  lm_head.weight is left out when the head is tied
  * (GPT-2's own files hold none; transformers ties it on load) and written
  * when a model trained with tie_embeddings=0 has its own.  With
@@ -25,8 +26,9 @@ static const char usage[] =
     "wte, wpe, h.N.ln_1, h.N.attn.c_attn (q, k, v fused, Conv1D [in, out]),\n"
     "h.N.attn.c_proj, h.N.ln_2, h.N.mlp.c_fc, h.N.mlp.c_proj, ln_f.  A tied output\n"
     "head is left out (as in GPT-2's own files), an untied one is lm_head.weight; a\n"
-    "model without attention biases (qkv_bias=0) gets zero c_attn.bias.  AdamW\n"
-    "moments are not exported.  A param that GPT-2 lacks (a classifier head) or a\n"
+    "model without attention biases (qkv_bias=0) gets zero c_attn.bias.  LoRA\n"
+    "adapters are folded into their weights (W + s.(A.B)^T); AdamW moments are not\n"
+    "exported.  A param that GPT-2 lacks (a classifier head) or a\n"
     "missing one is an error that names it.  import-gpt2 of the result gives back\n"
     "the checkpoint import-gpt2 wrote, byte for byte.\n"
     "\n";
@@ -69,28 +71,6 @@ static int parse_args(int argc, char **argv, ExportArgs *a)
     if (!a->ckpt)
         return cli_usage_error("export-gpt2", "missing CKPT (a gradc checkpoint)");
     return a->out ? -1 : cli_usage_error("export-gpt2", "missing --out FILE");
-}
-
-/* ---------------------------------------------------------------- LoRA */
-
-/* Adapters are folded in by rt_lora (H-lora's runtime/rt_lora.h); until it
- * is there a checkpoint with adapters is refused rather than exported
- * without them. */
-static bool check_no_lora(const RtCkpt *c, IrError *err)
-{
-    const char *adapter = NULL;
-    for (int i = 0; i < c->n && !adapter; i++) {
-        size_t n = strlen(c->t[i].name);
-        if (n > 7 && (!strcmp(c->t[i].name + n - 7, ".lora_A") ||
-                      !strcmp(c->t[i].name + n - 7, ".lora_B")))
-            adapter = c->t[i].name;
-    }
-    if (!adapter && !rt_ckpt_meta_get(c, "lora"))
-        return true;
-    ir_error(err, "checkpoint '%s' holds LoRA adapters (%s), which this gradc cannot merge "
-             "yet", c->path, adapter ? adapter : "metadata lora");
-    ir_error_hint(err, "merge them first (finetune --merge) and export the merged checkpoint");
-    return false;
 }
 
 /* ---------------------------------------------------------------- config.json */
@@ -182,7 +162,7 @@ static bool export(const ExportArgs *a, IrError *err)
     rt_ckpt_print_warnings(c, stderr);
     RtHfTensors ts = {0};
     RtHfConfig cfg;
-    bool ok = check_no_lora(c, err) && rt_hf_export(c, a->prefix, NULL, NULL, &ts, &cfg, err) &&
+    bool ok = rt_hf_export(c, a->prefix, NULL, NULL, &ts, &cfg, err) &&
               (!a->config_out || ckpt_heads(c, &cfg.heads, err)) && write_hf(a, &ts, err);
     if (ok && a->config_out)
         ok = cli_write_out(a->config_out, print_config, &cfg) == 0;

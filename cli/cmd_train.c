@@ -7,7 +7,9 @@
  * the flags are read, so `gradc train --resume CKPT --steps 200` continues
  * a run as it was; flags that would change which batches the run sees
  * (batch, sequence, stride, split, seed, tokenizer) must agree with the
- * checkpoint and are refused otherwise.
+ * checkpoint and are refused otherwise.  With --init-from a new run starts
+ * from a checkpoint's weights only (import-gpt2's, another run's): its
+ * model and tokenizer are the defaults, nothing else of it is.
  */
 #include "cli.h"
 #include "cli/train_model.h"
@@ -22,6 +24,7 @@
 static const char usage[] =
     "usage: gradc train MODEL.json --data FILE [flags]\n"
     "       gradc train --resume CKPT [--data FILE] [flags]\n"
+    "       gradc train [MODEL.json] --init-from CKPT --data FILE [flags]\n"
     "\n"
     "Pretrains a GPT on a UTF-8 text file: the text is split 90/10 by characters,\n"
     "each part tokenized, cut into windows of --seq tokens every --stride tokens\n"
@@ -29,7 +32,9 @@ static const char usage[] =
     "runs one compiled train step: forward, cross-entropy, backward and AdamW.\n"
     "It prints a progress line (step, epoch, tokens seen, losses, lr, tokens/s,\n"
     "ETA), evaluates train and val loss, and writes a CSV log, an SVG loss plot\n"
-    "and a checkpoint (safetensors) under --out.\n"
+    "and a checkpoint (safetensors) under --out.  --init-from starts a new run\n"
+    "(step 0, fresh optimizer) from the weights of a checkpoint, such as one of\n"
+    "`gradc import-gpt2`; without MODEL.json the model is the checkpoint's.\n"
     "\n";
 
 /* --help prints the flags from the table here, then: */
@@ -123,6 +128,9 @@ static const CliFlag flags[] = {
     TRAIN_STR("--csv", csv_path, "PATH", "in OUT", "the CSV log's path"),
     TRAIN_STR("--plot", plot_path, "PATH", "in OUT", "the SVG loss plot's path"),
     TRAIN_STR("--resume", resume, "CKPT", NULL, "continue from a checkpoint, bit-exactly"),
+    TRAIN_STR("--init-from", init_from, "CKPT", NULL,
+              "start a new run from the weights of CKPT (every param by name and shape; its "
+              "model and tokenizer unless given)"),
     TRAIN_SWITCH("--force", CLI_TRUE, force,
                  "overwrite a checkpoint of another run at the checkpoint path (refused "
                  "otherwise)"),
@@ -148,8 +156,12 @@ static int parse_args(int argc, char **argv, TrainArgs *a)
 static int check_args(const TrainArgs *a)
 {
     const RtTrainOptions *o = &a->o;
-    if (!a->model_path && !o->resume)
-        return cli_usage_error("train", "missing MODEL.json (or --resume CKPT)");
+    if (!a->model_path && !o->resume && !o->init_from)
+        return cli_usage_error("train", "missing MODEL.json (or --resume CKPT or --init-from "
+                               "CKPT)");
+    if (o->resume && o->init_from)
+        return cli_usage_error("train", "--resume and --init-from together: --resume continues "
+                               "a run, --init-from starts a new one from its weights");
     if (!o->data_path && !o->resume)
         return cli_usage_error("train", "missing --data FILE (the training text)");
     if (o->train_frac > 1)
@@ -170,6 +182,22 @@ static int resume_defaults(int argc, char **argv, RtTrainOptions *o, RtCkpt **c)
     *c = rt_ckpt_read(path, &err);
     bool ok = *c && rt_train_options_from_ckpt(*c, o, &err);
     return ok ? -1 : cli_fail(&err);
+}
+
+/* With --init-from, the checkpoint's tokenizer is the default (before the
+ * flags); *c is kept and handed to the run. */
+static int init_defaults(int argc, char **argv, RtTrainOptions *o, RtCkpt **c)
+{
+    const char *path = cli_flag_last(&cmd_train_spec, argc, argv, "--init-from");
+    if (!path)
+        return -1;
+    IrError err = {0};
+    if (!(*c = rt_ckpt_read(path, &err)))
+        return cli_fail(&err);
+    rt_ckpt_print_warnings(*c, stderr);
+    rt_tok_kind_parse(rt_ckpt_meta_get(*c, "tokenizer"), &o->tokenizer);
+    o->init_from_ckpt = *c;
+    return -1;
 }
 
 static int fail(const IrError *err)
@@ -198,8 +226,10 @@ static int train(TrainArgs *a)
 int cmd_train(int argc, char **argv)
 {
     TrainArgs a = {.o = rt_train_defaults()};
-    RtCkpt *resumed = NULL;
+    RtCkpt *resumed = NULL, *init = NULL;
     int r = resume_defaults(argc, argv, &a.o, &resumed);
+    if (r < 0)
+        r = init_defaults(argc, argv, &a.o, &init);
     if (r < 0)
         r = parse_args(argc, argv, &a);
     if (r < 0)
@@ -209,5 +239,6 @@ int cmd_train(int argc, char **argv)
     if (r < 0)
         r = train(&a);
     rt_ckpt_free(resumed);
+    rt_ckpt_free(init);
     return r;
 }

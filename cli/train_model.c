@@ -7,8 +7,9 @@
  * the config's context_length, and what a checkpoint stores so that it loads
  * on its own: the model file with its base files merged (model.json), its
  * path (model.path) and the --set values in force (model.sets, a JSON object
- * of strings).  With --resume and no MODEL.json, the model is the
- * checkpoint's model.json with its model.sets, then the command line's.
+ * of strings).  With --resume or --init-from and no MODEL.json, the model
+ * is the checkpoint's model.json with its model.sets, then the command
+ * line's.
  */
 #include "cli/train_model.h"
 
@@ -52,12 +53,15 @@ static char *sets_json(const CliTrainModel *m)
 }
 
 static bool load_fe(CliTrainModel *m, const char *path, const CliModelArgs *flags,
-                    IrError *err)
+                    const RtCkpt *c, IrError *err)
 {
-    const RtCkpt *c = m->ckpt;
     const char *json = c ? rt_ckpt_meta_get(c, "model.json") : NULL;
     if (!path && !json) {
-        ir_error(err, "no model: pass MODEL.json (or --resume a gradc checkpoint)");
+        if (c)
+            ir_error(err, "checkpoint '%s' holds no model file (metadata model.json)", c->path);
+        else
+            ir_error(err, "no model: pass MODEL.json (or --resume a gradc checkpoint)");
+        ir_error_hint(err, "pass MODEL.json, the model the checkpoint's weights are of");
         return false;
     }
     if (!path && !ckpt_sets(m, rt_ckpt_meta_get(c, "model.sets"), c->path, err))
@@ -91,7 +95,7 @@ bool cli_train_model_load(CliTrainModel *m, const char *path, const CliModelArgs
         if (!rt_train_ckpt_check(m->ckpt, err))
             return false;
     }
-    if (!load_fe(m, path, flags, err))
+    if (!load_fe(m, path, flags, m->ckpt ? m->ckpt : o->init_from_ckpt, err))
         return false;
     m->sets_json = sets_json(m);
     double ctx = 0;

@@ -18,8 +18,9 @@ typedef struct CliTrainModel {
 
 /* Opens --resume's checkpoint (o->resume, if any: its warnings printed, its
  * format checked) and loads the model: `path` with the flags' --set values,
- * or without a path the checkpoint's model.json with its model.sets and then
- * the flags' (which win).  Fills o->model and o->resume_ckpt, which borrow
+ * or without a path the model.json of that checkpoint (or of
+ * o->init_from_ckpt, --init-from's, opened by the caller) with its
+ * model.sets and then the flags' (which win).  Fills o->model and o->resume_ckpt, which borrow
  * from m until cli_train_model_free.  false + err. */
 bool cli_train_model_load(CliTrainModel *m, const char *path, const CliModelArgs *flags,
                           RtTrainOptions *o, IrError *err);

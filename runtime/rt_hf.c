@@ -14,6 +14,7 @@
  * vocabulary on export), else the error names it.
  */
 #include "runtime/rt_hf.h"
+#include "runtime/rt_lora.h"
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -576,11 +577,15 @@ static bool ends_with(const char *s, const char *tail)
     return n >= m && !strcmp(s + n - m, tail);
 }
 
-/* The default RtHfParamFn: c's f32 tensor P, copied when misaligned. */
+/* The default RtHfParamFn: P with its LoRA adapters folded in when c has
+ * any for it (rt_lora_merged), else c's f32 tensor P, copied when
+ * misaligned. */
 static const float *plain_param(void *ctx, const RtCkpt *c, const char *P, bool *found,
                                 float **owned, IrError *err)
 {
     (void)ctx;
+    if ((*owned = rt_lora_merged(c, P, found, err)) || *found)
+        return *owned;
     const RtCkptTensor *t = rt_ckpt_find(c, P);
     *found = t != NULL;
     *owned = NULL;

@@ -93,7 +93,8 @@ typedef const float *(*RtHfParamFn)(void *ctx, const RtCkpt *c, const char *P, b
 
 /* The HF tensors of a gradc GPT-2 checkpoint c (with "transformer." before
  * every name when `prefix`), params read through get (NULL: c's f32
- * tensors).  A model without attention biases (qkv_bias=0) gets zero
+ * tensors, with any LoRA adapters of a param folded in by rt_lora_merged).
+ * A model without attention biases (qkv_bias=0) gets zero
  * c_attn.bias, which computes the same; an untied out_head.weight [V, D]
  * becomes lm_head.weight.  Refuses, naming the tensor, a checkpoint that
  * lacks a param of GPT-2 or holds a param GPT-2 has no place for (AdamW

@@ -420,6 +420,84 @@ static bool check_progress_out(RtTrain *t, IrError *err)
     return false;
 }
 
+/* --init-from: the checkpoint's tokenizer must be the run's (a char
+ * vocabulary, built from the text, must be the same), then every param of
+ * the train step comes from it. */
+static bool init_tok_agrees(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    const char *name = rt_ckpt_meta_get(c, "tokenizer");
+    RtTokKind kind;
+    const RtCkptTensor *v = rt_ckpt_find(c, "tokenizer.char_vocab");
+    if (name && rt_tok_kind_parse(name, &kind) && kind != t->o.tokenizer) {
+        ir_error(err, "--init-from '%s' was trained with the %s tokenizer, this run uses %s",
+                 c->path, name, rt_tok_kind_name(t->o.tokenizer));
+        ir_error_hint(err, "pass --tokenizer %s", name);
+        return false;
+    }
+    if (t->o.tokenizer != RT_TOK_CHAR || !v)
+        return true;
+    size_t n = 0;
+    char *mine = rt_chartok_save(t->tok->chr, &n);
+    bool same = (int64_t)n == v->bytes && !memcmp(mine, v->data, n);
+    free(mine);
+    if (!same) {
+        ir_error(err, "--init-from '%s' has another character vocabulary than --data's text",
+                 c->path);
+        ir_error_hint(err, "a char model's token ids depend on its text: train on the same "
+                      "text, or use the gpt2 tokenizer");
+    }
+    return same;
+}
+
+/* A weight of the checkpoint that the model lacks would be dropped without
+ * a word (a model loaded with qkv_bias=0 from an imported GPT-2): for
+ * `train`, unlike finetune's new head, that is an error. */
+static bool init_all_used(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    for (int i = 0; i < c->n; i++) {
+        const char *name = c->t[i].name;
+        if (!strncmp(name, "adam.", 5) || !strncmp(name, "tokenizer.", 10))
+            continue;
+        bool used = false;
+        for (int k = 0; k < t->train_g->nnodes && !used; k++) {
+            const IrNode *n = t->train_g->nodes[k];
+            used = n->op == OP_PARAM && !strcmp(n->name, name);
+        }
+        if (!used) {
+            ir_error(err, "--init-from '%s' holds '%s', which the model has no param for",
+                     c->path, name);
+            ir_error_hint(err, "train the checkpoint's own model: leave out MODEL.json, or "
+                          "match its settings (qkv_bias, tie_embeddings, n_layers)");
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool init_from(RtTrain *t, const RtCkpt *c, IrError *err)
+{
+    RtInitFromStats st;
+    if (!init_tok_agrees(t, c, err) || !init_all_used(t, c, err) ||
+        !rt_params_init_from(t->train_ex, t->train_g, c, NULL, 0, &st, err))
+        return false;
+    if (!t->o.quiet)
+        fprintf(t->out, "init: %d params (%lld values) from %s\n", st.copied,
+                (long long)st.copied_values, c->path);
+    return true;
+}
+
+static bool open_ckpt(const char *path, const RtCkpt *given, const RtCkpt **c, RtCkpt **own,
+                      IrError *err)
+{
+    *c = given;
+    if (!path || given)
+        return true;
+    if (!(*c = *own = rt_ckpt_read(path, err)))
+        return false;
+    rt_ckpt_print_warnings(*own, stderr);
+    return true;
+}
+
 RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
 {
     char msource[1000] = "";
@@ -427,22 +505,25 @@ RtTrain *rt_train_new(const RtTrainOptions *o, IrError *err)
     RtTrain *t = calloc(1, sizeof *t);
     t->o = *o;
     t->out = o->out ? o->out : stdout;
-    RtCkpt *own = NULL;
-    const RtCkpt *c = o->resume ? o->resume_ckpt : NULL;
-    bool ok = c || !o->resume || (c = own = rt_ckpt_read(o->resume, err)) != NULL;
-    if (own)
-        rt_ckpt_print_warnings(own, stderr);
+    RtCkpt *own = NULL, *own_init = NULL;
+    const RtCkpt *c = NULL, *ci = NULL;
+    bool ok = !o->resume || !o->init_from;
+    if (!ok)
+        ir_error(err, "--resume and --init-from together: a run continues or starts anew");
+    ok = ok && open_ckpt(o->resume, o->resume_ckpt, &c, &own, err) &&
+         open_ckpt(o->init_from, o->init_from_ckpt, &ci, &own_init, err);
     ok = ok && (!c || rt_train_ckpt_check(c, err)) && load_model(t, err);
     t->stride = t->o.stride > 0 ? t->o.stride : t->T;
     ok = ok && load_data(t, c, err) && build_graphs(t, err) &&
          fit_together(t, avail, msource, err) && compile_train(t, err);
     if (ok)
         rt_exec_init_params(t->train_ex, t->o.seed);
-    ok = ok && (!c || rt_train_restore(t, c, err));
+    ok = ok && (!c || rt_train_restore(t, c, err)) && (!ci || init_from(t, ci, err));
     if (ok)
         rt_train_set_run_id(t, c);
     ok = ok && (o->no_files || rt_train_prepare_outputs(t, c, err)) && compile_others(t, err);
     rt_ckpt_free(own);
+    rt_ckpt_free(own_init);
     if (!ok) {
         rt_train_free(t);
         return NULL;

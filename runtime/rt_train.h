@@ -190,6 +190,11 @@ typedef struct RtTrainOptions {
     const char *ckpt_path, *csv_path, *plot_path;  /* NULL: OUT/ckpt.safetensors, ... */
     const char *resume;        /* a checkpoint to continue from */
     const RtCkpt *resume_ckpt; /* it, opened by the caller (NULL: rt_train_new reads it) */
+    /* a new run (step 0, fresh AdamW state) from the weights of a checkpoint
+     * (import-gpt2's, another run's): every param of the model is copied
+     * from it by name and shape (rt_params_init_from); not with resume */
+    const char *init_from;
+    const RtCkpt *init_from_ckpt;  /* it, opened by the caller (NULL: rt_train_new reads it) */
     /* --init-std GLOB=STD: normal-init params whose name matches GLOB
      * start from N(0, STD^2) instead of the model file's std (the book's
      * PyTorch init has N(0, 1) embeddings: "*_emb.weight=1") */

@@ -167,6 +167,8 @@ static void add_meta(RtTrain *t, RtCkptWriter *w, const char *path)
         rt_ckpt_meta(w, "train.prompt", t->o.prompt);
     if (t->o.passes)
         rt_ckpt_meta(w, "train.passes", t->o.passes);
+    if (t->o.init_from)   /* where the run's weights started (a record only) */
+        rt_ckpt_meta(w, "train.init_from", t->o.init_from);
     rt_ckpt_metaf(w, "run.id", "%016llx", (unsigned long long)t->run_id);
     meta_owned(w, "out", rt_train_out_json(t, path));
 }

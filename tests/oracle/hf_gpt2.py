@@ -25,6 +25,11 @@ float32 logits are compared to:
                                             import it, run the logits, compare
   hf_gpt2.py bad --dir DIR                  the malformed inputs of hf_gpt2.sh
   hf_gpt2.py same-hf A B                    two HF files hold the same values
+  hf_gpt2.py lora --gradc GRADC --dir DIR  export-gpt2 of a checkpoint with LoRA
+                                            adapters = the adapted model's logits
+  hf_gpt2.py loss HF CONFIG IDS B T         the mean cross-entropy of the first
+                                            batch `gradc train --no-shuffle`
+                                            makes of the token ids in IDS
 """
 import argparse
 import json
@@ -306,9 +311,74 @@ def same_hf(a, b):
     return True
 
 
+# Adapters on two weights of the small case: a gradc weight W [out, in]
+# (matmul tb=1) adapted as x.W^T + s.(x.A).B with A [in, r], B [r, out]; in
+# HF's Conv1D layout, where the block of the HF tensor is W^T, that is
+# block + s.A.B.  (gradc name, HF name, column block, rows, cols)
+LORA = [("trf_blocks.0.att.W_key.weight", "h.0.attn.c_attn.weight", 1, 96, 96),
+        ("trf_blocks.1.ff.layers.2.weight", "h.1.mlp.c_proj.weight", 0, 384, 96)]
+
+
+def check_lora(gradc, work):
+    """A checkpoint with LoRA adapters (rank 2, alpha 4: s = 2) exported to
+    the HF layout must give the adapted model's logits: the exported file is
+    imported again and its logits compared with PyTorch's adapted model."""
+    d = os.path.join(work, "small-f32")
+    tensors, meta = st.load(os.path.join(d, "ckpt.safetensors"))
+    meta = {k: v for k, v in meta.items() if not k.startswith("gradc.")}
+    hf = {k: v.astype(np.float64) for k, v in st.load(os.path.join(d, "model.safetensors"))[0]
+          .items()}
+    rng, r, s = np.random.default_rng(11), 2, 2.0
+    for name, hf_name, block, n_in, n_out in LORA:
+        A = rng.normal(0, 0.3, (n_in, r)).astype(np.float32)
+        B = rng.normal(0, 0.3, (r, n_out)).astype(np.float32)
+        tensors[name + ".lora_A"], tensors[name + ".lora_B"] = A, B
+        hf[hf_name][:, block * n_out:(block + 1) * n_out] += s * (A.astype(np.float64) @ B)
+    meta["lora"] = json.dumps({"rank": r, "alpha": 4, "scale": s, "scale_mode": "alpha/r",
+                               "globs": [], "targets": {n[0]: {"tb": 1} for n in LORA}})
+    lora, out = os.path.join(d, "lora.safetensors"), os.path.join(d, "lora-hf.safetensors")
+    st.save(lora, tensors, meta)
+    run([gradc, "export-gpt2", lora, "--out", out, "--quiet"])
+    back = os.path.join(d, "lora-back.safetensors")
+    run([gradc, "import-gpt2", out, "--config", os.path.join(d, "config.json"), "--out", back,
+         "--quiet"])
+    idx = np.random.default_rng(7).integers(0, SMALL["vocab_size"], (2, 16))
+    sd = {k: torch.from_numpy(v) for k, v in hf.items() if k != "lm_head.weight"}
+    ref = gpt2_logits(sd, SMALL, torch.from_numpy(idx)).numpy()
+    base = gpt2_logits({k: torch.from_numpy(v.astype(np.float64)) for k, v in
+                        st.load(os.path.join(d, "model.safetensors"))[0].items()},
+                       SMALL, torch.from_numpy(idx)).numpy()
+    got = gradc_logits(gradc, back, idx, d)
+    diff, scale = float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref)))
+    moved = float(np.max(np.abs(ref - base)))
+    err = diff / max(1.0, scale)
+    good = err <= 1e-5 and moved > 1e-2
+    print(f"{'ok  ' if good else 'FAIL'} LoRA export: logits of the exported file vs the "
+          f"adapted model: max|d| {diff:.3g}, err {err:.3g} (<= 1e-5); the adapters move the "
+          f"logits by {moved:.3g}")
+    return good
+
+
+def first_batch_loss(hf, config, ids_file, B, T):
+    """The loss of `gradc train`'s first batch without shuffling: windows
+    w = 0..B-1 of the token ids, inputs ids[wT : wT+T], targets one on (the
+    book's GPTDatasetV1 with stride T), on the HF file's weights (float64)."""
+    with open(config) as f:
+        cfg = json.load(f)
+    sd = {k[len("transformer."):] if k.startswith("transformer.") else k:
+          torch.from_numpy(v.astype(np.float64)) for k, v in st.load(hf)[0].items()}
+    with open(ids_file) as f:
+        ids = np.array(f.read().split(), dtype=np.int64)
+    x = np.stack([ids[w * T:w * T + T] for w in range(B)])
+    y = np.stack([ids[w * T + 1:w * T + T + 1] for w in range(B)])
+    logits = gpt2_logits(sd, cfg, torch.from_numpy(x))
+    return float(torch.nn.functional.cross_entropy(logits.flatten(0, 1),
+                                                   torch.from_numpy(y).flatten()))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["check", "bad", "same-hf"])
+    ap.add_argument("what", choices=["check", "bad", "same-hf", "loss", "lora"])
     ap.add_argument("files", nargs="*")
     ap.add_argument("--gradc")
     ap.add_argument("--dir")
@@ -320,6 +390,16 @@ def main():
         return 0
     if a.what == "same-hf":
         return 0 if same_hf(*a.files) else 1
+    if a.what == "lora":
+        try:
+            return 0 if check_lora(a.gradc, a.dir) else 1
+        except RuntimeError as e:
+            print(f"FAIL lora: {e}")
+            return 1
+    if a.what == "loss":
+        hf, config, ids, B, T = a.files
+        print(f"{first_batch_loss(hf, config, ids, int(B), int(T)):.9f}")
+        return 0
     good = True
     for case in CASES:
         try:

@@ -10,7 +10,9 @@
 #      the causal-mask buffers, F32, F16 and BF16; F16/BF16 widened exactly.
 #   2. round trip: export then import gives the imported checkpoint back
 #      byte for byte, and the exported file holds the original tensors.
-#   3. bad input: each exits 1 naming the file and the tensor or key.
+#   3. train --init-from an imported checkpoint: the loss of the first
+#      update and the first evaluation equal PyTorch's on the same batch.
+#   4. bad input: each exits 1 naming the file and the tensor or key.
 # Exit 77 (skipped) only when PyTorch cannot be imported.
 #   usage: hf_gpt2.sh GRADC SOURCE_ROOT
 set -u
@@ -51,6 +53,8 @@ st.save('$TMP/orig.safetensors', t)
 sys.exit(0 if h.same_hf('$TMP/orig.safetensors', '$TMP/w/small-f32/back.safetensors') else 1)"
 "$gradc" export-gpt2 "$TMP/w/small-f32/ckpt.safetensors" --out "$TMP/cfg.safetensors" \
     --config-out "$TMP/config.json" --quiet
+check "export folds LoRA adapters in (logits of the adapted model)" \
+    "$py" "$oracle" lora --gradc "$gradc" --dir "$TMP/w"
 check "--config-out writes the sizes" grep -q '"n_head": 3' "$TMP/config.json"
 bpe=$root/../shared/data/gpt2
 if [[ -f $bpe/encoder.json && -f $bpe/vocab.bpe ]]; then
@@ -60,7 +64,46 @@ else
     skip_part "generate: no GPT-2 BPE files in $bpe"
 fi
 
-# ---------------------------------------------------------------- 3. bad input
+# ---------------------------------------------------------------- 3. train --init-from
+# lr 1e-30 leaves every weight as it was (each AdamW step is below an ulp),
+# so the first evaluation (after update 1) sees the imported weights too.
+init_from() {
+    local c=$TMP/w/small-f32 run=$TMP/run
+    for i in $(seq 12); do
+        echo "It was the best of times, it was the worst of times; every effort moves you."
+    done >"$TMP/text.txt"
+    "$gradc" tokenize --bpe-dir "$bpe" "$TMP/text.txt" >"$TMP/ids.txt" &&
+    "$gradc" train --init-from "$c/ckpt.safetensors" --data "$TMP/text.txt" --bpe-dir "$bpe" \
+        --set drop_rate=0 --train-frac 1 --no-shuffle --batch 2 --seq 32 --steps 1 \
+        --lr 1e-30 --weight-decay 0 --eval-every 1 --eval-batches 1 --out "$run" \
+        >"$TMP/train.out" || { cat "$TMP/train.out"; return 1; }
+    local want got
+    want=$("$py" "$oracle" loss "$c/model.safetensors" "$c/config.json" "$TMP/ids.txt" 2 32)
+    got=$(awk -F, 'NR == 2 {print $4}' "$run/log.csv")
+    grep -q "^init: 36 params" "$TMP/train.out" || { echo "no init line"; return 1; }
+    echo "first eval loss: gradc $got, PyTorch $want"
+    awk -v g="$got" -v w="$want" 'BEGIN {d = g - w; if (d < 0) d = -d;
+        s = w < 0 ? -w : w; exit !(d <= 1e-5 * (s > 1 ? s : 1))}'
+}
+if [[ -f $bpe/encoder.json ]]; then
+    check "train --init-from: first eval loss = PyTorch's" init_from
+    refuse "train --init-from with --resume" "together" "$gradc" train --resume "$TMP/run/ckpt.safetensors" \
+        --init-from "$TMP/w/small-f32/ckpt.safetensors" --data "$TMP/text.txt"
+    refuse "train --init-from a checkpoint of another size" "was it pretrained at another size" \
+        "$gradc" train "$root/models/gpt2-small.json" --set n_layers=2 --set emb_dim=96 \
+        --set n_heads=3 --set context_length=32 --set qkv_bias=1 --set tie_embeddings=1 \
+        --init-from "$TMP/w/small-f32/ckpt.safetensors" --data "$TMP/text.txt" \
+        --bpe-dir "$bpe" --train-frac 1 --out "$TMP/run2" --steps 1
+    refuse "train --init-from into a model that would drop weights" "holds 'trf_blocks.0.att.W_" \
+        "$gradc" train "$root/models/gpt2-small.json" --set n_layers=2 --set emb_dim=96 \
+        --set n_heads=3 --set context_length=64 --set tie_embeddings=1 \
+        --init-from "$TMP/w/small-f32/ckpt.safetensors" --data "$TMP/text.txt" \
+        --bpe-dir "$bpe" --train-frac 1 --out "$TMP/run3" --steps 1
+else
+    skip_part "train --init-from: no GPT-2 BPE files in $bpe"
+fi
+
+# ---------------------------------------------------------------- 4. bad input
 b=$TMP/bad
 "$py" "$oracle" bad --dir "$b"
 imp() { "$gradc" import-gpt2 "$@" --out "$TMP/x.safetensors"; }
@@ -103,6 +146,6 @@ refuse "export: a missing param" "nonorm.safetensors': param 'trf_blocks.0.norm2
     "$gradc" export-gpt2 "$b/nonorm.safetensors" --out "$TMP/x.safetensors"
 refuse "export: a gradc model that is not GPT-2 shaped" "param 'tok_emb.weight' is missing" \
     "$gradc" export-gpt2 "$TMP/w/small-f32/model.safetensors" --out "$TMP/x.safetensors"
-refuse "export: LoRA adapters not merged" "lora.safetensors' holds LoRA adapters" \
+refuse "export: adapters without their metadata" "lora" \
     "$gradc" export-gpt2 "$b/lora.safetensors" --out "$TMP/x.safetensors"
 checks_done
