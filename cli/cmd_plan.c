@@ -79,6 +79,7 @@ static const CliFlag flags[] = {
     {"--train", CLI_TRUE, CLI_AT(PlanArgs, train),
      .help = "plan a train step (autodiff + AdamW) instead of a forward"},
     CLI_FLAG_SET(PlanArgs, x.model),
+    CLI_FLAGS_LORA(PlanArgs, x.model.lora),
     {"--passes", CLI_STR, CLI_AT(PlanArgs, x.passes), .meta = "=LIST",
      .def = "the default pipeline, then memplan", .help = "the pipeline after the graph"},
     {"--top", CLI_INT, CLI_AT(PlanArgs, top), .meta = "N", .def = "all, in execution order",
