@@ -44,6 +44,7 @@ static const char tail[] =
 
 static const CliFlag flags[] = {
     CLI_FLAG_SET(RunArgs, x.model),
+    CLI_FLAGS_LORA(RunArgs, x.model.lora),
     CLI_FLAGS_EXEC(RunArgs, x),
     {"--passes", CLI_STR, CLI_AT(RunArgs, x.passes), .meta = "=LIST",
      .def = "the default pipeline; '' for none", .help = "the pass pipeline before compiling"},

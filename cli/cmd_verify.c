@@ -90,6 +90,7 @@ typedef struct VerifyArgs {
 
 static const CliFlag flags[] = {
     CLI_FLAG_SET(VerifyArgs, x.model),
+    CLI_FLAGS_LORA(VerifyArgs, x.model.lora),
     CLI_FLAGS_BIND(VerifyArgs, x.bind, "2", "64"),
     {"--passes", CLI_STR, CLI_AT(VerifyArgs, x.passes), .meta = "=LIST",
      .def = "the default pipeline",
