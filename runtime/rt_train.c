@@ -213,9 +213,7 @@ static PassCtx train_ctx(const RtTrainOptions *o, IrError *err)
     return ctx;
 }
 
-/* The forward with dropout off and the mean cross-entropy as its only
- * output "loss": inputs idx and targets [B,T] (i32, -100 ignored). */
-static IrGraph *eval_graph(const IrGraph *model, IrError *err)
+IrGraph *rt_graph_eval(const IrGraph *model, bool keep_logits, IrError *err)
 {
     IrGraph *g = ir_graph_clone(model);
     pass_no_dropout(g);
@@ -234,13 +232,12 @@ static IrGraph *eval_graph(const IrGraph *model, IrError *err)
     }
     g->nout = 0;
     ir_graph_add_output(g, "loss", loss);
+    if (keep_logits)
+        ir_graph_add_output(g, "logits", logits);
     return g;
 }
 
-/* Keys every dropout's random stream by the run's seed too (the frontend
- * numbers them 0, 1, ...), so that --seed changes the masks as it changes
- * the init; the backward dropouts copy these attributes. */
-static void seed_dropouts(IrGraph *g, uint64_t seed)
+void rt_graph_seed_dropouts(IrGraph *g, uint64_t seed)
 {
     for (int i = 0; i < g->nnodes; i++) {
         IrNode *n = g->nodes[i];
@@ -270,13 +267,13 @@ static bool build_graphs(RtTrain *t, IrError *err)
         return false;
     PassCtx ctx = train_ctx(&t->o, err);
     t->train_g = ir_graph_clone(t->model);
-    seed_dropouts(t->train_g, t->o.seed);
+    rt_graph_seed_dropouts(t->train_g, t->o.seed);
     if (!bind(t, t->train_g, err))
         return false;
     ctx.binding = t->binding;
     if (!pass_run_compile(t->train_g, t->o.passes, true, &ctx))
         return false;
-    t->eval_g = eval_graph(t->model, err);
+    t->eval_g = rt_graph_eval(t->model, false, err);
     PassCtx ectx = pass_ctx_default(err);
     ectx.binding = t->binding;
     return t->eval_g && bind(t, t->eval_g, err) &&
@@ -307,8 +304,8 @@ static RtExec *compile(RtTrain *t, const IrGraph *g, IrError *err)
     return bind(t, g, err) ? rt_exec_new(g, t->binding, &eo, err) : NULL;
 }
 
-/* Sets a scalar input (f32 or i32, one element). */
-static bool set_scalar(RtExec *ex, const IrGraph *g, const char *name, double v, IrError *err)
+bool rt_exec_set_scalar(RtExec *ex, const IrGraph *g, const char *name, double v,
+                        IrError *err)
 {
     const IrNode *n = ir_graph_find(g, OP_INPUT, name);
     if (!n || ir_node_numel_const(n) != 1) {
@@ -591,8 +588,8 @@ bool rt_train_step(RtTrain *t, double *loss, IrError *err)
     double t0 = rt_train_now();
     double lr = rt_train_lr(&t->o, t->step, t->total);
     bool ok = set_batch(t, t->train_ex, t->data.train, t->epoch, t->batch, &rows, err) &&
-              set_scalar(t->train_ex, t->train_g, "lr", lr, err) &&
-              set_scalar(t->train_ex, t->train_g, "step", (double)(t->step + 1), err) &&
+              rt_exec_set_scalar(t->train_ex, t->train_g, "lr", lr, err) &&
+              rt_exec_set_scalar(t->train_ex, t->train_g, "step", (double)(t->step + 1), err) &&
               rt_exec_run(t->train_ex, err) && read_loss(t->train_ex, t->step, loss, err);
     if (!ok)
         return false;

@@ -119,6 +119,26 @@ bool rt_exec_params_from_ckpt(RtExec *dst, const IrGraph *g, const RtCkpt *c, Ir
 /* Copies every param of dst's graph from src by name. */
 bool rt_exec_params_copy(RtExec *dst, const IrGraph *g, RtExec *src, IrError *err);
 
+/* ---------------------------------------------------------------- shared with fine-tuning */
+
+/* rt_train.c: the forward of model with dropout off and the mean
+ * cross-entropy of output "logits" against a new input "targets" (its shape
+ * minus the last axis, i32, -100 ignored) as output "loss"; with
+ * keep_logits "logits" stays an output too.  NULL + err. */
+IrGraph *rt_graph_eval(const IrGraph *model, bool keep_logits, IrError *err);
+/* rt_train.c: keys every dropout's random stream by seed too (the frontend
+ * numbers them 0, 1, ...), so that --seed changes the masks as it changes
+ * the init; the backward dropouts copy these attributes. */
+void rt_graph_seed_dropouts(IrGraph *g, uint64_t seed);
+/* rt_train.c: sets a scalar input of ex (f32 or i32, one element: lr, step). */
+bool rt_exec_set_scalar(RtExec *ex, const IrGraph *g, const char *name, double v,
+                        IrError *err);
+/* rt_train_io.c: adds every param and every state input (an input that an
+ * output of the same name writes back: the AdamW moments adam.m.P and
+ * adam.v.P of the trainable params) of ex, compiled from g, to w; the data
+ * is borrowed until rt_ckpt_write. */
+void rt_ckpt_add_exec(RtCkptWriter *w, const IrGraph *g, RtExec *ex);
+
 /* ---------------------------------------------------------------- rt_init_from.c */
 
 typedef struct RtInitFromStats {

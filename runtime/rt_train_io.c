@@ -68,16 +68,14 @@ static void add_node(RtCkptWriter *w, const IrNode *n, const void *data)
     rt_ckpt_add(w, n->name, dt, n->shape.rank, shape, data);
 }
 
-/* Every param and every state input of the train step. */
-static void add_weights(RtTrain *t, RtCkptWriter *w)
+void rt_ckpt_add_exec(RtCkptWriter *w, const IrGraph *g, RtExec *ex)
 {
-    const IrGraph *g = t->train_g;
     for (int i = 0; i < g->nnodes; i++) {
         const IrNode *n = g->nodes[i];
         if (n->op == OP_PARAM)
-            add_node(w, n, rt_exec_param(t->train_ex, n->name));
+            add_node(w, n, rt_exec_param(ex, n->name));
         else if (is_state(g, n))
-            add_node(w, n, rt_exec_input(t->train_ex, n->name));
+            add_node(w, n, rt_exec_input(ex, n->name));
     }
 }
 
@@ -178,7 +176,7 @@ bool rt_train_save(RtTrain *t, const char *path, IrError *err)
     RtCkptWriter *w = rt_ckpt_writer_new();
     size_t vlen = 0;
     char *vocab = t->tok->kind == RT_TOK_CHAR ? rt_chartok_save(t->tok->chr, &vlen) : NULL;
-    add_weights(t, w);
+    rt_ckpt_add_exec(w, t->train_g, t->train_ex);
     if (vocab)
         rt_ckpt_add(w, "tokenizer.char_vocab", RT_DT_U8, 1, (int64_t[]){(int64_t)vlen}, vocab);
     add_meta(t, w, path);
