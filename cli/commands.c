@@ -19,6 +19,7 @@ extern const CliSpec cmd_gradcheck_spec;
 extern const CliSpec cmd_plan_spec;
 extern const CliSpec cmd_plot_spec;
 extern const CliSpec cmd_import_gpt2_spec, cmd_export_gpt2_spec;
+extern const CliSpec cmd_finetune_spec;
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", &cmd_check_spec, cmd_check,
@@ -38,6 +39,8 @@ const CliCommand cli_commands[] = {
      true},
     {"train", "pretrain a model on a text file: progress, val loss, checkpoints, plot",
      &cmd_train_spec, cmd_train, true},
+    {"finetune", "fine-tune a pretrained GPT: classify (text classification, LoRA)",
+     &cmd_finetune_spec, cmd_finetune, true},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k)",
      &cmd_generate_spec, cmd_generate, true},
     {"tokenize", "text to GPT-2 BPE or char token ids, and back", &cmd_tokenize_spec,

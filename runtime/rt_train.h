@@ -138,6 +138,9 @@ bool rt_exec_set_scalar(RtExec *ex, const IrGraph *g, const char *name, double v
  * adam.v.P of the trainable params) of ex, compiled from g, to w; the data
  * is borrowed until rt_ckpt_write. */
 void rt_ckpt_add_exec(RtCkptWriter *w, const IrGraph *g, RtExec *ex);
+/* rt_train_out.c: creates folder path and its parents (mkdir -p); false +
+ * err (hint: another --out DIR) when one cannot be made. */
+bool rt_make_dirs(const char *path, IrError *err);
 
 /* ---------------------------------------------------------------- rt_init_from.c */
 

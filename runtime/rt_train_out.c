@@ -83,7 +83,7 @@ static void join(char *dst, size_t cap, const char *folder, const char *name)
         snprintf(dst, cap, "%.3800s/%s", folder, name);
 }
 
-static bool make_dirs(const char *path, IrError *err)
+bool rt_make_dirs(const char *path, IrError *err)
 {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
@@ -258,7 +258,7 @@ static bool check_paths(RtTrain *t, IrError *err)
         if (!in && !ir_outfile_check(paths[k], what[k], err))
             return false;
     }
-    if (inside && !make_dirs(t->out_dir, err))
+    if (inside && !rt_make_dirs(t->out_dir, err))
         return false;
     for (int k = 0; k < 3; k++)
         if (in_out_dir(t, paths[k]) && !ir_outfile_check(paths[k], what[k], err))
