@@ -19,7 +19,7 @@ extern const CliSpec cmd_gradcheck_spec;
 extern const CliSpec cmd_plan_spec;
 extern const CliSpec cmd_plot_spec;
 extern const CliSpec cmd_import_gpt2_spec, cmd_export_gpt2_spec;
-extern const CliSpec cmd_finetune_spec;
+extern const CliSpec cmd_finetune_spec, cmd_classify_spec;
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", &cmd_check_spec, cmd_check,
@@ -41,6 +41,8 @@ const CliCommand cli_commands[] = {
      &cmd_train_spec, cmd_train, true},
     {"finetune", "fine-tune a pretrained GPT: classify (text classification, LoRA)",
      &cmd_finetune_spec, cmd_finetune, true},
+    {"classify", "the label of each text, by a model of finetune classify",
+     &cmd_classify_spec, cmd_classify, true},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k)",
      &cmd_generate_spec, cmd_generate, true},
     {"tokenize", "text to GPT-2 BPE or char token ids, and back", &cmd_tokenize_spec,

@@ -44,8 +44,7 @@ static int ckpt_sets(const cJSON *o, FeSet *sets, int cap)
     return n;
 }
 
-/* The checkpoint's model at its sets, to read the sizes from. */
-static FeModel *ckpt_model(const RtCkpt *c, IrError *err)
+FeModel *cli_ft_ckpt_model(const RtCkpt *c, IrError *err)
 {
     const char *json = rt_ckpt_meta_get(c, "model.json");
     if (!json) {
@@ -81,7 +80,7 @@ static const char *flag_set(const CliFtModelArgs *a, const char *key)
 
 static bool read_sizes(CliFtModel *m, const CliFtModelArgs *a, IrError *err)
 {
-    FeModel *fe = ckpt_model(m->init, err);
+    FeModel *fe = cli_ft_ckpt_model(m->init, err);
     if (!fe)
         return false;
     for (int k = 0; k < NSIZE; k++) {

@@ -40,5 +40,8 @@ bool cli_ft_model_open(CliFtModel *m, const CliFtModelArgs *a, IrError *err);
  * flags' --set values, and adds LoRA adapters with --lora-rank. */
 bool cli_ft_model_load(CliFtModel *m, const CliFtModelArgs *a, int n_classes, IrError *err);
 void cli_ft_model_free(CliFtModel *m);
+/* The model a checkpoint records: its metadata model.json at its model.sets
+ * (errors name the checkpoint).  NULL + err. */
+FeModel *cli_ft_ckpt_model(const RtCkpt *c, IrError *err);
 
 #endif

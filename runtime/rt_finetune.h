@@ -206,4 +206,22 @@ void rt_ft_cls_free(RtFtCls *c);
 RtFtSource rt_ft_cls_source(RtFtCls *c);
 RtFtMetric rt_ft_cls_accuracy(RtFtCls *c);
 
+/* ---------------------------------------------------------------- rt_classify.c
+ * A fine-tuned classifier applied to one text at a time (`gradc classify`):
+ * the model's forward with dropout off at B = 1 and T = the checkpoint's
+ * padded length, its params from the checkpoint (names and shapes checked).
+ *
+ *   RtClassifier *k = rt_classifier_new(graph, ckpt, T, 0, &err);
+ *   rt_classifier_run(k, x, last, probs, &err);   // x [T], probs [C]: softmax
+ */
+typedef struct RtClassifier RtClassifier;
+
+RtClassifier *rt_classifier_new(const IrGraph *model, const RtCkpt *c, int64_t T, int threads,
+                                IrError *err);
+void rt_classifier_free(RtClassifier *k);
+/* The number of classes (the last dim of "logits"). */
+int64_t rt_classifier_classes(const RtClassifier *k);
+bool rt_classifier_run(RtClassifier *k, const int32_t *x, int32_t last, double *probs,
+                       IrError *err);
+
 #endif
