@@ -35,10 +35,13 @@ typedef struct Fill {
     int64_t int_hi;   /* i32 inputs: uniform in [0, int_hi) */
     int ignore_every; /* i32 input "targets": every k-th is -100; 0: none, 1: all */
     bool specials;    /* f32 inputs: some inf, -inf, NaN and -0 */
+    const IrGraph *src; /* when set: an i32 input of that name stays inside the range its
+                         * uses there allow (ir_index_use: a classifier's targets [0, C),
+                         * a one-hot index [0, T)) */
 } Fill;
 
-static const Fill plain = {8, 0, false};
-static const Fill special = {8, 0, true};
+static const Fill plain = {8, 0, false, NULL};
+static const Fill special = {8, 0, true, NULL};
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -117,13 +120,22 @@ static double f32_value(uint64_t *s, int64_t k, bool specials)
 
 /* An i32 element: targets are sometimes ignore_index, a step is >= 1 (AdamW's
  * bias correction divides by 1 - beta^step). */
-static double i32_value(const IrNode *n, uint64_t *s, int64_t k, const Fill *f)
+static double i32_value(const IrNode *n, uint64_t *s, int64_t k, const Fill *f, int64_t hi)
 {
     if (!strcmp(n->name, "targets") && f->ignore_every > 0 && k % f->ignore_every == 0)
         return -100;
     if (!strcmp(n->name, "step"))
         return 1 + floor(cmp_unif(s) * 9);
-    return floor(cmp_unif(s) * f->int_hi);
+    return floor(cmp_unif(s) * (double)hi);
+}
+
+/* The top of an i32 input's values: f->int_hi, or less where f->src's uses
+ * of the input of that name allow less. */
+static int64_t i32_hi(const IrNode *n, const int64_t *bind, const Fill *f)
+{
+    const IrNode *x = f->src && n->name ? ir_graph_find(f->src, OP_INPUT, n->name) : NULL;
+    int64_t r = x ? ir_index_use(f->src, x, bind).range : 0;
+    return r > 0 && r < f->int_hi ? r : f->int_hi;
 }
 
 /* f32 elements: AdamW's second moments (adam.v.*) are >= 0, lr is small. */
@@ -135,7 +147,7 @@ static double f32_input(const IrNode *n, uint64_t *s, int64_t k, const Fill *f)
     return !strcmp(n->name, "lr") ? 1e-3 * fabs(v) : v;
 }
 
-static void fill_tensor(const IrNode *n, IrTensor *t, const Fill *f)
+static void fill_tensor(const IrNode *n, IrTensor *t, const Fill *f, int64_t hi)
 {
     uint64_t s = cmp_name_seed(n->name);
     for (int64_t k = 0; k < t->numel; k++) {
@@ -144,7 +156,7 @@ static void fill_tensor(const IrNode *n, IrTensor *t, const Fill *f)
         else if (t->dtype == DT_BOOL)
             t->data[k] = cmp_unif(&s) < 0.5;
         else
-            t->data[k] = i32_value(n, &s, k, f);
+            t->data[k] = i32_value(n, &s, k, f, hi);
     }
 }
 
@@ -155,7 +167,7 @@ static bool set_input(IrInterp *it, const IrNode *n, const int64_t *bind, const 
         dim[d] = ir_dim_eval(n->shape.d[d], bind);
     IrTensor *t = ir_tensor_new(n->dtype, n->shape.rank, dim);
     IrError err = {0};
-    fill_tensor(n, t, f);
+    fill_tensor(n, t, f, i32_hi(n, bind, f));
     bool ok = ir_interp_set(it, n->name, t, &err);
     if (!ok)
         fprintf(stderr, "set %s: %s\n", n->name, err.msg);
@@ -379,12 +391,12 @@ static void check_xent(int64_t ignore_index, const Fill *f, const char *what)
 
 TEST(decompose_cross_entropy)
 {
-    Fill some = {6, 3, false}, all = {6, 1, false}, none = {6, 0, false};
+    Fill some = {6, 3, false, NULL}, all = {6, 1, false, NULL}, none = {6, 0, false, NULL};
     check_xent(-100, &none, "xent");
     check_xent(-100, &some, "xent ignore some");
     check_xent(-100, &all, "xent ignore all");
     check_xent(2, &none, "xent ignore_index=2");
-    Fill sp = {6, 4, true};
+    Fill sp = {6, 4, true, NULL};
     check_xent(-100, &sp, "xent specials");
 }
 
@@ -396,7 +408,7 @@ TEST(decompose_cross_entropy_all_ignored_is_zero)
     IrNode *t = ir_input(g, "targets", DT_I32, ints(1, (int64_t[]){3}));
     ir_graph_add_output(g, "loss", ir_binary(g, OP_CROSS_ENTROPY, x, t));
     CHECK(run(g, "decompose,simplify,cse,dce") && count_kind(g, OPK_COMPOSITE) == 0);
-    Fill all = {4, 1, false};
+    Fill all = {4, 1, false, NULL};
     IrInterp *it = eval(g, NULL, &all);
     CHECK(it && ir_interp_output(it, "loss")->data[0] == 0.0);
     ir_interp_free(it);
@@ -410,7 +422,7 @@ TEST(decompose_cross_entropy_scalar_target)
     IrNode *x = ir_input(g, "logits", DT_F32, ints(1, (int64_t[]){5}));
     IrNode *t = ir_input(g, "targets", DT_I32, ints(0, NULL));
     ir_graph_add_output(g, "loss", ir_binary(g, OP_CROSS_ENTROPY, x, t));
-    Fill f = {5, 0, false};
+    Fill f = {5, 0, false, NULL};
     check_all(g, NULL, &f, "xent scalar");
     ir_graph_free(g);
 }
@@ -843,7 +855,9 @@ static void check_attention_step(const IrGraph *g, const int64_t *bind, const Fi
     bool ok = run(t0, "autodiff,optimizer") && run(t1, pass_stage("grad")->train);
     CHECK(ok);
     CHECK(count_op(t1, OP_CAUSAL_ATTENTION_GRAD) == count_attention(t1));
-    IrInterp *a = ok ? eval(t0, bind, f) : NULL, *b = ok ? eval(t1, bind, f) : NULL;
+    Fill tf = *f;
+    tf.src = t0;    /* its targets: the train step's */
+    IrInterp *a = ok ? eval(t0, bind, &tf) : NULL, *b = ok ? eval(t1, bind, &tf) : NULL;
     CHECK(!ok || (a && b));
     int64_t bad = !(a && b);
     for (int i = 0; a && b && i < t0->nout; i++)
@@ -876,8 +890,9 @@ static bool model_case(const char *path, const char *drop_rate, ModelCase *c)
     double vocab = 64;
     fe_config(c->m, "vocab_size", &vocab);
     model_binding(c->m->graph, c->bind);
-    c->f = (Fill){(int64_t)vocab, 5, false};
+    c->f = (Fill){(int64_t)vocab, 5, false, NULL};
     c->g = ir_graph_clone(c->m->graph);
+    c->f.src = c->g;
     return true;
 }
 
