@@ -27,10 +27,11 @@ static const char usage[] =
     "h.N.attn.c_proj, h.N.ln_2, h.N.mlp.c_fc, h.N.mlp.c_proj, ln_f.  A tied output\n"
     "head is left out (as in GPT-2's own files), an untied one is lm_head.weight; a\n"
     "model without attention biases (qkv_bias=0) gets zero c_attn.bias.  LoRA\n"
-    "adapters are folded into their weights (W + s.(A.B)^T); AdamW moments are not\n"
-    "exported.  A param that GPT-2 lacks (a classifier head) or a\n"
-    "missing one is an error that names it.  import-gpt2 of the result gives back\n"
-    "the checkpoint import-gpt2 wrote, byte for byte.\n"
+    "adapters are folded into their weights (W + s.(A.B)^T; a tied head's adapters\n"
+    "give an untied lm_head.weight); AdamW moments are not exported.  A param that\n"
+    "GPT-2 lacks (a classifier head) or a missing one is an error that names it.\n"
+    "import-gpt2 of the result gives back the checkpoint import-gpt2 wrote, byte\n"
+    "for byte.\n"
     "\n";
 
 /* --help prints the flags from the table here, then: */
@@ -106,20 +107,34 @@ static bool ckpt_heads(const RtCkpt *c, int64_t *heads, IrError *err)
     return ok;
 }
 
+typedef struct ConfigOut {
+    RtHfConfig c;
+    bool tied;
+} ConfigOut;
+
 static void print_config(FILE *f, const void *arg)
 {
-    const RtHfConfig *c = arg;
+    const RtHfConfig *c = &((const ConfigOut *)arg)->c;
+    bool tied = ((const ConfigOut *)arg)->tied;
     fprintf(f, "{\n  \"model_type\": \"gpt2\",\n  \"architectures\": [\"GPT2LMHeadModel\"],\n"
             "  \"vocab_size\": %lld,\n  \"n_positions\": %lld,\n  \"n_ctx\": %lld,\n"
             "  \"n_embd\": %lld,\n  \"n_layer\": %lld,\n  \"n_head\": %lld,\n"
             "  \"n_inner\": null,\n  \"activation_function\": \"gelu_new\",\n"
-            "  \"layer_norm_epsilon\": 1e-05,\n  \"tie_word_embeddings\": true,\n"
+            "  \"layer_norm_epsilon\": 1e-05,\n  \"tie_word_embeddings\": %s,\n"
             "  \"bos_token_id\": 50256,\n  \"eos_token_id\": 50256\n}\n",
             (long long)c->vocab, (long long)c->ctx, (long long)c->ctx, (long long)c->dim,
-            (long long)c->layers, (long long)c->heads);
+            (long long)c->layers, (long long)c->heads, tied ? "true" : "false");
 }
 
 /* ---------------------------------------------------------------- export */
+
+static bool has_tensor(const RtHfTensors *ts, const char *name)
+{
+    for (int i = 0; i < ts->n; i++)
+        if (!strcmp(ts->t[i].name, name))
+            return true;
+    return false;
+}
 
 static bool write_hf(const ExportArgs *a, const RtHfTensors *ts, IrError *err)
 {
@@ -130,14 +145,6 @@ static bool write_hf(const ExportArgs *a, const RtHfTensors *ts, IrError *err)
     bool ok = rt_ckpt_write(w, a->out, err);
     rt_ckpt_writer_free(w);
     return ok;
-}
-
-static bool has_tensor(const RtHfTensors *ts, const char *name)
-{
-    for (int i = 0; i < ts->n; i++)
-        if (!strcmp(ts->t[i].name, name))
-            return true;
-    return false;
 }
 
 static void report(const ExportArgs *a, const RtHfConfig *c, const RtHfTensors *ts, double ms)
@@ -164,8 +171,10 @@ static bool export(const ExportArgs *a, IrError *err)
     RtHfConfig cfg;
     bool ok = rt_hf_export(c, a->prefix, NULL, NULL, &ts, &cfg, err) &&
               (!a->config_out || ckpt_heads(c, &cfg.heads, err)) && write_hf(a, &ts, err);
-    if (ok && a->config_out)
-        ok = cli_write_out(a->config_out, print_config, &cfg) == 0;
+    if (ok && a->config_out) {
+        ConfigOut co = {cfg, !has_tensor(&ts, "lm_head.weight")};
+        ok = cli_write_out(a->config_out, print_config, &co) == 0;
+    }
     if (ok && !a->quiet)
         report(a, &cfg, &ts, cli_now_ms() - t0);
     rt_hf_tensors_free(&ts);

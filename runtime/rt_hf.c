@@ -579,12 +579,15 @@ static bool ends_with(const char *s, const char *tail)
 
 /* The default RtHfParamFn: P with its LoRA adapters folded in when c has
  * any for it (rt_lora_merged), else c's f32 tensor P, copied when
- * misaligned. */
+ * misaligned.  tok_emb.weight's adapters belong to the tied head's matmul,
+ * not to the embedding lookup: export_head folds them into lm_head. */
 static const float *plain_param(void *ctx, const RtCkpt *c, const char *P, bool *found,
                                 float **owned, IrError *err)
 {
     (void)ctx;
-    if ((*owned = rt_lora_merged(c, P, found, err)) || *found)
+    *owned = NULL;
+    *found = false;
+    if (strcmp(P, "tok_emb.weight") && ((*owned = rt_lora_merged(c, P, found, err)) || *found))
         return *owned;
     const RtCkptTensor *t = rt_ckpt_find(c, P);
     *found = t != NULL;
@@ -764,13 +767,18 @@ static bool export_layer(Export *x, int64_t N, const char *prefix, RtHfTensors *
     return true;
 }
 
-/* An untied out_head.weight that differs from tok_emb.weight: lm_head.weight. */
+/* lm_head.weight when the head differs from wte: an untied out_head.weight,
+ * or a tied head with LoRA adapters (tok_emb.weight.lora_A/B: the pass put
+ * them on the head's matmul, which the embedding lookup does not see, so
+ * one wte cannot hold both and the exported head is untied). */
 static bool export_head(Export *x, RtHfTensors *out)
 {
     bool found;
     float *owned;
     int64_t V = x->cfg->vocab, D = x->cfg->dim;
     const float *p = get_param(x, "out_head.weight", 2, V, D, true, &found, &owned);
+    if (!p && !x->err->set)
+        p = owned = rt_lora_merged(x->c, "tok_emb.weight", &found, x->err);
     if (!p)
         return !x->err->set;
     if (memcmp(p, out->t[0].data, sizeof *p * (size_t)(V * D)))

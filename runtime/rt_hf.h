@@ -96,8 +96,10 @@ typedef const float *(*RtHfParamFn)(void *ctx, const RtCkpt *c, const char *P, b
  * tensors, with any LoRA adapters of a param folded in by rt_lora_merged).
  * A model without attention biases (qkv_bias=0) gets zero
  * c_attn.bias, which computes the same; an untied out_head.weight [V, D]
- * becomes lm_head.weight.  Refuses, naming the tensor, a checkpoint that
- * lacks a param of GPT-2 or holds a param GPT-2 has no place for (AdamW
+ * becomes lm_head.weight, and so does a tied head with LoRA adapters
+ * (tok_emb.weight.lora_A/B, which the embedding lookup does not use).
+ * Refuses, naming the tensor, a checkpoint that lacks a param of GPT-2 or
+ * holds a param GPT-2 has no place for (AdamW
  * moments adam.m.* / adam.v.* and tokenizer.* are left out silently, LoRA
  * adapters *.lora_A / *.lora_B are get's to fold in).  The sizes found are
  * returned in *cfg (heads 0: the tensors do not say). */

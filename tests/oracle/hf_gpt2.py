@@ -77,8 +77,9 @@ def mlp(x, sd, pre):
     return conv1d(h, sd[pre + "mlp.c_proj.weight"], sd[pre + "mlp.c_proj.bias"])
 
 
-def gpt2_logits(sd, cfg, idx):
-    """sd: {HF name without prefix: float64 tensor}; idx [B,T] -> logits [B,T,V]."""
+def gpt2_logits(sd, cfg, idx, head=None):
+    """sd: {HF name without prefix: float64 tensor}; idx [B,T] -> logits [B,T,V],
+    with the output head tied to wte unless `head` (an untied lm_head) is given."""
     T = idx.shape[1]
     x = sd["wte.weight"][idx] + sd["wpe.weight"][torch.arange(T)]
     for n in range(cfg["n_layer"]):
@@ -86,7 +87,8 @@ def gpt2_logits(sd, cfg, idx):
         x = x + attention(layer_norm(x, sd[pre + "ln_1.weight"], sd[pre + "ln_1.bias"]), sd,
                           pre, cfg["n_head"])
         x = x + mlp(layer_norm(x, sd[pre + "ln_2.weight"], sd[pre + "ln_2.bias"]), sd, pre)
-    return layer_norm(x, sd["ln_f.weight"], sd["ln_f.bias"]) @ sd["wte.weight"].T
+    head = sd["wte.weight"] if head is None else head
+    return layer_norm(x, sd["ln_f.weight"], sd["ln_f.bias"]) @ head.T
 
 
 # ---------------------------------------------------------------- weights
@@ -311,52 +313,82 @@ def same_hf(a, b):
     return True
 
 
-# Adapters on two weights of the small case: a gradc weight W [out, in]
-# (matmul tb=1) adapted as x.W^T + s.(x.A).B with A [in, r], B [r, out]; in
-# HF's Conv1D layout, where the block of the HF tensor is W^T, that is
-# block + s.A.B.  (gradc name, HF name, column block, rows, cols)
+# Adapters on three weights of the small case.  A gradc weight W [out, in]
+# (matmul tb=1) is adapted as x.W^T + s.(x.A).B with A [in, r], B [r, out];
+# in HF's Conv1D layout, where that block of the HF tensor is W^T, it is
+# block + s.A.B.  The tied head's adapters (on tok_emb.weight, which the
+# head's matmul reads) change the head only, not the embedding lookup: the
+# export must hold an untied lm_head.weight = wte + s.(A.B)^T.
+# (gradc name, HF name, column block, in, out)
 LORA = [("trf_blocks.0.att.W_key.weight", "h.0.attn.c_attn.weight", 1, 96, 96),
-        ("trf_blocks.1.ff.layers.2.weight", "h.1.mlp.c_proj.weight", 0, 384, 96)]
+        ("trf_blocks.1.ff.layers.2.weight", "h.1.mlp.c_proj.weight", 0, 384, 96),
+        ("tok_emb.weight", "lm_head.weight", None, 96, 50257)]
 
 
 def check_lora(gradc, work):
     """A checkpoint with LoRA adapters (rank 2, alpha 4: s = 2) exported to
-    the HF layout must give the adapted model's logits: the exported file is
-    imported again and its logits compared with PyTorch's adapted model."""
+    the HF layout: its tensors equal the adapted model's weights computed
+    here (to 1e-6 of their scale), and its logits (PyTorch, float64) equal
+    the adapted model's (x.W + s.(x.A).B per adapted matmul) to 1e-5."""
     d = os.path.join(work, "small-f32")
     tensors, meta = st.load(os.path.join(d, "ckpt.safetensors"))
     meta = {k: v for k, v in meta.items() if not k.startswith("gradc.")}
-    hf = {k: v.astype(np.float64) for k, v in st.load(os.path.join(d, "model.safetensors"))[0]
-          .items()}
+    base = {k: torch.from_numpy(v.astype(np.float64)) for k, v in
+            st.load(os.path.join(d, "model.safetensors"))[0].items() if k != "lm_head.weight"}
     rng, r, s = np.random.default_rng(11), 2, 2.0
+    delta = {}
     for name, hf_name, block, n_in, n_out in LORA:
         A = rng.normal(0, 0.3, (n_in, r)).astype(np.float32)
         B = rng.normal(0, 0.3, (r, n_out)).astype(np.float32)
         tensors[name + ".lora_A"], tensors[name + ".lora_B"] = A, B
-        hf[hf_name][:, block * n_out:(block + 1) * n_out] += s * (A.astype(np.float64) @ B)
+        delta[name] = (hf_name, block, n_out, s * (torch.from_numpy(A.astype(np.float64)) @
+                                                   torch.from_numpy(B.astype(np.float64))))
     meta["lora"] = json.dumps({"rank": r, "alpha": 4, "scale": s, "scale_mode": "alpha/r",
                                "globs": [], "targets": {n[0]: {"tb": 1} for n in LORA}})
     lora, out = os.path.join(d, "lora.safetensors"), os.path.join(d, "lora-hf.safetensors")
     st.save(lora, tensors, meta)
     run([gradc, "export-gpt2", lora, "--out", out, "--quiet"])
-    back = os.path.join(d, "lora-back.safetensors")
-    run([gradc, "import-gpt2", out, "--config", os.path.join(d, "config.json"), "--out", back,
-         "--quiet"])
-    idx = np.random.default_rng(7).integers(0, SMALL["vocab_size"], (2, 16))
-    sd = {k: torch.from_numpy(v) for k, v in hf.items() if k != "lm_head.weight"}
-    ref = gpt2_logits(sd, SMALL, torch.from_numpy(idx)).numpy()
-    base = gpt2_logits({k: torch.from_numpy(v.astype(np.float64)) for k, v in
-                        st.load(os.path.join(d, "model.safetensors"))[0].items()},
-                       SMALL, torch.from_numpy(idx)).numpy()
-    got = gradc_logits(gradc, back, idx, d)
-    diff, scale = float(np.max(np.abs(got - ref))), float(np.max(np.abs(ref)))
-    moved = float(np.max(np.abs(ref - base)))
+    want = dict(base)
+    for hf_name, block, n_out, ab in delta.values():
+        if block is None:                       # the tied head, untied by its adapters
+            want[hf_name] = base["wte.weight"] + ab.T
+        else:
+            w = want[hf_name].clone()
+            w[:, block * n_out:(block + 1) * n_out] += ab
+            want[hf_name] = w
+    got = {k: torch.from_numpy(v.astype(np.float64)) for k, v in st.load(out)[0].items()}
+    if sorted(got) != sorted(want):
+        print(f"FAIL LoRA export: tensors {sorted(set(got) ^ set(want))} differ in presence")
+        return False
+    werr = max(float((got[k] - want[k]).abs().max() / max(1.0, float(want[k].abs().max())))
+               for k in want)
+    idx = torch.from_numpy(np.random.default_rng(7).integers(0, SMALL["vocab_size"], (2, 16)))
+    ref = adapted_logits(base, delta, idx).numpy()
+    lg = gpt2_logits(got, SMALL, idx, head=got["lm_head.weight"]).numpy()
+    diff, scale = float(np.max(np.abs(lg - ref))), float(np.max(np.abs(ref)))
+    moved = float(np.max(np.abs(ref - gpt2_logits(base, SMALL, idx).numpy())))
     err = diff / max(1.0, scale)
-    good = err <= 1e-5 and moved > 1e-2
-    print(f"{'ok  ' if good else 'FAIL'} LoRA export: logits of the exported file vs the "
-          f"adapted model: max|d| {diff:.3g}, err {err:.3g} (<= 1e-5); the adapters move the "
-          f"logits by {moved:.3g}")
+    good = werr <= 1e-6 and err <= 1e-5 and moved > 1e-2
+    print(f"{'ok  ' if good else 'FAIL'} LoRA export (tied head untied by its adapters): "
+          f"weights err {werr:.3g} (<= 1e-6), logits vs the adapted model: max|d| {diff:.3g}, "
+          f"err {err:.3g} (<= 1e-5); the adapters move the logits by {moved:.3g}")
     return good
+
+
+def adapted_logits(base, delta, idx):
+    """The adapted model as the lora pass computes it: every adapted matmul
+    x.W plus s.(x.A).B, here as the weight plus the delta of its own use
+    (the head's delta on the head, not on the embedding lookup)."""
+    sd = dict(base)
+    head = base["wte.weight"]
+    for hf_name, block, n_out, ab in delta.values():
+        if block is None:
+            head = head + ab.T
+        else:
+            w = sd[hf_name].clone()
+            w[:, block * n_out:(block + 1) * n_out] += ab
+            sd[hf_name] = w
+    return gpt2_logits(sd, SMALL, idx, head=head)
 
 
 def first_batch_loss(hf, config, ids_file, B, T):
