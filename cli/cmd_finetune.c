@@ -17,6 +17,7 @@
 #include "cli/ft_model.h"
 #include "runtime/rt_cls_data.h"
 #include "runtime/rt_finetune.h"
+#include "runtime/rt_lora.h"
 
 #include <cjson/cJSON.h>
 #include <signal.h>
@@ -46,7 +47,7 @@ static const char tail[] =
     "  # full fine-tuning, and LoRA (rank 16, the book's alpha 16 and scale):\n"
     "  gradc finetune classify --init-from gpt2.ckpt --data sms.tsv --trainable '*' --out full\n"
     "  gradc finetune classify --init-from gpt2.ckpt --data sms.tsv --lora-rank 16 \\\n"
-    "      --lora-alpha 16 --lora-scale alpha --out lora\n"
+    "      --lora-alpha 16 --lora-scale alpha --merge --out lora\n"
     "  gradc classify runs/spam/ckpt.safetensors --text 'WIN a FREE prize!'\n"
     "\n"
     "exit codes: 0 success, 1 user error, 2 internal error\n";
@@ -59,7 +60,7 @@ typedef struct FtArgs {
     const char *data, *train, *val, *test, *out;
     int64_t epochs, steps, batch, max_len, eval_batches, seed;
     double lr, weight_decay;
-    bool no_balance, no_shuffle, quiet, force;
+    bool no_balance, no_shuffle, quiet, merge, force;
     const char *trainable[FT_MAX_GLOBS], *freeze[FT_MAX_GLOBS];
     int ntrainable, nfreeze;
     int threads;
@@ -111,6 +112,8 @@ static const CliFlag flags[] = {
            "batches per split in each evaluation"),
     {NULL, CLI_HEAD, .help = "output:"},
     FT_STR("--out", out, "DIR", NULL, "where the checkpoint, log, plots and splits go"),
+    {"--merge", CLI_TRUE, CLI_AT(FtArgs, merge),
+     .help = "with LoRA: fold the adapters into their weights in the final checkpoint"},
     {"--force", CLI_TRUE, CLI_AT(FtArgs, force),
      .help = "overwrite the checkpoint of an earlier run in DIR"},
     CLI_FLAG_THREADS(FtArgs, threads, "threads"),
@@ -135,6 +138,8 @@ static int check_args(const FtArgs *a)
         return cli_usage_error("finetune", "--val and --test go with --train, not --data");
     if (!a->out)
         return cli_usage_error("finetune", "missing --out DIR");
+    if (a->merge && a->m.model.lora.rank <= 0)
+        return cli_usage_error("finetune", "--merge needs --lora-rank R");
     return -1;
 }
 
@@ -262,6 +267,18 @@ static void options(const FtArgs *a, const CliFtModel *fm, const RtClsData *d, F
     meta(o, "cls.labels", r->labels);
     meta(o, "cls.pad_len", r->pad);
     meta(o, "cls.pad_id", "50256");
+    if (fm->lora_json)
+        meta(o, RT_LORA_META, fm->lora_json);
+}
+
+/* --merge: the checkpoint rewritten in place with the adapters folded in. */
+static bool merge(const char *ckpt, bool quiet, IrError *err)
+{
+    if (!rt_lora_merge_file(ckpt, ckpt, err))
+        return false;
+    if (!quiet)
+        printf("merged the LoRA adapters into their weights: %s\n", ckpt);
+    return true;
 }
 
 static bool run(const FtArgs *a, CliFtModel *fm, const RtClsData *d, IrError *err)
@@ -269,7 +286,8 @@ static bool run(const FtArgs *a, CliFtModel *fm, const RtClsData *d, IrError *er
     FtRun r = {0};
     options(a, fm, d, &r);
     RtFt *ft = rt_ft_new(&r.o, err);
-    bool ok = ft && rt_cls_write_split(d, a->out, err) && rt_ft_run(ft, err);
+    bool ok = ft && rt_cls_write_split(d, a->out, err) && rt_ft_run(ft, err) &&
+              (!a->merge || merge(rt_ft_ckpt_path(ft), a->quiet, err));
     rt_ft_free(ft);
     rt_ft_cls_free(r.cls);
     free(r.labels);

@@ -10,6 +10,7 @@
  * drop_rate is not carried over (the book fine-tunes without dropout).
  */
 #include "cli/ft_model.h"
+#include "runtime/rt_lora.h"
 
 #include <cjson/cJSON.h>
 #include <limits.h>
@@ -157,6 +158,7 @@ bool cli_ft_model_load(CliFtModel *m, const CliFtModelArgs *a, int n_classes, Ir
     m->sets_json = sets_json(m);
     if (!cli_lora_apply(m->fe->graph, &a->model.lora, err))
         return false;
+    m->lora_json = rt_lora_meta_json(m->fe->graph, &a->model.lora);
     m->model = (RtFtModel){m->fe->graph, m->json, m->name, m->sets_json};
     return true;
 }
@@ -170,5 +172,6 @@ void cli_ft_model_free(CliFtModel *m)
     free(m->json);
     free(m->name);
     free(m->sets_json);
+    free(m->lora_json);
     *m = (CliFtModel){0};
 }

@@ -27,6 +27,7 @@ typedef struct CliFtModel {
     char n_classes[32];
     FeModel *fe;
     char *json, *name, *sets_json;
+    char *lora_json;           /* metadata `lora` (runtime/rt_lora.h); NULL without LoRA */
     RtFtModel model;           /* what rt_ft_new takes; borrows from here */
 } CliFtModel;
 

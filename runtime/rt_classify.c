@@ -2,7 +2,9 @@
  *
  * The eval forward of the fine-tuning loop at B = 1: dropout off, the params
  * copied from the checkpoint by name with their shapes checked
- * (rt_exec_params_from_ckpt), the softmax of "logits" in double precision.
+ * (rt_exec_params_from_ckpt, which folds LoRA adapters into their weights:
+ * the model is the plain one, the adapters come from the pass), the softmax
+ * of "logits" in double precision.
  * One text per run keeps a text's answer independent of the others, as the
  * classifier's read at the last real token already does for the padding.
  */

@@ -12,6 +12,10 @@
 #   log         log.csv: the header, one row per update, one per epoch;
 #   classify    gradc classify on every test text gives the accuracy that
 #               fine-tuning reported (B=1 against the batched eval);
+#   LoRA        --lora-rank: only the adapters train and have moments, the
+#               base params stay bit for bit, the metadata `lora` is written;
+#               --merge folds them in, and classify gives the same answers
+#               from the merged checkpoint as from the adapted one;
 #   bad input   a line without a label, a test label unknown to training, a
 #               checkpoint of another size, a missing file, a glob that
 #               matches nothing, an earlier run's checkpoint: exit 1 and a
@@ -113,6 +117,48 @@ for run in one book; do
         -v n="$n" -v a="$acc" 'BEGIN {exit !(n > 0 && sprintf("%.3f", r / n) == a)}'
 done
 check "classify prints LABEL<TAB>PROB" grep -qE $'^(ham|spam)\t(0\\.[5-9][0-9]*|1\\.0+)$' pred.txt
+
+# ---------------------------------------------------------------- LoRA
+ft --data tiny.tsv --epochs 2 --lr 1e-2 --lora-rank 4 --lora-alpha 8 --out lora >lora.log 2>&1
+check "LoRA fine-tuning runs" grep -q "^done: 14 updates" lora.log
+grep -E "^(trainable|train step|epoch [0-9]+:)" lora.log
+cat >lora.py <<'PY'
+import json, sys
+sys.path.insert(0, sys.argv[1] + "/tests/oracle")
+from safetensors_io import load
+pre, _ = load("pre/ckpt.safetensors")
+ft, meta = load("lora/ckpt.safetensors")
+ad = lambda k: k.endswith(".lora_A") or k.endswith(".lora_B")
+params = [k for k in ft if not k.startswith("adam.")]
+bad = ["base %s changed" % k for k in params if not ad(k) and k in pre
+       and pre[k].shape == ft[k].shape and pre[k].tobytes() != ft[k].tobytes()]
+bad += ["adapter %s did not train" % k for k in params
+        if k.endswith(".lora_B") and not ft[k].any()]
+moments = sorted(k[len("adam.m."):] for k in ft if k.startswith("adam.m."))
+if moments != sorted(k for k in params if ad(k)) or not moments:
+    bad.append("AdamW moments for %s" % moments)
+lora = json.loads(meta.get("lora", "{}"))
+if lora.get("rank") != 4 or "out_head.weight" not in lora.get("targets", {}):
+    bad.append("metadata lora %s" % meta.get("lora"))
+print("\n".join(bad) or "%d adapters trained, base unchanged" % len(moments))
+sys.exit(1 if bad else 0)
+PY
+check "LoRA: only the adapters train, base params unchanged" $PY lora.py "$SRC"
+acc=$(awk '/^epoch 2:/ {print $19}' lora.log)
+check "LoRA: test accuracy >= 0.9 ($acc)" awk -v a="$acc" 'BEGIN {exit !(a >= 0.9)}'
+ft --data tiny.tsv --epochs 2 --lr 1e-2 --lora-rank 4 --lora-alpha 8 --merge --out merged \
+    >merged.log 2>&1
+check "--merge drops the adapters" $PY -c "import sys; sys.path.insert(0, '$SRC/tests/oracle')
+from safetensors_io import load
+t, m = load('merged/ckpt.safetensors')
+sys.exit(any('lora' in k for k in t) or 'lora' in m)"
+for run in lora merged; do
+    "$GRADC" classify $run/ckpt.safetensors --bpe-dir "$BPE" --file test.txt >$run.pred 2>&1
+done
+check "classify: the merged model gives the adapted one's labels and probabilities" \
+    awk -F'\t' 'NR == FNR {l[FNR] = $1; p[FNR] = $2; next}
+                 {if ($1 != l[FNR] || (p[FNR] - $2) ^ 2 > 1e-6) bad = 1; n++}
+                 END {exit bad || n == 0}' lora.pred merged.pred
 
 # ---------------------------------------------------------------- bad input
 printf 'ham\thello there\nno label here\nspam\tWIN\n' >nolabel.tsv
