@@ -27,7 +27,10 @@
  * nn.Linear layout), optionally plus a bias each, and nothing else reads
  * them, the three become one: qkv = matmul(x, concat(Wq, Wk, Wv), tb=1)
  * (+ concat(bq, bk, bv)): one sgemm forward, and in the backward one sgemm
- * for dx and one for the stacked weight gradient.
+ * for dx and one for the stacked weight gradient.  Linears adapted by the
+ * lora pass (matmul + ((x.A) * s).B, then the bias) merge the same way,
+ * their low-rank paths concatenated beside: qkv = matmul(x, concat(W), tb=1)
+ * + concat(Lq, Lk, Lv) (+ concat(b)).
  *
  * The pass runs on the forward graph, before autodiff (the grad stage's
  * pipeline, passes/registry.c: attention,autodiff,optimizer), while
@@ -46,8 +49,9 @@
 typedef struct Match {
     IrNode *scores, *mask, *scaled, *weights, *drop, *out; /* the chain, in order */
     IrNode *x[3];   /* Xq, Xk, Xv: [B,T,D] */
-    bool merge;     /* Xq, Xk, Xv = matmul(lin_in[0], w[k], tb=1) [+ b[k]] become one */
+    bool merge;     /* Xq, Xk, Xv = matmul(lin_in[0], w[k], tb=1) [+ lr[k]] [+ b[k]] become one */
     IrNode *lin_in[3], *w[3], *b[3];
+    IrNode *lr[3];  /* the LoRA path (passes/lora.c) added to the matmul, or NULL */
     double scale;
     int64_t heads;
 } Match;
@@ -270,12 +274,33 @@ static IrNode *concat3(const Att *a, IrNode **v, int axis)
     return build(a, OP_CONCAT, v, 3, &ax, 1, NULL);
 }
 
-/* x = matmul(in, W, tb=1) [+ b]: fills in, W and b (NULL without one). */
-static bool linear(IrNode *x, IrNode **in, IrNode **w, IrNode **b)
+/* l = matmul(matmul(in, A) [* s], B) with A and B 2-D params: the low-rank
+ * path that the lora pass adds to a linear layer of in. */
+static bool lora_path(const IrNode *l, const IrNode *in)
 {
-    *b = NULL;
-    if (x->op == OP_ADD && x->in[0]->op == OP_MATMUL && x->in[1]->shape.rank == 1) {
+    if (l->op != OP_MATMUL || ir_node_int(l, ATTR_TA, 0) || ir_node_int(l, ATTR_TB, 0) ||
+        l->in[1]->op != OP_PARAM || l->in[1]->shape.rank != 2)
+        return false;
+    const IrNode *xa = l->in[0];
+    if (xa->op == OP_MUL && xa->in[1]->op == OP_CONST)
+        xa = xa->in[0];
+    return xa->op == OP_MATMUL && xa->in[0] == in && !ir_node_int(xa, ATTR_TA, 0) &&
+           !ir_node_int(xa, ATTR_TB, 0) && xa->in[1]->op == OP_PARAM &&
+           xa->in[1]->shape.rank == 2;
+}
+
+/* x = matmul(in, W, tb=1) [+ lr] [+ b]: fills in, W, lr (the LoRA path) and
+ * b (NULL without them). */
+static bool linear(IrNode *x, IrNode **in, IrNode **w, IrNode **lr, IrNode **b)
+{
+    *b = *lr = NULL;
+    if (x->op == OP_ADD && x->in[1]->shape.rank == 1 &&
+        (x->in[0]->op == OP_MATMUL || x->in[0]->op == OP_ADD)) {
         *b = x->in[1];
+        x = x->in[0];
+    }
+    if (x->op == OP_ADD && x->in[0]->op == OP_MATMUL && lora_path(x->in[1], x->in[0]->in[0])) {
+        *lr = x->in[1];
         x = x->in[0];
     }
     if (x->op != OP_MATMUL || ir_node_int(x, ATTR_TA, 0) || !ir_node_int(x, ATTR_TB, 0) ||
@@ -286,28 +311,39 @@ static bool linear(IrNode *x, IrNode **in, IrNode **w, IrNode **b)
     return true;
 }
 
+/* Whether Xq (Xk, Xv) and the nodes between it and its matmul have no
+ * other reader. */
+static bool single_use(const Att *a, const Match *m, int k)
+{
+    const IrNode *n = m->x[k];
+    if (a->uses[n->index] != 1)
+        return false;
+    if (m->b[k] && a->uses[(n = n->in[0])->index] != 1)
+        return false;
+    return !m->lr[k] || (a->uses[n->in[0]->index] == 1 && a->uses[n->in[1]->index] == 1);
+}
+
 /* Decides (at match time, while a->uses is indexed right) whether Xq, Xk,
  * Xv are linears of one x read nowhere else, and says why not. */
 static void plan_qkv(const Att *a, Match *m)
 {
     for (int k = 0; k < 3; k++) {
-        if (!linear(m->x[k], &m->lin_in[k], &m->w[k], &m->b[k]) || m->lin_in[k] != m->lin_in[0] ||
-            !m->b[k] != !m->b[0]) {
+        if (!linear(m->x[k], &m->lin_in[k], &m->w[k], &m->lr[k], &m->b[k]) ||
+            m->lin_in[k] != m->lin_in[0] || !m->b[k] != !m->b[0] || !m->lr[k] != !m->lr[0]) {
             say(a, "qkv of '%s': qkv-inputs (q, k and v are not linears of one input alike); "
                 "concat copies them", nm(m->out));
             return;
         }
-        bool shared = a->uses[m->x[k]->index] != 1 ||
-                      (m->b[k] && a->uses[m->x[k]->in[0]->index] != 1);
-        if (shared) {
+        if (!single_use(a, m, k)) {
             say(a, "qkv of '%s': qkv-value-needed ('%s' is read elsewhere); concat copies "
                 "them", nm(m->out), nm(m->x[k]));
             return;
         }
     }
     m->merge = true;
-    say(a, "qkv of '%s': one matmul of '%s' by concat('%s', '%s', '%s')", nm(m->out),
-        nm(m->lin_in[0]), nm(m->w[0]), nm(m->w[1]), nm(m->w[2]));
+    say(a, "qkv of '%s': one matmul of '%s' by concat('%s', '%s', '%s')%s", nm(m->out),
+        nm(m->lin_in[0]), nm(m->w[0]), nm(m->w[1]), nm(m->w[2]),
+        m->lr[0] ? ", plus the concat of their LoRA paths" : "");
 }
 
 /* qkv = matmul(x, concat(Wq, Wk, Wv), tb=1) [+ concat(bq, bk, bv)]. */
@@ -317,6 +353,10 @@ static IrNode *merged_qkv(const Att *a, const Match *m)
     IrAttr tb = ir_attr_int(ATTR_TB, 1);
     IrNode *mm[2] = {m->lin_in[0], wc};
     IrNode *q = named(a, build(a, OP_MATMUL, mm, 2, &tb, 1, NULL), m->x[0], "qkv_lin");
+    if (m->lr[0]) {
+        IrNode *add[2] = {q, named(a, concat3(a, (IrNode **)m->lr, 2), m->x[0], "qkv_lora")};
+        q = named(a, build(a, OP_ADD, add, 2, NULL, 0, NULL), m->x[0], "qkv_lin");
+    }
     if (!m->b[0])
         return q;
     IrNode *add[2] = {q, named(a, concat3(a, (IrNode **)m->b, 0), m->x[0], "qkv_bias")};

@@ -67,6 +67,22 @@ static const float *param_of(const IrGraph *g, float **v, const char *name)
     return NULL;
 }
 
+/* the values of src's params (sv, by node index of src) for dst's params, by name */
+static float **params_like(const IrGraph *dst, const IrGraph *src, float **sv)
+{
+    float **v = ir_calloc((size_t)dst->nnodes, sizeof *v);
+    for (int i = 0; i < dst->nnodes; i++) {
+        const IrNode *n = dst->nodes[i];
+        int64_t e = n->op == OP_PARAM ? ir_node_numel_const(n) : 0;
+        const float *from = e > 0 ? param_of(src, sv, n->name) : NULL;
+        if (from) {
+            v[i] = ir_malloc((size_t)e * sizeof **v);
+            memcpy(v[i], from, (size_t)e * sizeof **v);
+        }
+    }
+    return v;
+}
+
 /* ---------------------------------------------------------------- the interpreter */
 
 static void set_f32(IrInterp *it, const IrNode *n, const float *data)
@@ -191,6 +207,27 @@ static float **merged_params(const IrGraph *base, float **lv, const IrGraph *lg,
     return v;
 }
 
+/* The attention pass (its q/k/v merge takes the LoRA paths along) keeps
+ * the adapted model's values. */
+static void check_attention(const IrGraph *lg, float **lv, const char *out, const int64_t *bind,
+                            const IrTensor *ya)
+{
+    IrError err = {0};
+    PassCtx ctx = pass_ctx_default(&err);
+    IrGraph *ga = ir_graph_clone(lg);
+    CHECK(pass_run_pipeline(ga, "attention,dce", &ctx));
+    float **av = params_like(ga, lg, lv);
+    IrTensor *y = forward(ga, av, out, bind);
+    CHECK(max_diff(y, ya) <= 1e-12 * max_abs(ya));
+    int concats = 0;
+    for (int i = 0; i < ga->nnodes; i++)
+        concats += ga->nodes[i]->op == OP_CONCAT;
+    printf("  attention: %d concats, |after - before| %.3g\n", concats, max_diff(y, ya));
+    ir_tensor_free(y);
+    free_params(ga, av);
+    ir_graph_free(ga);
+}
+
 /* A compiled program of the base model reads the adapted checkpoint as
  * its merged model (rt_exec_params_from_ckpt), every param as mv holds it. */
 static void check_exec_load(const IrGraph *base, const int64_t *bind, const RtCkpt *c,
@@ -233,15 +270,7 @@ static void run_case(Case *k)
     char *meta = rt_lora_meta_json(k->lora, &k->o);
     CHECK(meta != NULL);
     float **lv = random_params(k->lora, true);
-    float **bv = ir_calloc((size_t)k->base->nnodes, sizeof *bv);
-    for (int i = 0; i < k->base->nnodes; i++) {
-        const IrNode *n = k->base->nodes[i];
-        int64_t e = n->op == OP_PARAM ? ir_node_numel_const(n) : 0;
-        if (e > 0) {
-            bv[i] = ir_malloc((size_t)e * sizeof **bv);
-            memcpy(bv[i], param_of(k->lora, lv, n->name), (size_t)e * sizeof **bv);
-        }
-    }
+    float **bv = params_like(k->base, k->lora, lv);
     /* B = 0: the adapted model is the base model, exactly */
     IrTensor *y0 = forward(k->base, bv, k->out, k->bind);
     IrTensor *y1 = forward(k->lora, lv, k->out, k->bind);
@@ -268,6 +297,7 @@ static void run_case(Case *k)
            k->name, nmerged, d, scale, max_diff(ya, yb));
     CHECK(d <= 1e-5 * scale);
     CHECK(max_diff(ya, yb) > 1e-2 * scale);   /* the adapters do change the output */
+    check_attention(k->lora, lv, k->out, k->bind, ya);
     if (k->exec)
         check_exec_load(k->base, k->bind, c, mv);
 
