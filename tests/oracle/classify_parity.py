@@ -275,7 +275,8 @@ def check_run(args, tmp, run, init_path, files, cfg, bad):
                                                      len(labels))
     n = len(ref)
     which = "every param" if run == "full" else "the book's set"
-    print(f"\n[{run}] trainable: {which} ({len(trainable)} tensors, {sum(ref_after[t].size for t in trainable)} params); "
+    size = sum(ref_after[t].size for t in trainable)
+    print(f"\n[{run}] trainable: {which} ({len(trainable)} tensors, {size} params); "
           f"{ntr} train / {nva} val / {len(split_rows['test'])} test examples, "
           f"padded to {max_len} tokens; {n} updates")
     print("  step   gradc loss   PyTorch loss   |diff|")
