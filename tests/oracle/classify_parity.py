@@ -116,12 +116,37 @@ def write_tsv(path, rows):
             f.write(f"{label}\t{text}\n")
 
 
-def read_tsv(path):
+_ESCAPES = {"t": "\t", "n": "\n", "r": "\r", "\\": "\\"}
+
+
+def unescape(text):
+    """A split file's text: \\t \\n \\r \\\\ stand for a tab, a newline, a carriage
+    return and a backslash; any other backslash is itself."""
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in _ESCAPES:
+            out.append(_ESCAPES[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
+
+
+def read_tsv(path, split_file=False):
+    """(label, text) rows of a TSV; a split file starts with a header line."""
     rows = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            label, text = line.rstrip("\n").split("\t", 1)
-            rows.append((label, text))
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if split_file:
+        if not lines or lines[0] != "label\ttext":
+            raise ValueError(f"{path}: the first line is not the header label<TAB>text")
+        lines = lines[1:]
+    for line in lines:
+        label, text = line.split("\t", 1)
+        rows.append((label, unescape(text) if split_file else text))
     return rows
 
 
@@ -255,7 +280,7 @@ def check_run(args, tmp, run, init_path, files, cfg, bad):
     after, _ = safetensors_io.load(os.path.join(out, "ckpt.safetensors"))
 
     # The examples gradc used, in its order: the PyTorch batches.
-    split_rows = {k: read_tsv(os.path.join(out, "split", f"{k}.tsv"))
+    split_rows = {k: read_tsv(os.path.join(out, "split", f"{k}.tsv"), split_file=True)
                   for k in ("train", "val", "test")}
     for k, rows in split_rows.items():
         if rows != read_tsv(files[k]):
