@@ -48,6 +48,8 @@ void cli_blas_auto(char **argv);
 bool cli_is_help(const char *arg);
 /* Prints the help text of a command to stdout; returns 0. */
 int cli_help(const char *cmd);
+/* Prints the help text of a spec (a command's, or a task's: finetune instruct). */
+int cli_help_spec(const CliSpec *s);
 /* Reports a usage error: "gradc CMD: MSG" plus a pointer to --help; returns 1. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Prints an IrError to stderr; returns 1. */
@@ -169,6 +171,7 @@ int cmd_verify(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_finetune_instruct(int argc, char **argv);   /* cmd_finetune_inst.c */
 int cmd_classify(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

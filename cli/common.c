@@ -19,16 +19,19 @@ bool cli_is_help(const char *arg)
     return !strcmp(arg, "--help") || !strcmp(arg, "-h");
 }
 
+int cli_help_spec(const CliSpec *s)
+{
+    fputs(s->usage, stdout);
+    cli_print_flags(s->flags, stdout);
+    printf("\n%s", s->tail);
+    return 0;
+}
+
 int cli_help(const char *cmd)
 {
     for (int i = 0; i < cli_ncommands; i++)
-        if (!strcmp(cmd, cli_commands[i].name)) {
-            const CliSpec *s = cli_commands[i].spec;
-            fputs(s->usage, stdout);
-            cli_print_flags(s->flags, stdout);
-            printf("\n%s", s->tail);
-            return 0;
-        }
+        if (!strcmp(cmd, cli_commands[i].name))
+            return cli_help_spec(cli_commands[i].spec);
     fprintf(stderr, "gradc: error: no command named '%s'\n  hint: run `gradc --help`\n", cmd);
     return 1;
 }

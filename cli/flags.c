@@ -203,7 +203,7 @@ int cli_parse(const CliSpec *spec, int argc, char **argv, void *args)
 {
     for (int i = 1; i < argc; i++) {
         if (cli_is_help(argv[i]))
-            return cli_help(spec->cmd);
+            return cli_help_spec(spec);
         int r = is_flag(argv[i]) ? take_flag(spec, argv, argc, &i, args)
                                  : take_positional(spec, argv[i], args);
         if (r)

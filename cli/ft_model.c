@@ -28,8 +28,8 @@ static bool check_tokenizer(const RtCkpt *c, IrError *err)
     const char *t = rt_ckpt_meta_get(c, "tokenizer");
     if (!t || !strcmp(t, "gpt2"))
         return true;
-    ir_error(err, "checkpoint '%s' was trained with the %s tokenizer; classification "
-             "fine-tuning uses GPT-2's BPE", c->path, t);
+    ir_error(err, "checkpoint '%s' was trained with the %s tokenizer; fine-tuning uses "
+             "GPT-2's BPE", c->path, t);
     ir_error_hint(err, "start from a checkpoint trained with --tokenizer gpt2 (or imported "
                   "with gradc import-gpt2)");
     return false;
@@ -143,24 +143,72 @@ static const char *default_model(char *buf, size_t cap)
     return access(buf, R_OK) == 0 ? buf : rel;
 }
 
-bool cli_ft_model_load(CliFtModel *m, const CliFtModelArgs *a, int n_classes, IrError *err)
+/* The model's FeModel loaded (from m->sets) and named: the common tail of
+ * both loaders, which also adds the LoRA adapters. */
+static bool finish_load(CliFtModel *m, const CliFtModelArgs *a, IrError *err)
 {
-    char buf[PATH_MAX + 64];
-    const char *path = a->model_path ? a->model_path : default_model(buf, sizeof buf);
-    snprintf(m->n_classes, sizeof m->n_classes, "%d", n_classes);
-    add_set(m, "n_classes", m->n_classes);
-    for (int i = 0; i < a->model.nsets; i++)
-        add_set(m, a->model.sets[i].key, a->model.sets[i].value);
-    FeOptions fo = {m->sets, m->nsets};
-    m->name = strdup(path);
-    if (!(m->fe = fe_load_file(path, &fo, err)) || !(m->json = fe_flatten_file(path, err)))
-        return false;
     m->sets_json = sets_json(m);
     if (!cli_lora_apply(m->fe->graph, &a->model.lora, err))
         return false;
     m->lora_json = rt_lora_meta_json(m->fe->graph, &a->model.lora);
     m->model = (RtFtModel){m->fe->graph, m->json, m->name, m->sets_json};
     return true;
+}
+
+static void add_flag_sets(CliFtModel *m, const CliFtModelArgs *a)
+{
+    for (int i = 0; i < a->model.nsets; i++)
+        add_set(m, a->model.sets[i].key, a->model.sets[i].value);
+}
+
+bool cli_ft_model_load(CliFtModel *m, const CliFtModelArgs *a, int n_classes, IrError *err)
+{
+    char buf[PATH_MAX + 64];
+    const char *path = a->model_path ? a->model_path : default_model(buf, sizeof buf);
+    snprintf(m->n_classes, sizeof m->n_classes, "%d", n_classes);
+    add_set(m, "n_classes", m->n_classes);
+    add_flag_sets(m, a);
+    FeOptions fo = {m->sets, m->nsets};
+    m->name = strdup(path);
+    if (!(m->fe = fe_load_file(path, &fo, err)) || !(m->json = fe_flatten_file(path, err)))
+        return false;
+    return finish_load(m, a, err);
+}
+
+bool cli_ft_model_load_lm(CliFtModel *m, const CliFtModelArgs *a, IrError *err)
+{
+    if (a->model_path) {
+        add_flag_sets(m, a);
+        FeOptions fo = {m->sets, m->nsets};
+        m->name = strdup(a->model_path);
+        if (!(m->fe = fe_load_file(a->model_path, &fo, err)) ||
+            !(m->json = fe_flatten_file(a->model_path, err)))
+            return false;
+        return finish_load(m, a, err);
+    }
+    const char *json = rt_ckpt_meta_get(m->init, "model.json");
+    if (!json) {
+        ir_error(err, "checkpoint '%s' does not record its model (metadata model.json)",
+                 m->init->path);
+        ir_error_hint(err, "start from a checkpoint of gradc train or gradc import-gpt2, or "
+                      "name the model with --model FILE");
+        return false;
+    }
+    cJSON *o = cJSON_Parse(rt_ckpt_meta_get(m->init, "model.sets") ?: "{}");
+    /* the checkpoint's own sets replace the sizes read from them */
+    m->nsets = ckpt_sets(o, m->sets, CLI_FT_MAX_SETS);
+    add_set(m, "drop_rate", "0");
+    add_flag_sets(m, a);
+    const char *path = rt_ckpt_meta_get(m->init, "model.path");
+    char name[4200];
+    snprintf(name, sizeof name, "%s (metadata model.json)", m->init->path);
+    FeOptions fo = {m->sets, m->nsets};
+    m->fe = fe_load_string(json, name, &fo, err);
+    m->name = strdup(path ? path : name);
+    m->json = strdup(json);
+    bool ok = m->fe && finish_load(m, a, err);   /* sets_json copies the cJSON's strings */
+    cJSON_Delete(o);
+    return ok;
 }
 
 void cli_ft_model_free(CliFtModel *m)

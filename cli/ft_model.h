@@ -40,6 +40,11 @@ bool cli_ft_model_open(CliFtModel *m, const CliFtModelArgs *a, IrError *err);
 /* Loads the classifier model file at those sizes with n_classes and the
  * flags' --set values, and adds LoRA adapters with --lora-rank. */
 bool cli_ft_model_load(CliFtModel *m, const CliFtModelArgs *a, int n_classes, IrError *err);
+/* The language model of `finetune instruct`: --model FILE at the
+ * checkpoint's sizes, or else the checkpoint's own model (its metadata
+ * model.json at its model.sets) with drop_rate 0, as the book's chapter 7;
+ * the flags' --set values win; LoRA adapters with --lora-rank. */
+bool cli_ft_model_load_lm(CliFtModel *m, const CliFtModelArgs *a, IrError *err);
 void cli_ft_model_free(CliFtModel *m);
 /* The model a checkpoint records: its metadata model.json at its model.sets
  * (errors name the checkpoint).  NULL + err. */

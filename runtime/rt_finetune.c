@@ -13,7 +13,9 @@
  *   update   fill(train, epoch, b); lr and step (AdamW's t, from 1); run
  *   epoch    after the last batch of an epoch (and after the last update
  *            of a run that stops mid-epoch): loss and metric of each split
- *            over eval_batches batches, a line, the log and the plots
+ *            over eval_batches batches, a line, the log and the plots;
+ *            optionally also before the first update and every eval_every
+ *            updates (over eval_iter batches), as the book's chapter 7
  *   end      the checkpoint (rt_finetune_io.c)
  *
  * The weights live in the train program; the eval program gets a copy of
@@ -423,10 +425,17 @@ static void progress(RtFt *ft, double loss)
     fflush(ft->out);
 }
 
-static void print_eval(RtFt *ft, const RtFtEval *e)
+/* "start:" before the first update, "epoch E:" at the end of an epoch (or
+ * of the run), "epoch E step S:" (S updates done) in between. */
+static void print_eval(RtFt *ft, const RtFtEval *e, bool epoch_end)
 {
     const char *mname = ft->o.metric.name ? ft->o.metric.name : "";
-    fprintf(ft->out, "epoch %lld:", (long long)e->epoch);
+    if (e->step < 0)
+        fprintf(ft->out, "start:");
+    else if (epoch_end)
+        fprintf(ft->out, "epoch %lld:", (long long)e->epoch);
+    else
+        fprintf(ft->out, "epoch %lld step %lld:", (long long)e->epoch, (long long)e->step + 1);
     for (int s = 0; s < RT_FT_NSPLIT; s++) {
         fprintf(ft->out, "%s %s loss ", s ? " |" : "", rt_ft_split_name((RtFtSplit)s));
         fprintf(ft->out, isfinite(e->loss[s]) ? "%.3f" : "-", e->loss[s]);
@@ -441,10 +450,11 @@ static void print_eval(RtFt *ft, const RtFtEval *e)
 
 /* ---------------------------------------------------------------- the loop */
 
-static bool after_epoch(RtFt *ft, IrError *err)
+/* Evaluates over nb batches per split, records, prints and logs it. */
+static bool record_eval(RtFt *ft, int64_t nb, bool epoch_end, IrError *err)
 {
     RtFtEval e;
-    if (!rt_ft_evaluate(ft, ft->o.eval_batches, &e, err))
+    if (!rt_ft_evaluate(ft, nb, &e, err))
         return false;
     if (ft->nhist == ft->caphist) {
         ft->caphist = ft->caphist ? 2 * ft->caphist : 16;
@@ -452,20 +462,33 @@ static bool after_epoch(RtFt *ft, IrError *err)
     }
     ft->hist[ft->nhist++] = e;
     if (!ft->o.quiet)
-        print_eval(ft, &e);
+        print_eval(ft, &e, epoch_end);
     return rt_ft_write_logs(ft, err);
+}
+
+/* After an update: the end of an epoch (or of the run) evaluates over
+ * eval_batches, every eval_every-th update within an epoch over eval_iter. */
+static bool after_update(RtFt *ft, IrError *err)
+{
+    if (ft->batch == 0 || ft->step == ft->total)
+        return record_eval(ft, ft->o.eval_batches, true, err);
+    if (ft->o.eval_every > 0 && ft->step % ft->o.eval_every == 0)
+        return record_eval(ft, ft->o.eval_iter, false, err);
+    return true;
 }
 
 bool rt_ft_run(RtFt *ft, IrError *err)
 {
     double loss;
     ft->t_start = rt_ft_now();
+    if (ft->o.eval_at_start && ft->step == 0 && !record_eval(ft, ft->o.eval_batches, false, err))
+        return false;
     while (ft->step < ft->total) {
         if (!step(ft, &loss, err))
             return false;
         if (!ft->o.quiet)
             progress(ft, loss);
-        if ((ft->batch == 0 || ft->step == ft->total) && !after_epoch(ft, err))
+        if (!after_update(ft, err))
             return false;
     }
     if (!rt_ft_checkpoint(ft, err))

@@ -27,7 +27,11 @@
  * run that stops mid-epoch (--steps), it evaluates the loss (the mean of
  * the batch losses, as the book's calc_loss_loader) and the metric (hits /
  * total, as calc_accuracy_loader) of each split over its first
- * eval_batches batches (0: all), prints a line, and rewrites the log.
+ * eval_batches batches (0: all), prints a line, and rewrites the log.  With
+ * eval_at_start it evaluates so before the first update too (a line
+ * "start:", step -1 in the log), and with eval_every every that many updates
+ * within an epoch over eval_iter batches (chapter 7's eval_freq and
+ * eval_iter; a line "epoch E step S:").
  *
  * Files in out_dir (created):
  *   ckpt.safetensors  every param; the AdamW moments adam.m.P / adam.v.P of
@@ -127,7 +131,12 @@ typedef struct RtFtOptions {
     int64_t epochs, steps;             /* steps > 0 stops after that many updates */
     double lr, weight_decay, beta1, beta2, eps, clip;
     uint64_t seed;                     /* init of the new params, dropout */
-    int64_t eval_batches;              /* per split and evaluation; 0: all */
+    int64_t eval_batches;              /* per split and epoch-end evaluation; 0: all */
+    /* the book's chapter 7: evaluate before the first update (eval_batches
+     * batches), and every eval_every updates (0: never) over eval_iter
+     * batches per split (0: all) */
+    bool eval_at_start;
+    int64_t eval_every, eval_iter;
     const char *passes;                /* pipeline after the train passes; NULL: default */
     int threads;
     /* extra checkpoint metadata, key/value pairs: task, tokenizer, labels... */
@@ -164,7 +173,7 @@ bool rt_ft_run(RtFt *ft, IrError *err);
 /* The figures of one evaluation (NaN where a split is empty or there is
  * no metric). */
 typedef struct RtFtEval {
-    int64_t step, epoch;
+    int64_t step, epoch;   /* step: the last update's (-1: before the first) */
     double loss[RT_FT_NSPLIT], metric[RT_FT_NSPLIT];
 } RtFtEval;
 

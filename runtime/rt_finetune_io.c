@@ -94,6 +94,8 @@ static bool write_csv(RtFt *ft, IrError *err)
         return false;
     fprintf(f, "step,epoch,loss,lr,train_loss,train_acc,val_loss,val_acc,test_loss,test_acc\n");
     int h = 0;
+    for (; h < ft->nhist && ft->hist[h].step < 0; h++)   /* before the first update */
+        eval_row(f, &ft->hist[h]);
     for (int i = 0; i < ft->nup; i++) {
         const RtFtUpdate *u = &ft->up[i];
         fprintf(f, "%lld,%lld,%.6f,%.6g,,,,,,\n", (long long)u->step, (long long)u->epoch,
@@ -184,6 +186,9 @@ static char *options_json(const RtFt *ft)
     cJSON_AddNumberToObject(j, "clip", o->clip);
     cJSON_AddNumberToObject(j, "seed", (double)o->seed);
     cJSON_AddNumberToObject(j, "eval_batches", (double)o->eval_batches);
+    cJSON_AddBoolToObject(j, "eval_at_start", o->eval_at_start);
+    cJSON_AddNumberToObject(j, "eval_every", (double)o->eval_every);
+    cJSON_AddNumberToObject(j, "eval_iter", (double)o->eval_iter);
     cJSON_AddStringToObject(j, "init", o->init ? o->init->path : "");
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
