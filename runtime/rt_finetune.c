@@ -319,16 +319,24 @@ static bool eval_split(RtFt *ft, RtFtSplit s, int64_t n, double *loss, double *m
     return true;
 }
 
-bool rt_ft_evaluate(RtFt *ft, int64_t n, RtFtEval *e, IrError *err)
+/* Evaluates splits [0, nsplit) over up to n batches each; the others NaN. */
+static bool evaluate(RtFt *ft, int64_t n, int nsplit, RtFtEval *e, IrError *err)
 {
     *e = (RtFtEval){.step = ft->step - 1,
                     .epoch = ft->batch == 0 ? ft->epoch : ft->epoch + 1};
+    for (int s = 0; s < RT_FT_NSPLIT; s++)
+        e->loss[s] = e->metric[s] = NAN;
     if (!rt_exec_params_copy(ft->eval_ex, ft->eval_g, ft->train_ex, err))
         return false;
-    for (int s = 0; s < RT_FT_NSPLIT; s++)
+    for (int s = 0; s < nsplit; s++)
         if (!eval_split(ft, (RtFtSplit)s, n, &e->loss[s], &e->metric[s], err))
             return false;
     return true;
+}
+
+bool rt_ft_evaluate(RtFt *ft, int64_t n, RtFtEval *e, IrError *err)
+{
+    return evaluate(ft, n, RT_FT_NSPLIT, e, err);
 }
 
 const RtFtEval *rt_ft_history(const RtFt *ft, int *n)
@@ -436,7 +444,8 @@ static void print_eval(RtFt *ft, const RtFtEval *e, bool epoch_end)
         fprintf(ft->out, "epoch %lld:", (long long)e->epoch);
     else
         fprintf(ft->out, "epoch %lld step %lld:", (long long)e->epoch, (long long)e->step + 1);
-    for (int s = 0; s < RT_FT_NSPLIT; s++) {
+    int nsplit = e->step >= 0 && !epoch_end ? RT_FT_TEST : RT_FT_NSPLIT;
+    for (int s = 0; s < nsplit; s++) {
         fprintf(ft->out, "%s %s loss ", s ? " |" : "", rt_ft_split_name((RtFtSplit)s));
         fprintf(ft->out, isfinite(e->loss[s]) ? "%.3f" : "-", e->loss[s]);
         if (ft->o.metric.add) {
@@ -450,11 +459,14 @@ static void print_eval(RtFt *ft, const RtFtEval *e, bool epoch_end)
 
 /* ---------------------------------------------------------------- the loop */
 
-/* Evaluates over nb batches per split, records, prints and logs it. */
+/* Evaluates over nb batches per split, records, prints and logs it.  The
+ * evaluations within an epoch skip the test split, as the book's chapter 7
+ * (train and val). */
 static bool record_eval(RtFt *ft, int64_t nb, bool epoch_end, IrError *err)
 {
     RtFtEval e;
-    if (!rt_ft_evaluate(ft, nb, &e, err))
+    bool within = !epoch_end && ft->step > 0;
+    if (!evaluate(ft, nb, within ? RT_FT_TEST : RT_FT_NSPLIT, &e, err))
         return false;
     if (ft->nhist == ft->caphist) {
         ft->caphist = ft->caphist ? 2 * ft->caphist : 16;

@@ -31,7 +31,8 @@
  * eval_at_start it evaluates so before the first update too (a line
  * "start:", step -1 in the log), and with eval_every every that many updates
  * within an epoch over eval_iter batches (chapter 7's eval_freq and
- * eval_iter; a line "epoch E step S:").
+ * eval_iter; a line "epoch E step S:"; these skip the test split, as the
+ * book's train_model_simple evaluates train and val only).
  *
  * Files in out_dir (created):
  *   ckpt.safetensors  every param; the AdamW moments adam.m.P / adam.v.P of
