@@ -216,6 +216,27 @@ void rt_ft_cls_free(RtFtCls *c);
 RtFtSource rt_ft_cls_source(RtFtCls *c);
 RtFtMetric rt_ft_cls_accuracy(RtFtCls *c);
 
+/* ---------------------------------------------------------------- rt_ft_inst.c
+ * Instruction fine-tuning (the book's chapter 7) as a source: batches of an
+ * RtInstData (runtime/rt_inst_data.h) into the inputs "idx" [B, T] and
+ * "targets" [B, T] (custom_collate_fn, padded to the data's T); train
+ * batches in the order of rt_inst_order(train, shuffle, seed, epoch), the
+ * last partial one dropped; val and test in split order, all of them
+ * (padding rows: targets -100).  No metric.
+ *
+ *   RtFtInst *c = rt_ft_inst_new(&data, B, shuffle, seed);
+ *   o.source = rt_ft_inst_source(c); o.T = data.T;
+ *   ...
+ *   rt_ft_inst_free(c);       // after rt_ft_free
+ */
+struct RtInstData;
+typedef struct RtFtInst RtFtInst;
+
+/* NULL when out of memory. */
+RtFtInst *rt_ft_inst_new(const struct RtInstData *d, int64_t batch, bool shuffle, uint64_t seed);
+void rt_ft_inst_free(RtFtInst *c);
+RtFtSource rt_ft_inst_source(RtFtInst *c);
+
 /* ---------------------------------------------------------------- rt_classify.c
  * A fine-tuned classifier applied to one text at a time (`gradc classify`):
  * the model's forward with dropout off at B = 1 and T = the checkpoint's
