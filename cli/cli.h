@@ -172,6 +172,8 @@ int cmd_bench(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_finetune_instruct(int argc, char **argv);   /* cmd_finetune_inst.c */
+int cmd_respond(int argc, char **argv);
+int cmd_score(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);

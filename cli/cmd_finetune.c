@@ -39,6 +39,8 @@ static const char usage[] =
     "train (with --lora-rank, only the adapters).  After each epoch it prints the\n"
     "loss and accuracy of the train, val and test sets; it writes DIR/ckpt.safetensors,\n"
     "DIR/log.csv, DIR/curves.svg, DIR/accuracy.svg and DIR/split/{train,val,test}.tsv.\n"
+    "Instruction tuning (chapter 7) is `gradc finetune instruct`: see\n"
+    "`gradc finetune instruct --help`.\n"
     "\n";
 
 static const char tail[] =
@@ -128,7 +130,8 @@ static int check_args(const FtArgs *a)
     if (!a->task)
         return cli_usage_error("finetune", "missing the task: gradc finetune classify ...");
     if (strcmp(a->task, "classify"))
-        return cli_usage_error("finetune", "unknown task '%s' (the tasks: classify)", a->task);
+        return cli_usage_error("finetune", "unknown task '%s' (the tasks: classify, instruct)",
+                               a->task);
     if (!a->m.init)
         return cli_usage_error("finetune", "missing --init-from CKPT (the pretrained model)");
     if (!a->data == !a->train)
@@ -316,6 +319,8 @@ static int finetune(FtArgs *a)
 
 int cmd_finetune(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "instruct"))
+        return cmd_finetune_instruct(argc, argv);
     FtArgs a = {.epochs = 5, .batch = 8, .lr = 5e-5, .weight_decay = 0.1, .seed = 123};
     int r = cli_parse(&cmd_finetune_spec, argc, argv, &a);
     if (r < 0)

@@ -7,9 +7,9 @@
  * in, and streams the continuation of --prompt to stdout token by token.
  */
 #include "cli.h"
+#include "cli/ckpt_model.h"
 #include "runtime/rt_train.h"
 
-#include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,66 +82,23 @@ static int parse_args(int argc, char **argv, GenArgs *a)
 /* ---------------------------------------------------------------- the model */
 
 typedef struct Gen {
-    RtCkpt *c;
-    FeModel *model;
-    FeSet sets[CLI_MAX_SETS * 2];
-    int nsets;
-    RtTokenizer *tok;
+    CliCkptModel m;
     RtGen *gen;
 } Gen;
 
-static bool no_model(const RtCkpt *c, IrError *err)
-{
-    ir_error(err, "checkpoint '%s' holds no model file (metadata model.json)", c->path);
-    ir_error_hint(err, "generate from a checkpoint written by `gradc train`");
-    return false;
-}
-
-/* The checkpoint's --set values (model.sets, a JSON object of strings),
- * then the command line's, which win. */
-static void collect_sets(Gen *g, const GenArgs *a)
-{
-    cJSON *o = cJSON_Parse(rt_ckpt_meta_get(g->c, "model.sets") ?: "{}");
-    for (const cJSON *e = o ? o->child : NULL; e && g->nsets < CLI_MAX_SETS; e = e->next)
-        if (cJSON_IsString(e))
-            g->sets[g->nsets++] = (FeSet){strdup(e->string), strdup(e->valuestring)};
-    cJSON_Delete(o);
-    for (int i = 0; i < a->model.nsets; i++)
-        g->sets[g->nsets++] = (FeSet){strdup(a->model.sets[i].key),
-                                      strdup(a->model.sets[i].value)};
-}
-
 static bool load(Gen *g, const GenArgs *a, IrError *err)
 {
-    if (!(g->c = rt_ckpt_read(a->ckpt, err)))
+    if (!cli_ckpt_model_open(&g->m, a->ckpt, &a->model, a->bpe_dir, err))
         return false;
-    rt_ckpt_print_warnings(g->c, stderr);
-    const char *json = rt_ckpt_meta_get(g->c, "model.json");
-    if (!json)
-        return no_model(g->c, err);
-    collect_sets(g, a);
-    FeOptions fo = {g->sets, g->nsets};
-    char name[4200];   /* errors in it are the checkpoint's, not the file model.path names */
-    snprintf(name, sizeof name, "%s (metadata model.json)", a->ckpt);
-    if (!(g->model = fe_load_string(json, name, &fo, err)) ||
-        !(g->tok = rt_ckpt_tokenizer(g->c, g->model->graph, a->bpe_dir, err)))
-        return false;
-    double ctx;
-    int64_t window = fe_config(g->model, "context_length", &ctx) ? (int64_t)ctx : 256;
     RtExecOptions eo = {.nthreads = (int)a->threads};
-    g->gen = rt_gen_new(g->model->graph, window, !a->no_kv, &eo, err);
-    return g->gen && rt_gen_params_from_ckpt(g->gen, g->c, err);
+    g->gen = rt_gen_new(g->m.model->graph, g->m.window, !a->no_kv, &eo, err);
+    return g->gen && rt_gen_params_from_ckpt(g->gen, g->m.c, err);
 }
 
 static void unload(Gen *g)
 {
     rt_gen_free(g->gen);
-    rt_tokenizer_free(g->tok);
-    if (g->model)
-        fe_model_free(g->model);
-    rt_ckpt_free(g->c);
-    for (int i = 0; i < g->nsets; i++)
-        free((char *)g->sets[i].key), free((char *)g->sets[i].value);
+    cli_ckpt_model_close(&g->m);
 }
 
 /* ---------------------------------------------------------------- output */
@@ -170,7 +127,7 @@ static bool generate(Gen *g, const GenArgs *a, IrError *err)
 {
     int32_t *ids, *out = NULL;
     size_t n, nout = 0;
-    if (!rt_tokenizer_encode(g->tok, a->prompt, strlen(a->prompt), true, &ids, &n, err))
+    if (!rt_tokenizer_encode(g->m.tok, a->prompt, strlen(a->prompt), true, &ids, &n, err))
         return false;
     if (n == 0) {
         free(ids);
@@ -180,8 +137,8 @@ static bool generate(Gen *g, const GenArgs *a, IrError *err)
     }
     RtSampler s;
     rt_sampler_init(&s, a->temperature, (int)a->top_k, (uint64_t)a->seed);
-    Stream st = {g->tok, rt_tokenizer_eot(g->tok)};
-    RtGenOptions go = {(int)a->max_new, st.eot, print_token, &st};
+    Stream st = {g->m.tok, rt_tokenizer_eot(g->m.tok)};
+    RtGenOptions go = {(int)a->max_new, st.eot, print_token, &st, NULL};
     fputs(a->prompt, stdout);
     double t0 = cli_now_ms();
     bool ok = rt_gen_run(g->gen, &s, ids, n, &go, &out, &nout, err);

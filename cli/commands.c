@@ -20,6 +20,7 @@ extern const CliSpec cmd_plan_spec;
 extern const CliSpec cmd_plot_spec;
 extern const CliSpec cmd_import_gpt2_spec, cmd_export_gpt2_spec;
 extern const CliSpec cmd_finetune_spec, cmd_classify_spec;
+extern const CliSpec cmd_respond_spec, cmd_score_spec;
 
 const CliCommand cli_commands[] = {
     {"check", "verify a model; print params, FLOPs/token and memory", &cmd_check_spec, cmd_check,
@@ -39,10 +40,14 @@ const CliCommand cli_commands[] = {
      true},
     {"train", "pretrain a model on a text file: progress, val loss, checkpoints, plot",
      &cmd_train_spec, cmd_train, true},
-    {"finetune", "fine-tune a pretrained GPT: classify (text classification, LoRA)",
+    {"finetune", "fine-tune a pretrained GPT: classify (texts), instruct (instructions); LoRA",
      &cmd_finetune_spec, cmd_finetune, true},
     {"classify", "the label of each text, by a model of finetune classify",
      &cmd_classify_spec, cmd_classify, true},
+    {"respond", "a model's response to each entry of an instruction file",
+     &cmd_respond_spec, cmd_respond, true},
+    {"score", "exact match, token F1 and reference loss of a responses file",
+     &cmd_score_spec, cmd_score, true},
     {"generate", "sample text from a checkpoint (greedy, temperature, top-k)",
      &cmd_generate_spec, cmd_generate, true},
     {"tokenize", "text to GPT-2 BPE or char token ids, and back", &cmd_tokenize_spec,

@@ -354,7 +354,7 @@ bool rt_gen_run(RtGen *gen, RtSampler *s, const int32_t *prompt, size_t n,
         seq[len++] = id;
         if (o->on_token)
             o->on_token(o->ctx, id);
-        if (id == o->stop_id || k + 1 == o->max_new)
+        if (id == o->stop_id || k + 1 == o->max_new || (o->stop && o->stop(o->ctx)))
             break;
         kv = kv && (int64_t)len <= gen->window;
         l = kv ? decode_step(gen, id, (int32_t)len - 1, err) : full_logits(gen, seq, len, err);

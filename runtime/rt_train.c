@@ -707,7 +707,7 @@ static bool sample(RtTrain *t, IrError *err)
     size_t n, nout;
     RtSampler s;
     rt_sampler_init(&s, 0, 0, t->o.seed);
-    RtGenOptions go = {t->o.sample_tokens, rt_tokenizer_eot(t->tok), NULL, NULL};
+    RtGenOptions go = {t->o.sample_tokens, rt_tokenizer_eot(t->tok), NULL, NULL, NULL};
     if (!rt_tokenizer_encode(t->tok, t->o.prompt, strlen(t->o.prompt), true, &ids, &n, err))
         return false;
     if (n == 0) {

@@ -85,6 +85,8 @@ typedef struct RtGenOptions {
     /* called with every new token as it is chosen (may be NULL) */
     void (*on_token)(void *ctx, int32_t id);
     void *ctx;
+    /* after on_token: true stops generation there (may be NULL) */
+    bool (*stop)(void *ctx);
 } RtGenOptions;
 
 typedef struct RtGen RtGen;

@@ -152,7 +152,7 @@ static size_t gen_tokens(RtGen *g, int max_new, double temp, uint64_t seed, int3
     size_t n = 0;
     RtSampler s;
     rt_sampler_init(&s, temp, 5, seed);
-    RtGenOptions go = {max_new, -1, NULL, NULL};
+    RtGenOptions go = {max_new, -1, NULL, NULL, NULL};
     IrError err = {0};
     CHECK(rt_gen_run(g, &s, prompt, 3, &go, &o, &n, &err));
     memcpy(out, o, n * sizeof *o);
