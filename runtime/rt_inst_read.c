@@ -190,7 +190,7 @@ static int64_t element_starts(const char *s, size_t len, size_t start, size_t **
     for (size_t i = start; at && i < len && (i == start || depth > 0); i++) {
         char c = s[i];
         if (str) {
-            i += c == '\';
+            i += c == '\\';
             str = c != '"';
             continue;
         }
@@ -216,6 +216,10 @@ static bool parse_array(Scan *sc, size_t start)
     cJSON *root = parse_json(sc, start, sc->len);
     if (!root)
         return false;
+    if (cJSON_IsArray(root) && !root->child) {   /* [] : the caller says it is empty */
+        cJSON_Delete(root);
+        return true;
+    }
     size_t *at = NULL;
     int64_t n = element_starts(sc->s, sc->len, start, &at);
     bool ok = n == cJSON_GetArraySize(root);
