@@ -183,7 +183,8 @@ static double width_use(const RtInstData *d, int64_t B)
     int64_t n = d->train.n / B, sum = 0, width;
     if (n == 0 || d->T == 0)
         return 1;
-    int32_t *x = malloc(sizeof *x * (size_t)(B * d->T)), *y = malloc(sizeof *y * (size_t)(B * d->T));
+    size_t bytes = sizeof(int32_t) * (size_t)(B * d->T);
+    int32_t *x = malloc(bytes), *y = malloc(bytes);
     for (int64_t b = 0; b < n; b++) {
         rt_inst_fill(d, &d->train, NULL, b * B, B, x, y, &width);
         sum += width;

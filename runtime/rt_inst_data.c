@@ -288,7 +288,8 @@ static void dump_rows(FILE *f, const char *key, const int32_t *v, int64_t rows, 
 
 int64_t rt_inst_dump_batches(FILE *f, const RtInstData *d, int64_t B, int64_t nbatches)
 {
-    int32_t *x = malloc(sizeof *x * (size_t)(B * d->T)), *y = malloc(sizeof *y * (size_t)(B * d->T));
+    size_t bytes = sizeof(int32_t) * (size_t)(B * d->T);
+    int32_t *x = malloc(bytes), *y = malloc(bytes);
     int64_t b = 0;
     for (; x && y && b < nbatches && (b + 1) * B <= d->train.n; b++) {
         int64_t w;
