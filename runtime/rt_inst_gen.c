@@ -104,7 +104,9 @@ static bool respond_one(RtGen *gen, RtTokenizer *tok, const RtInstEntry *e,
     bool ok = rt_tokenizer_encode(tok, prompt, strlen(prompt), false, &ids, &n, err);
     free(prompt);
     Collect c = {tok, o->style, rt_tokenizer_eot(tok), calloc(1, 1), 0, 1};
-    RtGenOptions go = {o->max_new, c.eot, on_token, &c, stop};
+    int64_t room = rt_gen_window(gen) - (int64_t)n;   /* the answer fits the context */
+    int max_new = room < o->max_new ? (int)(room > 1 ? room : 1) : o->max_new;
+    RtGenOptions go = {max_new, c.eot, on_token, &c, stop};
     ok = ok && rt_gen_run(gen, s, ids, n, &go, &out, &nout, err);
     if (ok)
         *response = rt_inst_extract(c.text, c.len, o->style);

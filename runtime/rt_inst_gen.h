@@ -5,7 +5,10 @@
  * Responses, as the book's chapter 7: the prompt is the entry's prompt
  * (rt_inst_prompt, without the response text); the model continues it
  * (greedy by default, else temperature and top-k, rt_sampler_pick) until
- * <|endoftext|>, max_new tokens, or a stop marker in the new text after
+ * <|endoftext|>, max_new tokens, the end of the model's context (prompt and
+ * response together fit the window: the KV cache serves every token, and
+ * the model never reads a response whose start has slid out of view; the
+ * book's generate() crops the context instead), or a stop marker in the new text after
  * its response marker: the next "###" (alpaca) or "<|user|>" (phi3), so a
  * model that goes on with a new instruction stops there.  The response is
  * the new text with every response marker ("### Response:" or

@@ -285,6 +285,11 @@ void rt_gen_free(RtGen *gen)
     free(gen);
 }
 
+int64_t rt_gen_window(const RtGen *gen)
+{
+    return gen->window;
+}
+
 bool rt_gen_has_kv(const RtGen *gen)
 {
     return gen->dec_ex != NULL;

@@ -100,6 +100,8 @@ typedef struct RtGen RtGen;
 RtGen *rt_gen_new(const IrGraph *model, int64_t window, bool kv, const RtExecOptions *eo,
                   IrError *err);
 void rt_gen_free(RtGen *gen);
+/* The window it was built for. */
+int64_t rt_gen_window(const RtGen *gen);
 /* True when the KV-cached decode step is in use (the model had the
  * attention pattern it needs; see rt_sample.c). */
 bool rt_gen_has_kv(const RtGen *gen);
