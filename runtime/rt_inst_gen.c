@@ -89,10 +89,14 @@ static void on_token(void *ctx, int32_t id)
     free(t);
 }
 
+/* Only once the response marker is complete: the marker itself starts
+ * with the alpaca stop marker "###". */
 static bool stop(void *ctx)
 {
     const Collect *c = ctx;
-    return c->len && stop_at(c->text, c->len, c->style) < c->len;
+    const char *m = rt_inst_response_marker(c->style);
+    return c->len && memmem(c->text, c->len, m, strlen(m)) &&
+           stop_at(c->text, c->len, c->style) < c->len;
 }
 
 static bool respond_one(RtGen *gen, RtTokenizer *tok, const RtInstEntry *e,

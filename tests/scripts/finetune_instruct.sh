@@ -5,7 +5,7 @@
 #   learns      the val loss of the last evaluation is below 70% of the one
 #               before the first update ("start:"), and log.csv has that
 #               start row (step -1), one row per update and the evaluations;
-#   schedule    --eval-every 2 evaluates after updates 2, 6, ... (train and
+#   schedule    --eval-every 3 evaluates after updates 3, 6, 9, ... (train and
 #               val only), the epoch ends evaluate every split;
 #   LoRA        --lora-rank: only the adapters train and have AdamW moments,
 #               every base param stays bit for bit (numpy on the files);
@@ -15,7 +15,8 @@
 #               --prompt-style phi3 and --mask-prompt change the batches as
 #               the book's formats say (the prompt's targets are -100);
 #   responses   instruction-data-with-response.json holds the test entries,
-#               their keys in order, plus a string model_response each;
+#               their keys in order, plus a string model_response each, in
+#               the learnt format (words of the set, no marker, no prompt);
 #   bad input   an entry without instruction or output, a non-string field,
 #               an entry longer than --max-len (refused, then accepted with
 #               --truncate), an empty file, a syntax error: exit 1 and a
@@ -64,17 +65,17 @@ $PY -c "import json; print(' '.join(e['instruction'] + ' ' + e['output'] for e i
 ft() { "$GRADC" finetune instruct --init-from pre/ckpt.safetensors --bpe-dir "$BPE" "$@"; }
 
 # ---------------------------------------------------------------- learns, schedule
-ft --data tiny.json --epochs 6 --lr 5e-3 --eval-every 2 --max-new 8 --out full >full.log 2>&1
-check "finetune instruct runs" grep -q "^done: 24 updates" full.log
+ft --data tiny.json --epochs 12 --lr 1e-2 --eval-every 3 --max-new 12 --out full >full.log 2>&1
+check "finetune instruct runs" grep -q "^done: 48 updates" full.log
 grep -E "^(data|  |trainable|train step|start|epoch [0-9]+:)" full.log
-read -r v0 v1 < <(awk '/^start:/ {a = $8} /^epoch 6:/ {b = $9} END {print a, b}' full.log)
+read -r v0 v1 < <(awk '/^start:/ {a = $8} /^epoch 12:/ {b = $9} END {print a, b}' full.log)
 check "the val loss falls by 30% ($v0 -> $v1)" awk -v a="$v0" -v b="$v1" 'BEGIN {exit !(b < 0.7 * a)}'
-check "an evaluation after update 2, train and val only" \
-    grep -qE "^epoch 1 step 2: train loss [0-9.]+ \| val loss [0-9.]+$" full.log
-check "no evaluation after update 3" bash -c "! grep -q '^epoch 1 step 3:' full.log"
+check "an evaluation after update 3, train and val only" \
+    grep -qE "^epoch 1 step 3: train loss [0-9.]+ \| val loss [0-9.]+$" full.log
+check "no evaluation after update 2" bash -c "! grep -q '^epoch 1 step 2:' full.log"
 check "log.csv: the start row, step -1" grep -q "^-1,0,," full/log.csv
-check "log.csv: 24 update rows" \
-    test "$(awk -F, 'NR > 1 && $3 != ""' full/log.csv | wc -l)" -eq 24
+check "log.csv: 48 update rows" \
+    test "$(awk -F, 'NR > 1 && $3 != ""' full/log.csv | wc -l)" -eq 48
 
 # ---------------------------------------------------------------- responses
 R=full/instruction-data-with-response.json
@@ -88,6 +89,11 @@ for r, e in zip(resp, test):
     assert list(r) == list(e) + ["model_response"], list(r)
     assert all(r[k] == e[k] for k in e)
     assert isinstance(r["model_response"], str)
+# the format is learnt: each response is one to three of the set's words, nothing else
+# (an empty response here was a stop at the response marker's own "###")
+words = {"apple", "river", "stone", "cloud", "green", "seven", "table", "music"}
+said = [r["model_response"].split() for r in resp]
+assert all(1 <= len(w) <= 3 and set(w) <= words for w in said), said
 print("responses ok")
 PY
 check "the responses file: the test entries + model_response" grep -q "responses ok" resp.out
