@@ -196,7 +196,7 @@ static int64_t element_starts(const char *s, size_t len, size_t start, size_t **
         }
         if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
             continue;
-        if (depth == 1 && expect) {
+        if (depth == 1 && expect && c != ']') {
             if ((size_t)n == cap)
                 at = realloc(at, (cap *= 2) * sizeof *at);
             if (at)
